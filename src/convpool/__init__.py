@@ -1,0 +1,23 @@
+"""convpool: fast 2-D convolution and pooling on NumPy arrays.
+
+Compiled (Cython + C) kernels parallel over the CPU cores with OpenMP, a
+plain-NumPy reference of each (:mod:`convpool.reference`), and thin Keras-style
+layers.  See README.md.
+"""
+
+from . import reference
+from ._config import show_config
+from ._threads import get_num_threads, set_num_threads
+from .functional import avg_pool2d, conv2d, max_pool2d
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "reference",
+    "set_num_threads",
+    "get_num_threads",
+    "show_config",
+]

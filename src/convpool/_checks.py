@@ -1,0 +1,259 @@
+"""Argument checks shared by the fast functions and the reference.
+
+Everything here runs before any kernel: it either returns normalised values or
+raises a ValueError / TypeError that names the argument and the shapes
+received.  It never modifies its inputs.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+__all__ = [
+    "DATA_FORMATS",
+    "as_array",
+    "check_data_format",
+    "check_out",
+    "compute_dtype",
+    "cast_weights",
+    "check_rank4",
+    "positive_int",
+]
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def check_data_format(data_format) -> str:
+    """Return ``data_format`` if it is 'channels_last' or 'channels_first'."""
+    if data_format is None:
+        return "channels_last"
+    if not isinstance(data_format, str) or data_format.lower() not in DATA_FORMATS:
+        raise ValueError(
+            f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}"
+        )
+    return data_format.lower()
+
+
+def positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """``value`` as an int >= minimum, else TypeError / ValueError naming ``name``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got the bool {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {value!r}") from None
+    if value < minimum:
+        word = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name} must be {word}, got {value}")
+    return value
+
+
+def as_array(value, name: str) -> np.ndarray:
+    """``np.asarray(value)``, with a TypeError naming ``name`` for non-arrays."""
+    if value is None:
+        raise TypeError(f"{name} must be an array, got None")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} could not be read as an array: {err}") from None
+    return arr
+
+
+def compute_dtype(x: np.ndarray, name: str = "x") -> np.dtype:
+    """The dtype a call on ``x`` computes in: float32 or float64.
+
+    float32 and float64 stay as they are; integers, bools and float16 are
+    computed in float32; anything else is a TypeError naming the dtype.
+    """
+    kind = x.dtype.kind
+    if x.dtype == np.float64:
+        return np.dtype(np.float64)
+    if x.dtype == np.float32 or x.dtype == np.float16 or kind in "biu":
+        return np.dtype(np.float32)
+    raise TypeError(
+        f"{name} has dtype {x.dtype}, which convpool does not support: use float32 or "
+        f"float64 (integer, bool and float16 inputs are computed in float32)"
+    )
+
+
+def cast_weights(w: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+    """Weights in the compute ``dtype``: ints and bools are converted, another float is a TypeError."""
+    kind = w.dtype.kind
+    if w.dtype == dtype:
+        return w
+    if kind in "biu":
+        return w.astype(dtype)
+    if kind == "f":
+        raise TypeError(
+            f"{name} has dtype {w.dtype} but the input is computed in {dtype}: "
+            f"cast one of them so the dtypes match"
+        )
+    raise TypeError(f"{name} has dtype {w.dtype}, which convpool does not support")
+
+
+def check_rank4(x: np.ndarray, name: str, data_format: str) -> None:
+    """Raise ValueError unless ``x`` is 4-D."""
+    if x.ndim != 4:
+        layout = "(N, H, W, C)" if data_format == "channels_last" else "(N, C, H, W)"
+        raise ValueError(
+            f"{name} must be 4-D {layout} for data_format={data_format!r}, "
+            f"got shape {x.shape}"
+        )
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=10_000))
+    except np.exceptions.TooHardError:
+        return True  # cannot prove they are disjoint: treat as overlapping
+
+
+def check_out(out, shape: tuple, dtype: np.dtype, inputs: dict) -> np.ndarray | None:
+    """Validate an ``out=`` array: exact shape and dtype, C-contiguous, writeable, no overlap."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype} but the result has dtype {dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out has shape {out.shape} but the result has shape {tuple(shape)}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous, got strides {out.strides} for shape {out.shape}")
+    if not out.flags.writeable:
+        raise ValueError(f"out of shape {out.shape} is read-only")
+    for name, arr in inputs.items():
+        if isinstance(arr, np.ndarray) and _overlaps(out, arr):
+            raise ValueError(
+                f"out (shape {out.shape}) shares memory with {name} (shape {arr.shape}); "
+                f"pass a separate array"
+            )
+    return out
+
+
+class ConvCall:
+    """A conv2d call with every argument checked and normalised.
+
+    Attributes
+    ----------
+    x : ndarray
+        The input as given (any layout, any supported dtype; not yet copied).
+    kernel : ndarray of shape (KH, KW, C_in // groups, C_out)
+        In the compute dtype.
+    bias : ndarray of shape (C_out,) or None
+        In the compute dtype.
+    dtype : numpy.dtype
+        float32 or float64.
+    data_format : str
+    groups : int
+    win : Window2D
+    nhwc_shape : tuple
+        Output shape in NHWC.
+    out_shape : tuple
+        Output shape in ``data_format``.
+    """
+
+    def __init__(self, x, kernel, bias, strides, padding, dilation_rate, groups, data_format):
+        from ._shapes import window_2d
+
+        self.data_format = check_data_format(data_format)
+        x = as_array(x, "x")
+        self.dtype = compute_dtype(x, "x")
+        check_rank4(x, "x", self.data_format)
+        kernel = as_array(kernel, "kernel")
+        if kernel.ndim != 4:
+            raise ValueError(
+                f"kernel must be 4-D (kernel_h, kernel_w, C_in // groups, C_out), "
+                f"got shape {kernel.shape}"
+            )
+        kernel = cast_weights(kernel, "kernel", self.dtype)
+        self.groups = positive_int(groups, "groups")
+        n, h, w, c = to_nhwc_shape(x.shape, self.data_format)
+        kh, kw, cg, oc = kernel.shape
+        shapes = f"x shape {x.shape} ({self.data_format}), kernel shape {kernel.shape}"
+        if c % self.groups or oc % self.groups:
+            raise ValueError(
+                f"groups={self.groups} must divide both the input channels ({c}) and "
+                f"the kernel's output channels ({oc}); {shapes}"
+            )
+        if cg * self.groups != c:
+            raise ValueError(
+                f"kernel expects {cg} input channels per group but x has {c} channels "
+                f"in {self.groups} group(s), i.e. {c // self.groups} per group; {shapes}"
+            )
+        if kh < 1 or kw < 1:
+            raise ValueError(f"kernel must have at least one tap per axis; {shapes}")
+        if bias is not None:
+            bias = as_array(bias, "bias")
+            if bias.shape != (oc,):
+                raise ValueError(
+                    f"bias must have shape (C_out,) = ({oc},), got {bias.shape}; {shapes}"
+                )
+            bias = cast_weights(bias, "bias", self.dtype)
+        self.win = window_2d(
+            (h, w), (kh, kw), strides, padding, dilation_rate,
+            window_name="kernel size", context=shapes,
+        )
+        self.x, self.kernel, self.bias = x, kernel, bias
+        self.nhwc_shape = (n, self.win.oh, self.win.ow, oc)
+        self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)
+
+
+class PoolCall:
+    """A max_pool2d / avg_pool2d call with every argument checked and normalised.
+
+    Attributes
+    ----------
+    x : ndarray
+        The input as given.
+    dtype, data_format, win, nhwc_shape, out_shape :
+        As in :class:`ConvCall`.
+    """
+
+    def __init__(self, x, pool_size, strides, padding, data_format):
+        from ._shapes import as_pair, window_2d
+
+        self.data_format = check_data_format(data_format)
+        x = as_array(x, "x")
+        self.dtype = compute_dtype(x, "x")
+        check_rank4(x, "x", self.data_format)
+        ph, pw = as_pair(pool_size, "pool_size")
+        if strides is None:
+            strides = (ph, pw)
+        n, h, w, c = to_nhwc_shape(x.shape, self.data_format)
+        self.win = window_2d(
+            (h, w), (ph, pw), strides, padding, 1,
+            window_name="pool_size",
+            context=f"x shape {x.shape} ({self.data_format})",
+            max_pad=(ph - 1, pw - 1),
+        )
+        self.x = x
+        self.nhwc_shape = (n, self.win.oh, self.win.ow, c)
+        self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)
+
+
+def to_nhwc_shape(shape: tuple, data_format: str) -> tuple:
+    """(N, H, W, C) from a shape in ``data_format``."""
+    if data_format == "channels_first":
+        n, c, h, w = shape
+        return (n, h, w, c)
+    return tuple(shape)
+
+
+def from_nhwc_shape(shape: tuple, data_format: str) -> tuple:
+    """A shape in ``data_format`` from (N, H, W, C)."""
+    if data_format == "channels_first":
+        n, h, w, c = shape
+        return (n, c, h, w)
+    return tuple(shape)
+
+
+def to_nhwc(x: np.ndarray, data_format: str, dtype: np.dtype) -> np.ndarray:
+    """``x`` as a C-contiguous NHWC array of ``dtype``; a copy only when needed."""
+    if data_format == "channels_first":
+        x = x.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(x, dtype=dtype)

@@ -1,0 +1,78 @@
+"""Build and run-time configuration: which SIMD variant runs, OpenMP, threads.
+
+At import, the best variant this CPU supports is selected, unless the
+environment variable ``CONVPOOL_DISPATCH`` names one (``baseline`` forces the
+portable path; ``avx2`` requires AVX2+FMA).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import sysconfig
+
+from ._kernels import _core
+
+__all__ = ["show_config", "config"]
+
+_PREFERENCE = ("avx2", "baseline")
+
+
+def _select_isa() -> str:
+    wanted = os.environ.get("CONVPOOL_DISPATCH", "").strip().lower()
+    if wanted:
+        if wanted not in _PREFERENCE:
+            raise ImportError(
+                f"CONVPOOL_DISPATCH={wanted!r} is not one of {', '.join(_PREFERENCE)}"
+            )
+        if not (_core.isa_compiled(wanted) and _core.isa_supported(wanted)):
+            raise ImportError(
+                f"CONVPOOL_DISPATCH={wanted!r}, but this build or CPU cannot run it"
+            )
+        _core.isa_select(wanted)
+        return wanted
+    for name in _PREFERENCE:
+        if _core.isa_compiled(name) and _core.isa_supported(name):
+            _core.isa_select(name)
+            return name
+    raise AssertionError("the baseline variant is always available")
+
+
+SELECTED_ISA = _select_isa()
+
+
+def config() -> dict:
+    """The build and run-time configuration as a dict (see :func:`show_config`)."""
+    from ._threads import get_num_threads
+
+    return {
+        "convpool": sys.modules["convpool"].__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "compiler": sysconfig.get_config_var("CC") or "unknown",
+        "openmp": _core.openmp_enabled(),
+        "openmp_version": _core.openmp_version(),
+        "simd_compiled": [n for n in _PREFERENCE[::-1] if _core.isa_compiled(n)],
+        "simd_supported": [n for n in _PREFERENCE[::-1] if _core.isa_supported(n)],
+        "simd_selected": _core.isa_selected(),
+        "num_threads": get_num_threads(),
+    }
+
+
+def show_config() -> dict:
+    """Print and return the build and run-time configuration.
+
+    Returns
+    -------
+    dict
+        Compiler, OpenMP (on/off and version), SIMD variants compiled,
+        supported by this CPU and selected, and the thread count.
+    """
+    cfg = config()
+    width = max(len(k) for k in cfg)
+    for key, value in cfg.items():
+        if isinstance(value, list):
+            value = ", ".join(value) or "-"
+        print(f"{key:<{width}}  {value}")
+    return cfg

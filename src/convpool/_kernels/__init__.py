@@ -1,0 +1,1 @@
+"""Compiled kernels of convpool (private): see _core.pyx and cp_kernels.h."""

@@ -1,0 +1,228 @@
+# cython: language_level=3
+"""Compiled core of convpool: the OpenMP loops around the C kernels.
+
+Private.  Every function here trusts its arguments: shapes agree, sizes are
+positive, geometry is valid, arrays are C-contiguous NHWC and ``y`` does not
+overlap the inputs.  ``convpool.functional`` checks all of that first.
+
+Each call allocates everything it needs (packed weights, one scratch block per
+thread) *before* the parallel loop, so an allocation failure raises
+MemoryError with nothing written; then it releases the GIL and runs one
+``prange`` over independent units of work (pixel tiles for conv, output rows
+for pooling) with a static schedule.
+"""
+
+cimport cython
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.stdint cimport int64_t
+
+cdef extern from "cp_kernels.h" nogil:
+    ctypedef struct cp_conv_geom:
+        int64_t n, h, w, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl
+        int64_t groups, cg, ocg, k, panels, tile
+
+    ctypedef struct cp_pool_geom:
+        int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
+        int64_t count_include_pad, tile
+
+    int CP_NR_F32, CP_NR_F64, CP_ALIGN
+    int CP_ISA_BASELINE, CP_ISA_AVX2
+
+    void *cp_aligned_alloc(size_t nbytes)
+    void cp_aligned_free(void *p)
+
+    int cp_isa_supported(int isa)
+    int cp_isa_compiled(int isa)
+    void cp_isa_select(int isa)
+    int cp_isa_selected()
+    const char *cp_isa_name(int isa)
+
+    void cp_conv_plan(cp_conv_geom *g, int64_t itemsize)
+    int64_t cp_conv_tiles(const cp_conv_geom *g)
+    int64_t cp_conv_scratch_elems(const cp_conv_geom *g)
+    int64_t cp_conv_packed_elems(const cp_conv_geom *g, int64_t nr)
+    void cp_conv_pack_f32(const cp_conv_geom *g, const float *kernel, float *packed)
+    void cp_conv_pack_f64(const cp_conv_geom *g, const double *kernel, double *packed)
+    void cp_conv2d_nhwc_tile_f32(const cp_conv_geom *g, const float *x, const float *packed,
+                                 const float *bias, float *y, int64_t tile, float *scratch)
+    void cp_conv2d_nhwc_tile_f64(const cp_conv_geom *g, const double *x, const double *packed,
+                                 const double *bias, double *y, int64_t tile, double *scratch)
+
+    void cp_pool_plan(cp_pool_geom *g)
+    int64_t cp_pool_scratch_elems(const cp_pool_geom *g)
+    void cp_maxpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y,
+                                   int64_t row, float *scratch)
+    void cp_maxpool2d_nhwc_row_f64(const cp_pool_geom *g, const double *x, double *y,
+                                   int64_t row, double *scratch)
+    void cp_avgpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y,
+                                   int64_t row, float *scratch)
+    void cp_avgpool2d_nhwc_row_f64(const cp_pool_geom *g, const double *x, double *y,
+                                   int64_t row, double *scratch)
+
+# OpenMP without `cimport openmp`, so a build without OpenMP still compiles.
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define CP_OPENMP_ENABLED 1
+    #define CP_OPENMP_VERSION _OPENMP
+    #else
+    #define CP_OPENMP_ENABLED 0
+    #define CP_OPENMP_VERSION 0
+    static int omp_get_max_threads(void) { return 1; }
+    #endif
+    """
+    int CP_OPENMP_ENABLED
+    int CP_OPENMP_VERSION
+    int omp_get_max_threads() nogil
+
+# Below this many multiply-adds a call runs on one thread: starting the team
+# costs more than it saves.
+cdef double SERIAL_WORK = 32768.0
+
+ISA_NAMES = {"baseline": CP_ISA_BASELINE, "avx2": CP_ISA_AVX2}
+
+
+def openmp_enabled():
+    """True if the extension was compiled with OpenMP."""
+    return bool(CP_OPENMP_ENABLED)
+
+
+def openmp_version():
+    """The ``_OPENMP`` date macro the extension was compiled with (0 without OpenMP)."""
+    return CP_OPENMP_VERSION
+
+
+def omp_max_threads():
+    """``omp_get_max_threads()`` in the calling thread (1 without OpenMP)."""
+    return omp_get_max_threads()
+
+
+def isa_supported(str name):
+    """Can this CPU run the variant ``name``?"""
+    return bool(cp_isa_supported(ISA_NAMES[name]))
+
+
+def isa_compiled(str name):
+    """Was the variant ``name`` compiled into this build?"""
+    return bool(cp_isa_compiled(ISA_NAMES[name]))
+
+
+def isa_select(str name):
+    """Use the variant ``name`` from now on (the caller checked it is usable)."""
+    cp_isa_select(ISA_NAMES[name])
+
+
+def isa_selected():
+    """Name of the variant in use."""
+    return cp_isa_name(cp_isa_selected()).decode()
+
+
+cdef inline int _team_size(int n_threads, int64_t units, double work) noexcept:
+    if work < SERIAL_WORK or units < 2:
+        return 1
+    if n_threads > units:
+        return <int>units
+    return n_threads if n_threads > 0 else 1
+
+
+cdef void *_alloc_or_raise(size_t nbytes, str what) except NULL:
+    cdef void *p = cp_aligned_alloc(nbytes)
+    if p == NULL:
+        raise MemoryError(f"convpool could not allocate {nbytes} bytes for {what}")
+    return p
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def conv2d_nhwc(const floating[:, :, :, ::1] x,
+                const floating[:, :, :, ::1] kernel,
+                const floating[::1] bias,
+                floating[:, :, :, ::1] y,
+                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int n_threads):
+    """y = conv2d(x, kernel) + bias, NHWC; every size > 0 (see the module docstring).
+
+    x (N, H, W, C), kernel (KH, KW, C // groups, OC), bias (OC,) or None,
+    y (N, OH, OW, OC): OUT.
+    """
+    cdef cp_conv_geom g
+    g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    g.kh, g.kw, g.oc = kernel.shape[0], kernel.shape[1], kernel.shape[3]
+    g.oh, g.ow = y.shape[1], y.shape[2]
+    g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.groups = sh, sw, dh, dw, pt, pl, groups
+    cp_conv_plan(&g, sizeof(floating))
+
+    cdef int64_t nr = CP_NR_F32 if floating is float else CP_NR_F64
+    cdef int64_t tiles = cp_conv_tiles(&g)
+    cdef int nt = _team_size(n_threads, tiles, <double>g.n * g.oh * g.ow * g.k * g.oc)
+    # Per-thread scratch, rounded to whole cache lines so threads never share one.
+    cdef int64_t stride = (cp_conv_scratch_elems(&g) * sizeof(floating) + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
+    cdef floating *packed = <floating *> _alloc_or_raise(
+        cp_conv_packed_elems(&g, nr) * sizeof(floating), "packed weights")
+    cdef char *scratch = <char *> cp_aligned_alloc(nt * stride)
+    if scratch == NULL:
+        cp_aligned_free(packed)
+        raise MemoryError(f"convpool could not allocate {nt * stride} bytes of im2col scratch")
+
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef const floating *bp = NULL if bias is None else &bias[0]
+    cdef floating *yp = &y[0, 0, 0, 0]
+    cdef int64_t t
+    try:
+        if floating is float:
+            cp_conv_pack_f32(&g, &kernel[0, 0, 0, 0], packed)
+        else:
+            cp_conv_pack_f64(&g, &kernel[0, 0, 0, 0], packed)
+        for t in prange(tiles, nogil=True, schedule="static", num_threads=nt):
+            if floating is float:
+                cp_conv2d_nhwc_tile_f32(&g, xp, packed, bp, yp, t,
+                                        <float *> (scratch + threadid() * stride))
+            else:
+                cp_conv2d_nhwc_tile_f64(&g, xp, packed, bp, yp, t,
+                                        <double *> (scratch + threadid() * stride))
+    finally:
+        cp_aligned_free(scratch)
+        cp_aligned_free(packed)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def pool2d_nhwc(const floating[:, :, :, ::1] x,
+                floating[:, :, :, ::1] y,
+                bint is_max,
+                Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                Py_ssize_t pt, Py_ssize_t pl, bint count_include_pad, int n_threads):
+    """Max (``is_max``) or average pooling, NHWC; every size > 0.
+
+    x (N, H, W, C), y (N, OH, OW, C): OUT.
+    """
+    cdef cp_pool_geom g
+    g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    g.oh, g.ow = y.shape[1], y.shape[2]
+    g.kh, g.kw, g.sh, g.sw, g.pt, g.pl = kh, kw, sh, sw, pt, pl
+    g.count_include_pad = count_include_pad
+    cp_pool_plan(&g)
+
+    cdef int64_t rows = g.n * g.oh
+    cdef int nt = _team_size(n_threads, rows, <double>g.n * g.oh * g.ow * g.c * g.kh * g.kw)
+    cdef int64_t stride = (cp_pool_scratch_elems(&g) * sizeof(floating) + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
+    cdef char *scratch = <char *> _alloc_or_raise(nt * stride, "pooling scratch")
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef floating *yp = &y[0, 0, 0, 0]
+    cdef int64_t r
+    try:
+        for r in prange(rows, nogil=True, schedule="static", num_threads=nt):
+            if floating is float:
+                if is_max:
+                    cp_maxpool2d_nhwc_row_f32(&g, xp, yp, r, <float *> (scratch + threadid() * stride))
+                else:
+                    cp_avgpool2d_nhwc_row_f32(&g, xp, yp, r, <float *> (scratch + threadid() * stride))
+            else:
+                if is_max:
+                    cp_maxpool2d_nhwc_row_f64(&g, xp, yp, r, <double *> (scratch + threadid() * stride))
+                else:
+                    cp_avgpool2d_nhwc_row_f64(&g, xp, yp, r, <double *> (scratch + threadid() * stride))
+    finally:
+        cp_aligned_free(scratch)

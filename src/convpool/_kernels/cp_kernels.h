@@ -1,0 +1,110 @@
+/*
+ * convpool compute kernels: the C side of convpool._kernels._core.
+ *
+ * Everything here computes on explicit 64-bit integers: padding is already
+ * (top, left) offsets, strides and dilation are >= 1, output sizes are known
+ * and valid.  Validation and normalisation happen in Python (functional.py,
+ * _shapes.py) before any of these functions runs.
+ *
+ * Layout: NHWC, C-contiguous.  Each function below computes one unit of
+ * work (a tile of output pixels for conv, an output row (n, oh) for pooling);
+ * the OpenMP parallel loop over units lives in _core.pyx.  A unit is written
+ * by exactly one thread, and every output value is a sum (or max) taken in a
+ * fixed order that depends only on the geometry, so results are bitwise
+ * identical whatever the thread count or the split.
+ */
+#ifndef CP_KERNELS_H
+#define CP_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Register tile of the GEMM micro-kernels: MR output pixels x NR output
+ * channels.  Weights are packed in panels of NR channels (zero padded). */
+#define CP_MR 6
+#define CP_NR_F32 16
+#define CP_NR_F64 8
+
+/* Alignment of every scratch and packed buffer (a cache line). */
+#define CP_ALIGN 64
+
+typedef struct {
+    int64_t n, h, w, c;        /* input (N, H, W, C) */
+    int64_t oh, ow, oc;        /* output (N, OH, OW, OC) */
+    int64_t kh, kw;            /* kernel taps */
+    int64_t sh, sw;            /* strides */
+    int64_t dh, dw;            /* dilation */
+    int64_t pt, pl;            /* padding top, left (bottom/right are implied by oh, ow) */
+    int64_t groups;            /* C % groups == 0, OC % groups == 0 */
+    int64_t cg, ocg;           /* channels per group, in and out */
+    int64_t k;                 /* reduction length: kh * kw * cg */
+    int64_t panels;            /* ceil(ocg / NR) weight panels per group */
+    int64_t tile;              /* output pixels per im2col tile (a multiple of CP_MR) */
+} cp_conv_geom;
+
+typedef struct {
+    int64_t n, h, w, c;        /* input (N, H, W, C); the output has the same C */
+    int64_t oh, ow;
+    int64_t kh, kw;            /* pool size */
+    int64_t sh, sw;            /* strides */
+    int64_t pt, pl;            /* padding top, left */
+    int64_t count_include_pad; /* avg only: divide by kh * kw instead of the valid count */
+    int64_t tile;              /* output pixels per horizontal tile */
+} cp_pool_geom;
+
+/* ---- memory ---------------------------------------------------------- */
+void *cp_aligned_alloc(size_t bytes);   /* CP_ALIGN-aligned, zero-filled; NULL on failure */
+void cp_aligned_free(void *p);
+
+/* ---- dispatch --------------------------------------------------------- */
+/* ISA levels, from the most portable. */
+enum { CP_ISA_BASELINE = 0, CP_ISA_AVX2 = 1 };
+int cp_isa_supported(int isa);          /* can this CPU run that level? */
+int cp_isa_compiled(int isa);           /* was that level compiled into this build? */
+void cp_isa_select(int isa);            /* caller checks supported + compiled */
+int cp_isa_selected(void);
+const char *cp_isa_name(int isa);
+
+/* ---- convolution ------------------------------------------------------ */
+/* Fill in k, panels and tile from the other fields. */
+void cp_conv_plan(cp_conv_geom *g, int64_t itemsize);
+/* Scratch elements one thread needs (the im2col tile). */
+int64_t cp_conv_scratch_elems(const cp_conv_geom *g);
+/* Packed weights: groups * panels * k * NR elements. */
+int64_t cp_conv_packed_elems(const cp_conv_geom *g, int64_t nr);
+
+void cp_conv_pack_f32(const cp_conv_geom *g, const float *kernel /* IN (KH,KW,CG,OC) */,
+                      float *packed /* OUT */);
+void cp_conv_pack_f64(const cp_conv_geom *g, const double *kernel, double *packed);
+
+/* Number of pixel tiles: ceil(N * OH * OW / tile).  Tile t covers output
+ * pixels [t * tile, min((t + 1) * tile, N * OH * OW)) in NHWC order. */
+int64_t cp_conv_tiles(const cp_conv_geom *g);
+
+void cp_conv2d_nhwc_tile_f32(const cp_conv_geom *g, const float *x /* IN */,
+                             const float *packed /* IN */, const float *bias /* IN or NULL */,
+                             float *y /* OUT */, int64_t tile, float *scratch);
+void cp_conv2d_nhwc_tile_f64(const cp_conv_geom *g, const double *x, const double *packed,
+                             const double *bias, double *y, int64_t tile, double *scratch);
+
+/* ---- pooling ------------------------------------------------------------ */
+void cp_pool_plan(cp_pool_geom *g);
+int64_t cp_pool_scratch_elems(const cp_pool_geom *g);
+
+void cp_maxpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y, int64_t row,
+                               float *scratch);
+void cp_maxpool2d_nhwc_row_f64(const cp_pool_geom *g, const double *x, double *y, int64_t row,
+                               double *scratch);
+void cp_avgpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y, int64_t row,
+                               float *scratch);
+void cp_avgpool2d_nhwc_row_f64(const cp_pool_geom *g, const double *x, double *y, int64_t row,
+                               double *scratch);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CP_KERNELS_H */

@@ -1,0 +1,288 @@
+"""Shape arithmetic: the only place where window sizes, padding and output sizes are computed.
+
+Every other module (the fast functions, the reference, the layers and the
+``summary`` table) asks this module, so conv and pooling share one output-size
+formula and one reading of ``padding``:
+
+    out = (n + p0 + p1 - ((k - 1) * d + 1)) // s + 1
+
+``padding`` is turned into explicit ``(top, bottom, left, right)`` integers here;
+the kernels never see ``"same"`` or ``"valid"``.  ``"same"`` follows
+TensorFlow: ``out = ceil(n / s)`` and the odd extra pad goes to the bottom/right.
+
+All arithmetic is on Python ints, so nothing overflows however large the
+arguments are; the results are range-checked against int64 before a kernel
+sees them.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+__all__ = [
+    "Window2D",
+    "as_pair",
+    "effective_size",
+    "output_length",
+    "resolve_padding",
+    "window_2d",
+    "receptive_field_step",
+]
+
+INT64_MAX = 2**63 - 1
+
+
+def _as_int(value, name: str) -> int:
+    """``value`` as a Python int; bool and non-integers are a TypeError."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got the bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an int or a pair of ints, got {value!r} "
+            f"of type {type(value).__name__}"
+        ) from None
+
+
+def as_pair(value, name: str, *, minimum: int | None = 1) -> tuple[int, int]:
+    """Normalise an int or a pair of ints to a ``(height, width)`` pair.
+
+    Parameters
+    ----------
+    value : int or sequence of 2 ints
+        One value for both axes, or ``(height, width)``.
+    name : str
+        The argument's public name, quoted in error messages.
+    minimum : int or None
+        Smallest allowed value (1 for strides, sizes and dilation; 0 for
+        padding; None for no check).
+
+    Returns
+    -------
+    (int, int)
+    """
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(
+                f"{name} must be an int or a pair of ints, got {value!r} "
+                f"with {len(value)} elements"
+            )
+        pair = (_as_int(value[0], name), _as_int(value[1], name))
+    elif hasattr(value, "__len__") and not hasattr(value, "__index__"):
+        # A NumPy array or other sequence: accept exactly two ints.
+        return as_pair(tuple(value), name, minimum=minimum)
+    else:
+        v = _as_int(value, name)
+        pair = (v, v)
+    if minimum is not None and min(pair) < minimum:
+        word = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name} must be {word}, got {value!r}")
+    return pair
+
+
+def effective_size(k: int, d: int) -> int:
+    """Extent of a window of ``k`` taps spaced ``d`` apart: ``(k - 1) * d + 1``."""
+    return (k - 1) * d + 1
+
+
+def output_length(n: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
+    """Number of window positions along one axis (may be < 1: the caller raises).
+
+    Parameters
+    ----------
+    n : int
+        Input length.
+    k, s, d : int
+        Window taps, stride and dilation (all >= 1).
+    p0, p1 : int
+        Padding before and after (>= 0).
+    """
+    return (n + p0 + p1 - effective_size(k, d)) // s + 1
+
+
+def resolve_padding(
+    padding, in_hw: tuple[int, int], window_hw: tuple[int, int], strides: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Turn any accepted ``padding`` form into ``(top, bottom, left, right)``.
+
+    Parameters
+    ----------
+    padding : {"valid", "same"} or int or (int, int) or ((int, int), (int, int))
+        ``"valid"``: no padding.  ``"same"``: TensorFlow's rule, so that
+        ``out = ceil(n / s)``, the odd extra pad at the bottom/right.  An int
+        pads all four sides; ``(ph, pw)`` pads top and bottom by ``ph``, left and
+        right by ``pw``; ``((top, bottom), (left, right))`` is explicit.
+    in_hw : (int, int)
+        Input height and width.
+    window_hw : (int, int)
+        Effective window extent per axis (``effective_size(k, d)``).
+    strides : (int, int)
+
+    Returns
+    -------
+    (top, bottom, left, right) : tuple of 4 non-negative ints
+    """
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        if mode == "same":
+            pads = []
+            for n, k, s in zip(in_hw, window_hw, strides):
+                out = -(-n // s)  # ceil(n / s)
+                total = max((out - 1) * s + k - n, 0)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        raise ValueError(
+            f"padding must be 'valid', 'same', an int, a pair (ph, pw) or "
+            f"((top, bottom), (left, right)); got the string {padding!r}"
+        )
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+        isinstance(p, (tuple, list)) for p in padding
+    ):
+        (top, bottom) = as_pair(padding[0], "padding", minimum=0)
+        (left, right) = as_pair(padding[1], "padding", minimum=0)
+        return (top, bottom, left, right)
+    try:
+        ph, pw = as_pair(padding, "padding", minimum=0)
+    except TypeError:
+        raise TypeError(
+            f"padding must be 'valid', 'same', an int, a pair (ph, pw) or "
+            f"((top, bottom), (left, right)); got {padding!r}"
+        ) from None
+    except ValueError as err:
+        if "must be >= 0" in str(err):
+            raise ValueError(f"padding must be non-negative, got {padding!r}") from None
+        raise
+    return (ph, ph, pw, pw)
+
+
+@dataclass(frozen=True)
+class Window2D:
+    """A fully resolved 2-D sliding-window geometry, all explicit ints.
+
+    Attributes
+    ----------
+    kh, kw : int
+        Window taps (kernel or pool size).
+    sh, sw : int
+        Strides.
+    dh, dw : int
+        Dilation (1 for pooling).
+    pt, pb, pl, pr : int
+        Padding top, bottom, left, right.
+    oh, ow : int
+        Output height and width (>= 1).
+    """
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    oh: int
+    ow: int
+
+
+def window_2d(
+    in_hw: tuple[int, int],
+    window,
+    strides,
+    padding,
+    dilation_rate=1,
+    *,
+    window_name: str = "kernel_size",
+    context: str = "",
+    max_pad: tuple[int, int] | None = None,
+) -> Window2D:
+    """Resolve a sliding window over an ``(H, W)`` input; raise on anything invalid.
+
+    Parameters
+    ----------
+    in_hw : (int, int)
+        Input height and width.
+    window : int or (int, int)
+        Window taps per axis (kernel size or pool size).
+    strides, dilation_rate : int or (int, int)
+        Positive.
+    padding :
+        Any form accepted by :func:`resolve_padding`.
+    window_name : str
+        Public name of ``window`` for error messages.
+    context : str
+        Extra text for error messages (the shapes received).
+    max_pad : (int, int) or None
+        Largest pad allowed per axis (pooling: pool size - 1).
+
+    Returns
+    -------
+    Window2D
+    """
+    kh, kw = as_pair(window, window_name)
+    sh, sw = as_pair(strides, "strides")
+    dh, dw = as_pair(dilation_rate, "dilation_rate")
+    h, w = in_hw
+    eh, ew = effective_size(kh, dh), effective_size(kw, dw)
+    pt, pb, pl, pr = resolve_padding(padding, (h, w), (eh, ew), (sh, sw))
+    suffix = f" ({context})" if context else ""
+    if max_pad is not None:
+        mh, mw = max_pad
+        if max(pt, pb) > mh or max(pl, pr) > mw:
+            raise ValueError(
+                f"padding {padding!r} resolves to (top, bottom, left, right) = "
+                f"{(pt, pb, pl, pr)}, but a pad may not exceed the {window_name} "
+                f"minus one, {(mh, mw)}: such windows could see only padding{suffix}"
+            )
+    oh = output_length(h, kh, sh, dh, pt, pb)
+    ow = output_length(w, kw, sw, dw, pl, pr)
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"the window does not fit: the padded input is "
+            f"{(h + pt + pb, w + pl + pr)} (input {(h, w)}, padding (top, bottom, "
+            f"left, right) = {(pt, pb, pl, pr)}) but the effective {window_name} is "
+            f"{(eh, ew)} ({window_name} {(kh, kw)}, dilation_rate {(dh, dw)}, "
+            f"strides {(sh, sw)}){suffix}"
+        )
+    for value in (pt, pb, pl, pr, h + pt + pb, w + pl + pr, sh, sw, eh, ew):
+        if value > INT64_MAX // 2:
+            raise ValueError(
+                f"the window geometry is too large for 64-bit indexing: padding "
+                f"{(pt, pb, pl, pr)}, strides {(sh, sw)}, dilation_rate {(dh, dw)}, "
+                f"{window_name} {(kh, kw)}, input {(h, w)}{suffix}"
+            )
+    return Window2D(kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, oh, ow)
+
+
+def receptive_field_step(
+    field: tuple[int, int], jump: tuple[int, int], win: Window2D
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Receptive field and jump after one more sliding-window layer.
+
+    ``r_out = r_in + (effective_size - 1) * j_in`` and ``j_out = j_in * stride``,
+    per axis, where ``j`` is the distance on the input between neighbouring
+    outputs (the effective stride).
+
+    Parameters
+    ----------
+    field, jump : (int, int)
+        Receptive field and jump of the layer's input, on the network input.
+    win : Window2D
+        The layer's window.
+
+    Returns
+    -------
+    (field, jump) : tuple of two (int, int)
+    """
+    eh, ew = effective_size(win.kh, win.dh), effective_size(win.kw, win.dw)
+    new_field = (field[0] + (eh - 1) * jump[0], field[1] + (ew - 1) * jump[1])
+    new_jump = (jump[0] * win.sh, jump[1] * win.sw)
+    return new_field, new_jump

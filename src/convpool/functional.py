@@ -1,0 +1,198 @@
+"""The fast functions: validate, normalise, call a compiled kernel.
+
+No loops over data here: every function checks and normalises its arguments
+(``_checks``, ``_shapes``), brings the input to C-contiguous NHWC in the compute
+dtype (copying only when it is not already), and hands explicit integers to
+``convpool._kernels._core``.  Inputs are never modified; a bad argument raises
+before any kernel runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import ConvCall, PoolCall, check_out, to_nhwc
+from ._kernels import _core
+from ._threads import get_num_threads
+
+__all__ = ["conv2d", "max_pool2d", "avg_pool2d"]
+
+
+def _finish(y_nhwc: np.ndarray, out: np.ndarray | None, data_format: str) -> np.ndarray:
+    """Return the NHWC result in ``data_format``, through ``out`` when given."""
+    if data_format == "channels_first":
+        y = y_nhwc.transpose(0, 3, 1, 2)
+        if out is None:
+            return np.ascontiguousarray(y)
+        out[...] = y
+        return out
+    if out is not None and out is not y_nhwc:
+        out[...] = y_nhwc
+        return out
+    return y_nhwc
+
+
+def _nhwc_result(call, out: np.ndarray | None) -> np.ndarray:
+    """The array the kernel writes: ``out`` itself when it is already NHWC."""
+    if out is not None and call.data_format == "channels_last":
+        return out
+    return np.empty(call.nhwc_shape, dtype=call.dtype)
+
+
+def conv2d(
+    x,
+    kernel,
+    bias=None,
+    strides=1,
+    padding="valid",
+    dilation_rate=1,
+    groups=1,
+    data_format="channels_last",
+    out=None,
+):
+    """2-D convolution (cross-correlation, as in Keras and PyTorch).
+
+    ``y[n, i, j, o] = bias[o] + sum over (a, b, c) of
+    x_padded[n, i*sh + a*dh, j*sw + b*dw, g*Cg + c] * kernel[a, b, c, o]``
+    where ``g = o // (C_out // groups)`` and ``Cg = C_in // groups``.
+
+    Parameters
+    ----------
+    x : array_like of shape (N, H, W, C_in), or (N, C_in, H, W) with channels_first
+        float32 or float64; integer, bool and float16 inputs are computed in
+        float32.  Any strides or memory order; never modified.
+    kernel : array_like of shape (KH, KW, C_in // groups, C_out)
+        Keras's layout.  Same float dtype as the computation (integers are cast).
+    bias : array_like of shape (C_out,), optional
+    strides : int or (int, int), default 1
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+        ``"same"`` follows TensorFlow: output ``ceil(H / sh)``, the odd extra
+        pad at the bottom/right.  Padding is zeros.
+    dilation_rate : int or (int, int), default 1
+    groups : int, default 1
+        Divides C_in and C_out; ``groups == C_in`` is a depthwise convolution.
+    data_format : {"channels_last", "channels_first"}
+    out : ndarray, optional
+        Preallocated result: exact shape and dtype, C-contiguous, writeable,
+        sharing no memory with the inputs.
+
+    Returns
+    -------
+    y : ndarray of shape (N, OH, OW, C_out), or (N, C_out, OH, OW) with channels_first
+        ``OH = (H + pt + pb - ((KH - 1) * dh + 1)) // sh + 1``, likewise OW.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For any invalid argument, before any computation, naming the argument
+        and the shapes received.
+    MemoryError
+        If the kernel's workspace cannot be allocated (nothing is written).
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> x = np.zeros((64, 1920, 1080, 3), np.float32)          # doctest: +SKIP
+    >>> convpool.conv2d(x, np.ones((5, 5, 3, 16), np.float32), strides=5).shape  # doctest: +SKIP
+    (64, 384, 216, 16)
+    """
+    call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format)
+    out = check_out(out, call.out_shape, call.dtype, {"x": call.x, "kernel": kernel, "bias": bias})
+    y = _nhwc_result(call, out)
+    n, oh, ow, oc = call.nhwc_shape
+    if y.size == 0:
+        return _finish(y, out, call.data_format)
+    if call.kernel.shape[2] == 0:  # no input channels: the sum is empty
+        y[...] = 0 if call.bias is None else call.bias
+        return _finish(y, out, call.data_format)
+    xn = to_nhwc(call.x, call.data_format, call.dtype)
+    w = call.win
+    _core.conv2d_nhwc(
+        xn,
+        np.ascontiguousarray(call.kernel),
+        None if call.bias is None else np.ascontiguousarray(call.bias),
+        y,
+        w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,
+        get_num_threads(),
+    )
+    return _finish(y, out, call.data_format)
+
+
+def _pool(x, pool_size, strides, padding, data_format, out, is_max, count_include_pad):
+    call = PoolCall(x, pool_size, strides, padding, data_format)
+    out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
+    y = _nhwc_result(call, out)
+    if y.size == 0:
+        return _finish(y, out, call.data_format)
+    w = call.win
+    _core.pool2d_nhwc(
+        to_nhwc(call.x, call.data_format, call.dtype),
+        y,
+        is_max,
+        w.kh, w.kw, w.sh, w.sw, w.pt, w.pl,
+        count_include_pad,
+        get_num_threads(),
+    )
+    return _finish(y, out, call.data_format)
+
+
+def max_pool2d(x, pool_size, strides=None, padding="valid", data_format="channels_last", out=None):
+    """2-D max pooling.
+
+    Parameters
+    ----------
+    x : array_like of shape (N, H, W, C), or (N, C, H, W) with channels_first
+        float32 or float64; integer, bool and float16 inputs are computed in
+        float32.  Never modified.
+    pool_size : int or (int, int)
+    strides : int or (int, int), optional
+        Defaults to ``pool_size``.
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+        A pad may not exceed ``pool_size - 1``, so every window holds at least
+        one real cell.  Padded cells never win the max.
+    data_format : {"channels_last", "channels_first"}
+    out : ndarray, optional
+        As in :func:`conv2d`.
+
+    Returns
+    -------
+    y : ndarray of shape (N, OH, OW, C), or (N, C, OH, OW) with channels_first
+        ``OH = (H + pt + pb - KH) // sh + 1``, likewise OW.  A NaN anywhere in
+        a window gives NaN.
+    """
+    return _pool(x, pool_size, strides, padding, data_format, out, True, False)
+
+
+def avg_pool2d(
+    x,
+    pool_size,
+    strides=None,
+    padding="valid",
+    data_format="channels_last",
+    count_include_pad=False,
+    out=None,
+):
+    """2-D average pooling.
+
+    Parameters
+    ----------
+    x : array_like of shape (N, H, W, C), or (N, C, H, W) with channels_first
+    pool_size : int or (int, int)
+    strides : int or (int, int), optional
+        Defaults to ``pool_size``.
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+        A pad may not exceed ``pool_size - 1``.
+    data_format : {"channels_last", "channels_first"}
+    count_include_pad : bool, default False
+        False (Keras): divide by the number of real cells in the window.
+        True: divide by ``KH * KW``, counting padded cells as zeros.
+    out : ndarray, optional
+        As in :func:`conv2d`.
+
+    Returns
+    -------
+    y : ndarray of shape (N, OH, OW, C), or (N, C, OH, OW) with channels_first
+    """
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    return _pool(x, pool_size, strides, padding, data_format, out, False, bool(count_include_pad))
