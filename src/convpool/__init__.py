@@ -9,6 +9,8 @@ from . import reference
 from ._config import show_config
 from ._threads import get_num_threads, set_num_threads
 from .functional import avg_pool2d, conv2d, max_pool2d
+from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D
+from .models import Sequential
 
 __version__ = "0.1.0"
 
@@ -20,4 +22,11 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "show_config",
+    "Layer",
+    "Dense",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "Flatten",
+    "Sequential",
 ]

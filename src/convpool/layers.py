@@ -1,0 +1,582 @@
+"""Keras-style layers: thin wrappers that own weights and call :mod:`convpool.functional`.
+
+Names and conventions follow Keras: ``Dense(units, use_bias)``,
+``Conv2D(filters, kernel_size, strides, padding, dilation_rate, groups,
+use_bias, data_format)``, ``MaxPool2D`` / ``AvgPool2D(pool_size, strides,
+padding)``, ``Flatten``; kernels in Keras's layout, channels_last by default.
+
+Weights are created at the first call (or :meth:`Layer.build`) from the
+input's shape: Glorot-uniform kernels, zero biases, drawn from
+``numpy.random.default_rng(seed)``.  Their dtype is ``dtype`` when given, else
+the compute dtype of the first input (float64 for float64 input, float32
+otherwise); a later call in the other float dtype uses a cast copy.
+
+Every layer validates its constructor arguments at once, and its input at each
+call, raising ValueError / TypeError before computing anything.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from . import functional
+from ._checks import (
+    as_array,
+    check_data_format,
+    compute_dtype,
+    positive_int,
+    to_nhwc_shape,
+    from_nhwc_shape,
+)
+from ._shapes import as_pair, receptive_field_step, resolve_padding, window_2d
+
+__all__ = ["Layer", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten"]
+
+_name_counters: defaultdict = defaultdict(itertools.count)
+
+
+def _default_name(cls_name: str) -> str:
+    snake = "".join("_" + ch.lower() if ch.isupper() else ch for ch in cls_name).lstrip("_")
+    snake = snake.replace("2_d", "2d")
+    n = next(_name_counters[snake])
+    return snake if n == 0 else f"{snake}_{n}"
+
+
+def _float_dtype(dtype):
+    if dtype is None:
+        return None
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32, float64 or None, got {dtype}")
+    return dtype
+
+
+def _check_padding_form(padding) -> None:
+    """Reject an unknown or negative padding at construction time."""
+    resolve_padding(padding, (1, 1), (1, 1), (1, 1))
+
+
+def _glorot_uniform(rng, shape, fan_in, fan_out, dtype):
+    limit = math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out > 0 else 0.0
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+class Layer:
+    """Base of all layers: weights, building, shapes, parameter counts.
+
+    Subclasses set ``_weight_names`` and implement ``_build_weights(input_shape,
+    dtype)``, ``_call(x)`` and ``compute_output_shape(input_shape)``.
+
+    Parameters
+    ----------
+    name : str, optional
+        Defaults to the snake-case class name, numbered like Keras (``conv2d_1``).
+    seed : int or None
+        Seed of the weight initialiser.
+    dtype : {None, "float32", "float64"}
+        Weight dtype; None takes the compute dtype of the first input.
+    """
+
+    _weight_names: tuple[str, ...] = ()
+
+    def __init__(self, *, name=None, seed=None, dtype=None):
+        self.name = name if name is not None else _default_name(type(self).__name__)
+        self.seed = seed
+        self.dtype = _float_dtype(dtype)
+        self.built = False
+        self.input_shape: tuple | None = None
+        self._weights: dict[str, np.ndarray] = {}
+
+    # ---- weights ------------------------------------------------------------
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """The weight arrays (kernel first, then bias if any); empty before build."""
+        return [self._weights[n] for n in self._weight_names if n in self._weights]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of :attr:`weights`."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights) -> None:
+        """Replace the weights with copies of ``weights`` (same count and shapes).
+
+        Raises
+        ------
+        ValueError
+            If the layer is not built, or the count or a shape differs.
+        """
+        if not self.built:
+            raise ValueError(
+                f"layer {self.name!r} is not built: call it on an input or "
+                f"build(input_shape) before set_weights"
+            )
+        current = self.weights
+        weights = list(weights)
+        if len(weights) != len(current):
+            raise ValueError(
+                f"layer {self.name!r} has {len(current)} weight arrays, got {len(weights)}"
+            )
+        new = []
+        for name, old, w in zip(self._weight_names, current, weights):
+            w = as_array(w, name)
+            if w.shape != old.shape:
+                raise ValueError(
+                    f"{name} of layer {self.name!r} has shape {old.shape}, got {w.shape}"
+                )
+            if w.dtype.kind not in "biuf":
+                raise TypeError(f"{name} has dtype {w.dtype}, expected a real number dtype")
+            new.append(np.array(w, dtype=old.dtype, copy=True))
+        for name, w in zip(self._weight_names, new):
+            self._weights[name] = w
+
+    def count_params(self) -> int:
+        """Number of weights (kernel and bias elements).
+
+        Raises
+        ------
+        ValueError
+            If the layer has weights but is not built yet.
+        """
+        if self._weight_names and not self.built:
+            raise ValueError(
+                f"layer {self.name!r} is not built, so its parameter count is not "
+                f"known yet: call it on an input or build(input_shape)"
+            )
+        return int(sum(w.size for w in self.weights))
+
+    # ---- building and calling ------------------------------------------------
+    def build(self, input_shape) -> None:
+        """Create the weights for inputs of ``input_shape`` (batch may be None)."""
+        input_shape = tuple(input_shape)
+        self.compute_output_shape(input_shape)  # validates the shape
+        dtype = self.dtype if self.dtype is not None else np.dtype(np.float32)
+        self._build_weights(input_shape, dtype)
+        self.dtype = dtype
+        self.input_shape = input_shape
+        self.built = True
+
+    def __call__(self, x):
+        x = as_array(x, "x")
+        compute = compute_dtype(x, "x")
+        if not self.built:
+            self.compute_output_shape(x.shape)  # validate before creating weights
+            if self.dtype is None:
+                self.dtype = compute
+            self.build(x.shape)
+        return self._call(x)
+
+    def _weight(self, name: str, dtype) -> np.ndarray:
+        w = self._weights[name]
+        return w if w.dtype == dtype else w.astype(dtype)
+
+    def _build_weights(self, input_shape, dtype) -> None:
+        pass
+
+    def _call(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape) -> tuple:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def receptive_field(self, field, jump, input_shape):
+        """Receptive field and jump on the network input after this layer.
+
+        Parameters
+        ----------
+        field, jump : (int, int) or None
+            Of this layer's input; None once the spatial axes are mixed away.
+        input_shape : tuple
+            This layer's input shape.
+
+        Returns
+        -------
+        (field, jump)
+            Unchanged for layers that act on each position separately.
+        """
+        return field, jump
+
+    def _config(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        cfg = self._config()
+        return f"{type(self).__name__}({cfg + ', ' if cfg else ''}name={self.name!r})"
+
+
+class Dense(Layer):
+    """Fully connected layer on the last axis: ``y = x @ kernel + bias``.
+
+    Parameters
+    ----------
+    units : int
+        Output size (positive).
+    use_bias : bool, default True
+    name, seed, dtype :
+        See :class:`Layer`.
+
+    Shape
+    -----
+    Input ``(..., d_in)`` of rank >= 2, output ``(..., units)``.  kernel
+    ``(d_in, units)``, bias ``(units,)``: ``d_in * units + units`` parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = Dense(3, use_bias=False)
+    >>> layer(np.zeros((64, 4, 2), np.float32)).shape
+    (64, 4, 3)
+    >>> layer.kernel.shape, layer.count_params()
+    ((2, 3), 6)
+    """
+
+    _weight_names = ("kernel", "bias")
+
+    def __init__(self, units, use_bias=True, *, name=None, seed=None, dtype=None):
+        super().__init__(name=name, seed=seed, dtype=dtype)
+        self.units = positive_int(units, "units")
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"use_bias must be a bool, got {use_bias!r}")
+        self.use_bias = bool(use_bias)
+        if not self.use_bias:
+            self._weight_names = ("kernel",)
+
+    @property
+    def kernel(self):
+        """ndarray of shape (d_in, units), or None before build."""
+        return self._weights.get("kernel")
+
+    @property
+    def bias(self):
+        """ndarray of shape (units,), or None (not built or no bias)."""
+        return self._weights.get("bias")
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 2:
+            raise ValueError(
+                f"Dense expects an input of rank >= 2 (batch, ..., features), "
+                f"got shape {input_shape}"
+            )
+        if input_shape[-1] is None:
+            raise ValueError(f"Dense needs a known last axis, got shape {input_shape}")
+        if self.built and input_shape[-1] != self.kernel.shape[0]:
+            raise ValueError(
+                f"Dense layer {self.name!r} was built for {self.kernel.shape[0]} input "
+                f"features, got input shape {input_shape}"
+            )
+        return input_shape[:-1] + (self.units,)
+
+    def _build_weights(self, input_shape, dtype):
+        d_in = input_shape[-1]
+        rng = np.random.default_rng(self.seed)
+        self._weights["kernel"] = _glorot_uniform(rng, (d_in, self.units), d_in, self.units, dtype)
+        if self.use_bias:
+            self._weights["bias"] = np.zeros(self.units, dtype)
+
+    def _call(self, x):
+        self.compute_output_shape(x.shape)
+        dtype = compute_dtype(x, "x")
+        y = np.matmul(x.astype(dtype, copy=False), self._weight("kernel", dtype))
+        if self.use_bias:
+            y += self._weight("bias", dtype)
+        return y
+
+    def receptive_field(self, field, jump, input_shape):
+        # On an image (rank 4) Dense acts on each pixel's channels; on a
+        # flattened input it mixes every position.
+        if len(input_shape) == 4:
+            return field, jump
+        return None, None
+
+    def _config(self):
+        return f"units={self.units}, use_bias={self.use_bias}"
+
+
+class _Spatial(Layer):
+    """Common part of the sliding-window layers (Conv2D and the pools)."""
+
+    def __init__(self, window, strides, padding, data_format, *, window_name, name, seed, dtype):
+        super().__init__(name=name, seed=seed, dtype=dtype)
+        self._window_name = window_name
+        self._window = as_pair(window, window_name)
+        self.strides = as_pair(strides, "strides") if strides is not None else self._window
+        _check_padding_form(padding)
+        self.padding = padding
+        self.data_format = check_data_format(data_format)
+        self.dilation_rate = (1, 1)
+
+    def _resolve(self, input_shape):
+        """The Window2D of this layer on ``input_shape`` (validates the shape)."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4:
+            layout = "(N, H, W, C)" if self.data_format == "channels_last" else "(N, C, H, W)"
+            raise ValueError(
+                f"{type(self).__name__} expects a 4-D input {layout}, got shape {input_shape}"
+            )
+        n, h, w, c = to_nhwc_shape(input_shape, self.data_format)
+        if h is None or w is None:
+            raise ValueError(f"{type(self).__name__} needs known H and W, got {input_shape}")
+        win = window_2d(
+            (h, w), self._window, self.strides, self.padding, self.dilation_rate,
+            window_name=self._window_name,
+            context=f"layer {self.name!r}, input shape {input_shape}",
+            max_pad=self._max_pad(),
+        )
+        return win, (n, h, w, c)
+
+    def _max_pad(self):
+        return None
+
+    def receptive_field(self, field, jump, input_shape):
+        if field is None:
+            return None, None
+        win, _ = self._resolve(input_shape)
+        return receptive_field_step(field, jump, win)
+
+
+class Conv2D(_Spatial):
+    """2-D convolution layer (see :func:`convpool.conv2d`).
+
+    Parameters
+    ----------
+    filters : int
+        Output channels (positive, divisible by ``groups``).
+    kernel_size : int or (int, int)
+    strides : int or (int, int), default 1
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+    dilation_rate : int or (int, int), default 1
+    groups : int, default 1
+    use_bias : bool, default True
+    data_format : {"channels_last", "channels_first"}
+    name, seed, dtype :
+        See :class:`Layer`.
+
+    Shape
+    -----
+    Input ``(N, H, W, C_in)`` (channels_last), output ``(N, OH, OW, filters)``
+    with ``OH = (H + pt + pb - (dh * (KH - 1) + 1)) // sh + 1`` and likewise
+    OW.  kernel ``(KH, KW, C_in // groups, filters)``, bias ``(filters,)``.
+
+    Examples
+    --------
+    A non-square kernel with stride and dilation:
+
+    >>> import numpy as np
+    >>> layer = Conv2D(8, (3, 2), strides=(2, 1), dilation_rate=(1, 2), padding=1)
+    >>> layer.compute_output_shape((None, 32, 20, 3))
+    (None, 16, 20, 8)
+
+    The seed document's layer: 16 filters of 5x5, stride 5, on full-HD frames:
+
+    >>> Conv2D(16, (5, 5), strides=5, use_bias=False).compute_output_shape((64, 1920, 1080, 3))
+    (64, 384, 216, 16)
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        dilation_rate=1,
+        groups=1,
+        use_bias=True,
+        data_format="channels_last",
+        *,
+        name=None,
+        seed=None,
+        dtype=None,
+    ):
+        super().__init__(
+            kernel_size, strides, padding, data_format,
+            window_name="kernel_size", name=name, seed=seed, dtype=dtype,
+        )
+        self.filters = positive_int(filters, "filters")
+        self.kernel_size = self._window
+        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
+        self.groups = positive_int(groups, "groups")
+        if self.filters % self.groups:
+            raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"use_bias must be a bool, got {use_bias!r}")
+        self.use_bias = bool(use_bias)
+        self._weight_names = ("kernel", "bias") if self.use_bias else ("kernel",)
+
+    @property
+    def kernel(self):
+        """ndarray of shape (KH, KW, C_in // groups, filters), or None before build."""
+        return self._weights.get("kernel")
+
+    @property
+    def bias(self):
+        """ndarray of shape (filters,), or None (not built or no bias)."""
+        return self._weights.get("bias")
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        win, (n, h, w, c) = self._resolve(input_shape)
+        if c is not None and c % self.groups:
+            raise ValueError(
+                f"groups={self.groups} must divide the input channels, got input shape "
+                f"{tuple(input_shape)} ({c} channels)"
+            )
+        if self.built and c is not None and c // self.groups != self.kernel.shape[2]:
+            raise ValueError(
+                f"Conv2D layer {self.name!r} was built for {self.kernel.shape[2] * self.groups} "
+                f"input channels, got input shape {tuple(input_shape)}"
+            )
+        return from_nhwc_shape((n, win.oh, win.ow, self.filters), self.data_format)
+
+    def _build_weights(self, input_shape, dtype):
+        _, _, _, c = to_nhwc_shape(input_shape, self.data_format)
+        kh, kw = self.kernel_size
+        shape = (kh, kw, c // self.groups, self.filters)
+        rng = np.random.default_rng(self.seed)
+        # Keras's fans: receptive field size times the kernel's in/out axes.
+        fan_in, fan_out = kh * kw * shape[2], kh * kw * shape[3]
+        self._weights["kernel"] = _glorot_uniform(rng, shape, fan_in, fan_out, dtype)
+        if self.use_bias:
+            self._weights["bias"] = np.zeros(self.filters, dtype)
+
+    def _call(self, x):
+        dtype = compute_dtype(x, "x")
+        return functional.conv2d(
+            x,
+            self._weight("kernel", dtype),
+            self._weight("bias", dtype) if self.use_bias else None,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+            data_format=self.data_format,
+        )
+
+    def _config(self):
+        return (
+            f"filters={self.filters}, kernel_size={self.kernel_size}, strides={self.strides}, "
+            f"padding={self.padding!r}"
+        )
+
+
+class _Pool2D(_Spatial):
+    def __init__(self, pool_size, strides, padding, data_format, *, name):
+        super().__init__(
+            pool_size, strides, padding, data_format,
+            window_name="pool_size", name=name, seed=None, dtype=None,
+        )
+        self.pool_size = self._window
+
+    def _max_pad(self):
+        return (self.pool_size[0] - 1, self.pool_size[1] - 1)
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        win, (n, _, _, c) = self._resolve(input_shape)
+        return from_nhwc_shape((n, win.oh, win.ow, c), self.data_format)
+
+    def _config(self):
+        return f"pool_size={self.pool_size}, strides={self.strides}, padding={self.padding!r}"
+
+
+class MaxPool2D(_Pool2D):
+    """2-D max pooling layer (see :func:`convpool.max_pool2d`); no parameters.
+
+    Parameters
+    ----------
+    pool_size : int or (int, int), default 2
+    strides : int or (int, int), optional
+        Defaults to ``pool_size``.
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+    data_format : {"channels_last", "channels_first"}
+    name : str, optional
+
+    Shape
+    -----
+    Input ``(N, H, W, C)``, output ``(N, OH, OW, C)`` with
+    ``OH = (H + pt + pb - KH) // sh + 1``, likewise OW.
+
+    Examples
+    --------
+    >>> MaxPool2D(2).compute_output_shape((64, 384, 216, 16))
+    (64, 192, 108, 16)
+    >>> MaxPool2D((3, 2), strides=(2, 1), padding="same").compute_output_shape((1, 7, 5, 3))
+    (1, 4, 5, 3)
+    """
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format="channels_last",
+                 *, name=None):
+        super().__init__(pool_size, strides, padding, data_format, name=name)
+
+    def _call(self, x):
+        return functional.max_pool2d(
+            x, self.pool_size, self.strides, self.padding, data_format=self.data_format
+        )
+
+
+class AvgPool2D(_Pool2D):
+    """2-D average pooling layer (see :func:`convpool.avg_pool2d`); no parameters.
+
+    Parameters
+    ----------
+    pool_size : int or (int, int), default 2
+    strides : int or (int, int), optional
+        Defaults to ``pool_size``.
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+    data_format : {"channels_last", "channels_first"}
+    count_include_pad : bool, default False
+        Keras's rule (False) divides by the real cells of each window.
+    name : str, optional
+
+    Shape
+    -----
+    As :class:`MaxPool2D`.
+    """
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format="channels_last",
+                 count_include_pad=False, *, name=None):
+        super().__init__(pool_size, strides, padding, data_format, name=name)
+        if not isinstance(count_include_pad, (bool, np.bool_)):
+            raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+        self.count_include_pad = bool(count_include_pad)
+
+    def _call(self, x):
+        return functional.avg_pool2d(
+            x, self.pool_size, self.strides, self.padding, data_format=self.data_format,
+            count_include_pad=self.count_include_pad,
+        )
+
+
+class Flatten(Layer):
+    """Flatten all but the batch axis, as Keras does.
+
+    With ``data_format="channels_first"`` a 4-D input is first put in
+    channels_last order, so the flattened order does not depend on the layout.
+
+    Shape
+    -----
+    Input ``(N, d1, ..., dk)``, output ``(N, d1 * ... * dk)``.
+
+    Examples
+    --------
+    >>> Flatten().compute_output_shape((64, 384, 216, 16))
+    (64, 1327104)
+    """
+
+    def __init__(self, data_format="channels_last", *, name=None):
+        super().__init__(name=name)
+        self.data_format = check_data_format(data_format)
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 1:
+            raise ValueError(f"Flatten expects an input with a batch axis, got {input_shape}")
+        rest = input_shape[1:]
+        size = None if any(d is None for d in rest) else math.prod(rest)
+        return (input_shape[0], size)
+
+    def _call(self, x):
+        if self.data_format == "channels_first" and x.ndim == 4:
+            x = x.transpose(0, 2, 3, 1)
+        return np.reshape(x, (x.shape[0], -1))
