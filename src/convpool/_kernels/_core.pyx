@@ -21,6 +21,7 @@ cdef extern from "cp_kernels.h" nogil:
     ctypedef struct cp_conv_geom:
         int64_t n, h, w, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl
         int64_t groups, cg, ocg, k, panels, tile
+        int64_t strategy, units, nseg, kseg, ow_lo, ow_hi, stream
 
     ctypedef struct cp_pool_geom:
         int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
@@ -39,15 +40,15 @@ cdef extern from "cp_kernels.h" nogil:
     const char *cp_isa_name(int isa)
 
     void cp_conv_plan(cp_conv_geom *g, int64_t itemsize)
-    int64_t cp_conv_tiles(const cp_conv_geom *g)
+    void cp_conv_set_output(cp_conv_geom *g, const void *y, int64_t itemsize)
     int64_t cp_conv_scratch_elems(const cp_conv_geom *g)
     int64_t cp_conv_packed_elems(const cp_conv_geom *g, int64_t nr)
     void cp_conv_pack_f32(const cp_conv_geom *g, const float *kernel, float *packed)
     void cp_conv_pack_f64(const cp_conv_geom *g, const double *kernel, double *packed)
-    void cp_conv2d_nhwc_tile_f32(const cp_conv_geom *g, const float *x, const float *packed,
-                                 const float *bias, float *y, int64_t tile, float *scratch)
-    void cp_conv2d_nhwc_tile_f64(const cp_conv_geom *g, const double *x, const double *packed,
-                                 const double *bias, double *y, int64_t tile, double *scratch)
+    void cp_conv2d_nhwc_unit_f32(const cp_conv_geom *g, const float *x, const float *packed,
+                                 const float *bias, float *y, int64_t unit, float *scratch)
+    void cp_conv2d_nhwc_unit_f64(const cp_conv_geom *g, const double *x, const double *packed,
+                                 const double *bias, double *y, int64_t unit, double *scratch)
 
     void cp_pool_plan(cp_pool_geom *g)
     int64_t cp_pool_scratch_elems(const cp_pool_geom *g)
@@ -155,8 +156,9 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
     cp_conv_plan(&g, sizeof(floating))
 
     cdef int64_t nr = CP_NR_F32 if floating is float else CP_NR_F64
-    cdef int64_t tiles = cp_conv_tiles(&g)
-    cdef int nt = _team_size(n_threads, tiles, <double>g.n * g.oh * g.ow * g.k * g.oc)
+    cp_conv_set_output(&g, &y[0, 0, 0, 0], sizeof(floating))
+    cdef int64_t units = g.units
+    cdef int nt = _team_size(n_threads, units, <double>g.n * g.oh * g.ow * g.k * g.oc)
     # Per-thread scratch, rounded to whole cache lines so threads never share one.
     cdef int64_t stride = (cp_conv_scratch_elems(&g) * sizeof(floating) + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
     cdef floating *packed = <floating *> _alloc_or_raise(
@@ -167,7 +169,9 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
         raise MemoryError(f"convpool could not allocate {nt * stride} bytes of im2col scratch")
 
     cdef const floating *xp = &x[0, 0, 0, 0]
-    cdef const floating *bp = NULL if bias is None else &bias[0]
+    cdef const floating *bp = NULL
+    if bias is not None:
+        bp = &bias[0]
     cdef floating *yp = &y[0, 0, 0, 0]
     cdef int64_t t
     try:
@@ -175,12 +179,12 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
             cp_conv_pack_f32(&g, &kernel[0, 0, 0, 0], packed)
         else:
             cp_conv_pack_f64(&g, &kernel[0, 0, 0, 0], packed)
-        for t in prange(tiles, nogil=True, schedule="static", num_threads=nt):
+        for t in prange(units, nogil=True, schedule="static", num_threads=nt):
             if floating is float:
-                cp_conv2d_nhwc_tile_f32(&g, xp, packed, bp, yp, t,
+                cp_conv2d_nhwc_unit_f32(&g, xp, packed, bp, yp, t,
                                         <float *> (scratch + threadid() * stride))
             else:
-                cp_conv2d_nhwc_tile_f64(&g, xp, packed, bp, yp, t,
+                cp_conv2d_nhwc_unit_f64(&g, xp, packed, bp, yp, t,
                                         <double *> (scratch + threadid() * stride))
     finally:
         cp_aligned_free(scratch)

@@ -1,19 +1,36 @@
 /*
- * Convolution as a tiled im2col + GEMM, NHWC.
+ * Convolution, NHWC: im2col + GEMM without materialising the im2col matrix.
  *
  * The output is a matrix Y[P, OC] with P = N * OH * OW pixels (NHWC order), and
  * for group grp:
  *     Y[p, grp*OCg : (grp+1)*OCg] = A_grp[p, :] @ W_grp        (+ bias)
  * where A_grp[p, k], k = (kh * KW + kw) * Cg + c, is the patch of pixel p
  * (zeros where it falls in the padding) and W_grp is the (K, OCg) slice of the
- * kernel, (KH, KW, Cg, OC) in Keras order, so no transposition is needed.
+ * kernel, (KH, KW, Cg, OC) in Keras order, packed once per call into panels of
+ * NR channels.
  *
- * Work is split into tiles of g->tile consecutive pixels.  One thread handles a
- * tile: it gathers the tile's patches into its own scratch (tile * K elements,
- * sized for the L2 cache, never for the input), then runs the register-tiled
- * micro-kernel over the packed weight panels.  The full im2col matrix is never
- * built.  A tile's output rows are contiguous (ldc = OC) and written once.
+ * cp_conv_plan picks one of four ways to feed A to the micro-kernel; they
+ * differ only in where A is read from, never in the arithmetic (see the
+ * micro-kernel contract in cp_internal.h), so they give identical bits:
+ *
+ *   ROWS       one unit = one output row (n, oh).  Its interior pixels (every
+ *              tap inside the input) read A in place: a kernel row of taps of
+ *              pixel ow is KW*C contiguous floats of an input row (dilation 1,
+ *              one group), so A_kh[ow, :] = x + ((n*H + ih)*W + ow*sw - pl)*C
+ *              with a pixel stride of sw*C.  Border pixels and rows that touch
+ *              the padding are gathered (GATHER below) into the thread's
+ *              scratch.  No copy at all when stride == kernel (the seed's 5x5/5).
+ *   POINTWISE  1x1, stride 1, no padding, one group: A is the input itself,
+ *              (P, C); one unit = a tile of consecutive pixels.
+ *   GATHER     one unit = a tile of consecutive pixels (across rows and
+ *              images), gathered into scratch (tile * K elements, sized for
+ *              the L2 cache, never for the input); for small output rows.
+ *   DEPTHWISE  groups = C_in = C_out: a direct kernel vectorised over the
+ *              channels (cp_dw_impl.h); one unit = one output row.
+ *
+ * Every unit writes its own output pixels, once.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "cp_internal.h"
@@ -21,7 +38,36 @@
 /* Target size of one thread's im2col tile.  Any value gives the same bits;
  * this only trades cache residency against per-tile overhead. */
 #define CP_CONV_TILE_BYTES (48 * 1024)
+/* ROWS needs at least this many output columns to fill register tiles. */
+#define CP_ROWS_MIN_OW (4 * CP_MR)
+/* Outputs at least this large are written with non-temporal stores: they do
+ * not fit the caches, so reading their lines first would only cost bandwidth. */
+#define CP_STREAM_BYTES ((int64_t)64 << 20)
 
+/* ---- depthwise row kernels, one per ISA ----------------------------------- */
+#define CP_DW_ISA baseline
+#define CP_DW_ATTR
+#define CP_DW_FMA_F32(a, b, c) ((a) * (b) + (c))
+#define CP_DW_FMA_F64(a, b, c) ((a) * (b) + (c))
+#include "cp_dw_impl.h"
+#undef CP_DW_ISA
+#undef CP_DW_ATTR
+#undef CP_DW_FMA_F32
+#undef CP_DW_FMA_F64
+
+#if CP_BUILD_AVX2
+#define CP_DW_ISA avx2
+#define CP_DW_ATTR CP_TARGET_AVX2
+#define CP_DW_FMA_F32(a, b, c) __builtin_fmaf((a), (b), (c))
+#define CP_DW_FMA_F64(a, b, c) __builtin_fma((a), (b), (c))
+#include "cp_dw_impl.h"
+#undef CP_DW_ISA
+#undef CP_DW_ATTR
+#undef CP_DW_FMA_F32
+#undef CP_DW_FMA_F64
+#endif
+
+/* ---- plan ------------------------------------------------------------------ */
 void cp_conv_plan(cp_conv_geom *g, int64_t itemsize)
 {
     const int64_t nr = itemsize == 4 ? CP_NR_F32 : CP_NR_F64;
@@ -31,33 +77,84 @@ void cp_conv_plan(cp_conv_geom *g, int64_t itemsize)
     g->ocg = g->oc / g->groups;
     g->k = g->kh * g->kw * g->cg;
     g->panels = (g->ocg + nr - 1) / nr;
-    tile = CP_CONV_TILE_BYTES / (g->k * itemsize > 0 ? g->k * itemsize : 1);
+    tile = CP_CONV_TILE_BYTES / (g->k * itemsize);
     tile = tile / CP_MR * CP_MR;
     if (tile < CP_MR)
         tile = CP_MR;
-    /* No more than the whole output, rounded up to the register tile. */
     if (tile > (pixels + CP_MR - 1) / CP_MR * CP_MR)
         tile = (pixels + CP_MR - 1) / CP_MR * CP_MR;
     g->tile = tile;
+
+    /* Interior output columns: every tap inside [0, W). */
+    {
+        const int64_t span = (g->kw - 1) * g->dw;
+        int64_t lo = (g->pl + g->sw - 1) / g->sw;
+        int64_t hi = g->w - 1 + g->pl - span < 0 ? 0 : (g->w - 1 + g->pl - span) / g->sw + 1;
+        if (hi > g->ow)
+            hi = g->ow;
+        if (lo > hi)
+            lo = hi;
+        g->ow_lo = lo;
+        g->ow_hi = hi;
+    }
+    if (g->dw == 1 && g->groups == 1) {
+        g->nseg = g->kh;
+        g->kseg = g->kw * g->c;
+    } else {
+        g->nseg = g->kh * g->kw;
+        g->kseg = g->cg;
+    }
+
+    if (g->groups == g->c && g->groups == g->oc) {
+        g->strategy = CP_CONV_DEPTHWISE;
+        g->units = g->n * g->oh;
+    } else if (g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 &&
+               g->pl == 0 && g->oh == g->h && g->ow == g->w && g->groups == 1) {
+        g->strategy = CP_CONV_POINTWISE;
+        g->units = (pixels + tile - 1) / tile;
+    } else if (g->ow >= CP_ROWS_MIN_OW && g->nseg <= CP_MAX_SEG) {
+        g->strategy = CP_CONV_ROWS;
+        g->units = g->n * g->oh;
+    } else {
+        g->strategy = CP_CONV_GATHER;
+        g->units = (pixels + tile - 1) / tile;
+    }
+    g->stream = 0;
 }
 
-int64_t cp_conv_tiles(const cp_conv_geom *g)
+void cp_conv_set_output(cp_conv_geom *g, const void *y, int64_t itemsize)
 {
-    return (g->n * g->oh * g->ow + g->tile - 1) / g->tile;
+    const int64_t nr = itemsize == 4 ? CP_NR_F32 : CP_NR_F64;
+    g->stream = g->strategy != CP_CONV_DEPTHWISE &&
+                g->n * g->oh * g->ow * g->oc * itemsize >= CP_STREAM_BYTES &&
+                (uintptr_t)y % CP_ALIGN == 0 && g->ocg % nr == 0;
 }
 
-int64_t cp_conv_scratch_elems(const cp_conv_geom *g) { return g->tile * g->k; }
+int64_t cp_conv_scratch_elems(const cp_conv_geom *g)
+{
+    if (g->strategy == CP_CONV_DEPTHWISE)
+        return g->c; /* a row of zeros for taps in the padding */
+    if (g->strategy == CP_CONV_POINTWISE)
+        return 0;
+    return g->tile * g->k;
+}
 
 int64_t cp_conv_packed_elems(const cp_conv_geom *g, int64_t nr)
 {
+    if (g->strategy == CP_CONV_DEPTHWISE)
+        return g->k * g->oc;
     return g->groups * g->panels * g->k * nr;
 }
 
 /* packed[((grp * panels + p) * K + k) * NR + j] = kernel[k, grp * OCg + p * NR + j],
- * zero for p * NR + j >= OCg. */
+ * zero for p * NR + j >= OCg.  Depthwise keeps Keras's (KH, KW, 1, C) layout. */
 #define DEFINE_PACK(T, SUFFIX, NR)                                                          \
     void cp_conv_pack_##SUFFIX(const cp_conv_geom *g, const T *kernel, T *packed)           \
     {                                                                                       \
+        if (g->strategy == CP_CONV_DEPTHWISE) {                                             \
+            memcpy(packed, kernel, (size_t)(g->k * g->oc) * sizeof(T));                     \
+            return;                                                                         \
+        }                                                                                   \
         for (int64_t grp = 0; grp < g->groups; grp++)                                       \
             for (int64_t p = 0; p < g->panels; p++)                                         \
                 for (int64_t k = 0; k < g->k; k++) {                                        \
@@ -72,14 +169,15 @@ int64_t cp_conv_packed_elems(const cp_conv_geom *g, int64_t nr)
 DEFINE_PACK(float, f32, CP_NR_F32)
 DEFINE_PACK(double, f64, CP_NR_F64)
 
-/* Gather the patch of output pixel (n, oh, ow) for group grp into dst[0:K],
- * zeros for taps in the padding.  Element-type agnostic (bytes). */
+/* ---- gathering patches ------------------------------------------------------ */
+/* The patch of output pixel (n, oh, ow) for group grp into dst[0:K], zeros for
+ * taps in the padding.  Element-type agnostic (bytes). */
 static void gather_patch(const cp_conv_geom *g, const char *x, int64_t itemsize, int64_t n,
                          int64_t oh, int64_t ow, int64_t grp, char *dst)
 {
     const int64_t ih0 = oh * g->sh - g->pt;
     const int64_t iw0 = ow * g->sw - g->pl;
-    const int64_t run = g->kw * g->cg * itemsize;  /* bytes per kernel row */
+    const int64_t run = g->kw * g->cg * itemsize; /* bytes per kernel row */
     const int64_t cg_bytes = g->cg * itemsize;
     const int64_t pixel_bytes = g->c * itemsize;
     /* With dilation 1, one group and no padding in this row of taps, the kw
@@ -109,7 +207,7 @@ static void gather_patch(const cp_conv_geom *g, const char *x, int64_t itemsize,
     }
 }
 
-/* Gather the patches of pixels [p0, p0 + count) for group grp: scratch[i * K + k]. */
+/* The patches of flat output pixels [p0, p0 + count) for group grp: scratch[i * K + k]. */
 static void gather_tile(const cp_conv_geom *g, const char *x, int64_t itemsize, int64_t p0,
                         int64_t count, int64_t grp, char *scratch)
 {
@@ -129,28 +227,87 @@ static void gather_tile(const cp_conv_geom *g, const char *x, int64_t itemsize, 
     }
 }
 
-#define DEFINE_CONV_TILE(T, SUFFIX, NR, GEMM)                                               \
-    void cp_conv2d_nhwc_tile_##SUFFIX(const cp_conv_geom *g, const T *x, const T *packed,   \
-                                      const T *bias, T *y, int64_t tile, T *scratch)        \
+/* ---- the per-unit drivers ----------------------------------------------------- */
+#define DEFINE_CONV_UNIT(T, SUFFIX, NR, GEMM, DEPTHWISE)                                     \
+    /* Flat pixels [p0, p0 + count), all groups, through the gathered tile. */              \
+    static void gathered_##SUFFIX(const cp_conv_geom *g, const T *x, const T *packed,       \
+                                  const T *bias, T *y, int64_t p0, int64_t count, T *scratch) \
     {                                                                                       \
-        const int64_t pixels = g->n * g->oh * g->ow;                                        \
-        const int64_t p0 = tile * g->tile;                                                  \
-        const int64_t count = pixels - p0 < g->tile ? pixels - p0 : g->tile;                \
+        const T *seg[1] = {scratch};                                                        \
         for (int64_t grp = 0; grp < g->groups; grp++) {                                     \
             gather_tile(g, (const char *)x, sizeof(T), p0, count, grp, (char *)scratch);    \
             for (int64_t p = 0; p < g->panels; p++) {                                       \
-                const T *panel = packed + (grp * g->panels + p) * g->k * (NR);              \
                 const int64_t oc0 = grp * g->ocg + p * (NR);                                \
                 const int64_t nr = g->ocg - p * (NR) < (NR) ? g->ocg - p * (NR) : (NR);     \
-                const T *bias_p = bias != NULL ? bias + oc0 : NULL;                         \
-                for (int64_t i = 0; i < count; i += CP_MR) {                                \
-                    const int64_t mr = count - i < CP_MR ? count - i : CP_MR;               \
-                    GEMM(g->k, scratch + i * g->k, g->k, panel, y + (p0 + i) * g->oc + oc0, \
-                         g->oc, mr, nr, bias_p);                                            \
-                }                                                                           \
+                GEMM(count, 1, seg, g->k, g->k, packed + (grp * g->panels + p) * g->k * (NR), \
+                     y + p0 * g->oc + oc0, g->oc, nr, bias != NULL ? bias + oc0 : NULL,     \
+                     (int)g->stream);                                                       \
             }                                                                               \
         }                                                                                   \
+    }                                                                                       \
+    /* Output pixels [a, b) of row `row`, gathered in tiles. */                             \
+    static void gathered_range_##SUFFIX(const cp_conv_geom *g, const T *x, const T *packed, \
+                                        const T *bias, T *y, int64_t row, int64_t a,        \
+                                        int64_t b, T *scratch)                              \
+    {                                                                                       \
+        for (int64_t ow = a; ow < b; ow += g->tile) {                                       \
+            const int64_t count = b - ow < g->tile ? b - ow : g->tile;                      \
+            gathered_##SUFFIX(g, x, packed, bias, y, row * g->ow + ow, count, scratch);     \
+        }                                                                                   \
+    }                                                                                       \
+    void cp_conv2d_nhwc_unit_##SUFFIX(const cp_conv_geom *g, const T *x, const T *packed,   \
+                                      const T *bias, T *y, int64_t unit, T *scratch)        \
+    {                                                                                       \
+        const int64_t pixels = g->n * g->oh * g->ow;                                        \
+        if (g->strategy == CP_CONV_DEPTHWISE) {                                             \
+            DEPTHWISE(g, x, packed, bias, y, unit, scratch);                                \
+            return;                                                                         \
+        }                                                                                   \
+        if (g->strategy == CP_CONV_GATHER || g->strategy == CP_CONV_POINTWISE) {            \
+            const int64_t p0 = unit * g->tile;                                              \
+            const int64_t count = pixels - p0 < g->tile ? pixels - p0 : g->tile;            \
+            if (g->strategy == CP_CONV_GATHER) {                                            \
+                gathered_##SUFFIX(g, x, packed, bias, y, p0, count, scratch);               \
+                return;                                                                     \
+            }                                                                               \
+            const T *seg[1] = {x + p0 * g->c};                                              \
+            for (int64_t p = 0; p < g->panels; p++) {                                       \
+                const int64_t nr = g->oc - p * (NR) < (NR) ? g->oc - p * (NR) : (NR);       \
+                GEMM(count, 1, seg, g->c, g->c, packed + p * g->k * (NR),                   \
+                     y + p0 * g->oc + p * (NR), g->oc, nr,                                  \
+                     bias != NULL ? bias + p * (NR) : NULL, (int)g->stream);                \
+            }                                                                               \
+            return;                                                                         \
+        }                                                                                   \
+        /* ROWS */                                                                          \
+        const int64_t row = unit, n = row / g->oh, oh = row % g->oh;                        \
+        const int64_t ih0 = oh * g->sh - g->pt;                                             \
+        const int rows_inside = ih0 >= 0 && ih0 + (g->kh - 1) * g->dh < g->h;               \
+        if (!rows_inside || g->ow_hi <= g->ow_lo) {                                         \
+            gathered_range_##SUFFIX(g, x, packed, bias, y, row, 0, g->ow, scratch);         \
+            return;                                                                         \
+        }                                                                                   \
+        const T *seg[CP_MAX_SEG];                                                           \
+        for (int64_t grp = 0; grp < g->groups; grp++) {                                     \
+            const int64_t iw0 = g->ow_lo * g->sw - g->pl;                                   \
+            for (int64_t s = 0; s < g->nseg; s++) {                                         \
+                const int64_t kh = g->nseg == g->kh ? s : s / g->kw;                        \
+                const int64_t kw = g->nseg == g->kh ? 0 : s % g->kw;                        \
+                seg[s] = x + ((n * g->h + ih0 + kh * g->dh) * g->w + iw0 + kw * g->dw) * g->c \
+                         + grp * g->cg;                                                     \
+            }                                                                               \
+            for (int64_t p = 0; p < g->panels; p++) {                                       \
+                const int64_t oc0 = grp * g->ocg + p * (NR);                                \
+                const int64_t nr = g->ocg - p * (NR) < (NR) ? g->ocg - p * (NR) : (NR);     \
+                GEMM(g->ow_hi - g->ow_lo, g->nseg, seg, g->sw * g->c, g->kseg,              \
+                     packed + (grp * g->panels + p) * g->k * (NR),                          \
+                     y + (row * g->ow + g->ow_lo) * g->oc + oc0, g->oc, nr,                 \
+                     bias != NULL ? bias + oc0 : NULL, (int)g->stream);                     \
+            }                                                                               \
+        }                                                                                   \
+        gathered_range_##SUFFIX(g, x, packed, bias, y, row, 0, g->ow_lo, scratch);          \
+        gathered_range_##SUFFIX(g, x, packed, bias, y, row, g->ow_hi, g->ow, scratch);      \
     }
 
-DEFINE_CONV_TILE(float, f32, CP_NR_F32, cp_active.gemm_f32)
-DEFINE_CONV_TILE(double, f64, CP_NR_F64, cp_active.gemm_f64)
+DEFINE_CONV_UNIT(float, f32, CP_NR_F32, cp_active.gemm_f32, cp_active.depthwise_f32)
+DEFINE_CONV_UNIT(double, f64, CP_NR_F64, cp_active.gemm_f64, cp_active.depthwise_f64)

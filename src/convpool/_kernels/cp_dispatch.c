@@ -30,6 +30,7 @@ void cp_aligned_free(void *p) { free(p); }
 
 static const cp_dispatch_table table_baseline = {
     cp_gemm_6x16_f32__baseline,      cp_gemm_6x8_f64__baseline,
+    cp_dwconv2d_nhwc_f32__baseline,  cp_dwconv2d_nhwc_f64__baseline,
     cp_maxpool2d_nhwc_f32__baseline, cp_maxpool2d_nhwc_f64__baseline,
     cp_avgpool2d_nhwc_f32__baseline, cp_avgpool2d_nhwc_f64__baseline,
 };
@@ -37,6 +38,7 @@ static const cp_dispatch_table table_baseline = {
 #if CP_BUILD_AVX2
 static const cp_dispatch_table table_avx2 = {
     cp_gemm_6x16_f32__avx2,      cp_gemm_6x8_f64__avx2,
+    cp_dwconv2d_nhwc_f32__avx2,  cp_dwconv2d_nhwc_f64__avx2,
     cp_maxpool2d_nhwc_f32__avx2, cp_maxpool2d_nhwc_f64__avx2,
     cp_avgpool2d_nhwc_f32__avx2, cp_avgpool2d_nhwc_f64__avx2,
 };
@@ -44,6 +46,7 @@ static const cp_dispatch_table table_avx2 = {
 
 cp_dispatch_table cp_active = {
     cp_gemm_6x16_f32__baseline,      cp_gemm_6x8_f64__baseline,
+    cp_dwconv2d_nhwc_f32__baseline,  cp_dwconv2d_nhwc_f64__baseline,
     cp_maxpool2d_nhwc_f32__baseline, cp_maxpool2d_nhwc_f64__baseline,
     cp_avgpool2d_nhwc_f32__baseline, cp_avgpool2d_nhwc_f64__baseline,
 };

@@ -15,6 +15,10 @@
 #define CP_BUILD_AVX2 0
 #endif
 
+/* CP_CAT(name, isa) -> name__isa */
+#define CP_CAT_(a, b) a##__##b
+#define CP_CAT(a, b) CP_CAT_(a, b)
+
 #if defined(__GNUC__) || defined(__clang__)
 #define CP_RESTRICT __restrict__
 #define CP_INLINE static inline __attribute__((always_inline))
@@ -24,22 +28,34 @@
 #endif
 
 /*
- * GEMM micro-kernel: C[i, j] = sum_k A[i, k] * B[k, j] (+ bias[j]) for
- * i < mr <= CP_MR, j < nr <= NR, where
- *   A[i, k] = a[i * lda + k]        (rows of an im2col tile),
- *   B[k, j] = b[k * NR + j]          (one packed weight panel, zero padded to NR),
- *   C[i, j] = c[i * ldc + j].
- * Every C[i, j] is accumulated from zero over k = 0, 1, ..., K-1 in that
- * order, then the bias is added: the bits of a result do not depend on mr, nr,
- * or where the tile lies, which is what makes the output independent of the
- * thread count and of the batch split.
+ * GEMM micro-kernel over m rows of A, one panel of NR output channels:
+ *   C[i, j] = sum over s < nseg, k < kseg of A_s[i, k] * B[s * kseg + k, j]  (+ bias[j])
+ * for i < m, j < nr <= NR, where
+ *   A_s[i, k] = seg[s][i * lda + k]   (segment s: e.g. one kernel row of taps,
+ *                                      read in place from the NHWC input),
+ *   B[k, j]   = b[k * NR + j]          (a packed weight panel, zero padded to NR,
+ *                                      CP_ALIGN-aligned),
+ *   C[i, j]   = c[i * ldc + j].
+ * Every C[i, j] is accumulated from +0 over s, then k, in increasing order, one
+ * multiply-add at a time, then the bias is added: the bits of a result depend
+ * only on the reduction order (kh, kw, c), never on m, nr, the segmentation or
+ * where the tile lies.  That is what makes every strategy below, and any
+ * thread count, give identical output.
+ * stream != 0 allows non-temporal stores of full tiles; the caller sets it only
+ * when c is 32-byte aligned and ldc is a multiple of the vector width.
  */
-typedef void (*cp_gemm_f32_fn)(int64_t k, const float *a, int64_t lda, const float *b,
-                               float *c, int64_t ldc, int64_t mr, int64_t nr,
-                               const float *bias);
-typedef void (*cp_gemm_f64_fn)(int64_t k, const double *a, int64_t lda, const double *b,
-                               double *c, int64_t ldc, int64_t mr, int64_t nr,
-                               const double *bias);
+typedef void (*cp_gemm_f32_fn)(int64_t m, int64_t nseg, const float *const *seg, int64_t lda,
+                               int64_t kseg, const float *b, float *c, int64_t ldc, int64_t nr,
+                               const float *bias, int stream);
+typedef void (*cp_gemm_f64_fn)(int64_t m, int64_t nseg, const double *const *seg, int64_t lda,
+                               int64_t kseg, const double *b, double *c, int64_t ldc, int64_t nr,
+                               const double *bias, int stream);
+
+/* Depthwise convolution (C_in = C_out = groups) of one output row. */
+typedef void (*cp_dw_row_f32_fn)(const cp_conv_geom *g, const float *x, const float *w,
+                                 const float *bias, float *y, int64_t row, const float *zeros);
+typedef void (*cp_dw_row_f64_fn)(const cp_conv_geom *g, const double *x, const double *w,
+                                 const double *bias, double *y, int64_t row, const double *zeros);
 
 typedef void (*cp_pool_row_f32_fn)(const cp_pool_geom *g, const float *x, float *y,
                                    int64_t row, float *scratch);
@@ -49,6 +65,8 @@ typedef void (*cp_pool_row_f64_fn)(const cp_pool_geom *g, const double *x, doubl
 typedef struct {
     cp_gemm_f32_fn gemm_f32;
     cp_gemm_f64_fn gemm_f64;
+    cp_dw_row_f32_fn depthwise_f32;
+    cp_dw_row_f64_fn depthwise_f64;
     cp_pool_row_f32_fn maxpool_f32;
     cp_pool_row_f64_fn maxpool_f64;
     cp_pool_row_f32_fn avgpool_f32;
@@ -59,31 +77,28 @@ typedef struct {
 extern cp_dispatch_table cp_active;
 
 /* Variants, named <op>_<layout>_<dtype>__<isa> (see STYLE.md). */
-void cp_gemm_6x16_f32__baseline(int64_t, const float *, int64_t, const float *, float *,
-                                int64_t, int64_t, int64_t, const float *);
-void cp_gemm_6x8_f64__baseline(int64_t, const double *, int64_t, const double *, double *,
-                               int64_t, int64_t, int64_t, const double *);
-void cp_maxpool2d_nhwc_f32__baseline(const cp_pool_geom *, const float *, float *, int64_t,
-                                     float *);
-void cp_maxpool2d_nhwc_f64__baseline(const cp_pool_geom *, const double *, double *, int64_t,
-                                     double *);
-void cp_avgpool2d_nhwc_f32__baseline(const cp_pool_geom *, const float *, float *, int64_t,
-                                     float *);
-void cp_avgpool2d_nhwc_f64__baseline(const cp_pool_geom *, const double *, double *, int64_t,
-                                     double *);
+#define CP_DECLARE_VARIANTS(ISA)                                                              \
+    void cp_gemm_6x16_f32__##ISA(int64_t, int64_t, const float *const *, int64_t, int64_t,   \
+                                 const float *, float *, int64_t, int64_t, const float *, int); \
+    void cp_gemm_6x8_f64__##ISA(int64_t, int64_t, const double *const *, int64_t, int64_t,   \
+                                const double *, double *, int64_t, int64_t, const double *,   \
+                                int);                                                         \
+    void cp_dwconv2d_nhwc_f32__##ISA(const cp_conv_geom *, const float *, const float *,     \
+                                     const float *, float *, int64_t, const float *);         \
+    void cp_dwconv2d_nhwc_f64__##ISA(const cp_conv_geom *, const double *, const double *,   \
+                                     const double *, double *, int64_t, const double *);      \
+    void cp_maxpool2d_nhwc_f32__##ISA(const cp_pool_geom *, const float *, float *, int64_t,  \
+                                      float *);                                               \
+    void cp_maxpool2d_nhwc_f64__##ISA(const cp_pool_geom *, const double *, double *,         \
+                                      int64_t, double *);                                     \
+    void cp_avgpool2d_nhwc_f32__##ISA(const cp_pool_geom *, const float *, float *, int64_t,  \
+                                      float *);                                               \
+    void cp_avgpool2d_nhwc_f64__##ISA(const cp_pool_geom *, const double *, double *,         \
+                                      int64_t, double *);
+
+CP_DECLARE_VARIANTS(baseline)
 #if CP_BUILD_AVX2
-void cp_gemm_6x16_f32__avx2(int64_t, const float *, int64_t, const float *, float *, int64_t,
-                            int64_t, int64_t, const float *);
-void cp_gemm_6x8_f64__avx2(int64_t, const double *, int64_t, const double *, double *,
-                           int64_t, int64_t, int64_t, const double *);
-void cp_maxpool2d_nhwc_f32__avx2(const cp_pool_geom *, const float *, float *, int64_t,
-                                 float *);
-void cp_maxpool2d_nhwc_f64__avx2(const cp_pool_geom *, const double *, double *, int64_t,
-                                 double *);
-void cp_avgpool2d_nhwc_f32__avx2(const cp_pool_geom *, const float *, float *, int64_t,
-                                 float *);
-void cp_avgpool2d_nhwc_f64__avx2(const cp_pool_geom *, const double *, double *, int64_t,
-                                 double *);
+CP_DECLARE_VARIANTS(avx2)
 #endif
 
 #endif /* CP_INTERNAL_H */

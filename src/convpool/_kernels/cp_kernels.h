@@ -44,7 +44,18 @@ typedef struct {
     int64_t k;                 /* reduction length: kh * kw * cg */
     int64_t panels;            /* ceil(ocg / NR) weight panels per group */
     int64_t tile;              /* output pixels per im2col tile (a multiple of CP_MR) */
+    int64_t strategy;          /* CP_CONV_* below */
+    int64_t units;             /* independent units of work (rows or pixel tiles) */
+    int64_t nseg, kseg;        /* ROWS: A segments per pixel and their length */
+    int64_t ow_lo, ow_hi;      /* output columns whose taps all lie inside the input */
+    int64_t stream;            /* write the output with non-temporal stores */
 } cp_conv_geom;
+
+/* How cp_conv_plan feeds the micro-kernel (see cp_conv.c). */
+enum { CP_CONV_GATHER = 0, CP_CONV_ROWS = 1, CP_CONV_POINTWISE = 2, CP_CONV_DEPTHWISE = 3 };
+
+/* Most A segments (kernel rows, or taps) per pixel in the ROWS strategy. */
+#define CP_MAX_SEG 256
 
 typedef struct {
     int64_t n, h, w, c;        /* input (N, H, W, C); the output has the same C */
@@ -70,26 +81,26 @@ int cp_isa_selected(void);
 const char *cp_isa_name(int isa);
 
 /* ---- convolution ------------------------------------------------------ */
-/* Fill in k, panels and tile from the other fields. */
+/* Fill in the derived fields (cg, ocg, k, panels, tile, strategy, units, ...)
+ * from the sizes, strides, dilation, padding and groups. */
 void cp_conv_plan(cp_conv_geom *g, int64_t itemsize);
-/* Scratch elements one thread needs (the im2col tile). */
+/* Decide from the output array whether to use non-temporal stores. */
+void cp_conv_set_output(cp_conv_geom *g, const void *y, int64_t itemsize);
+/* Scratch elements one thread needs. */
 int64_t cp_conv_scratch_elems(const cp_conv_geom *g);
-/* Packed weights: groups * panels * k * NR elements. */
+/* Packed weight elements. */
 int64_t cp_conv_packed_elems(const cp_conv_geom *g, int64_t nr);
 
 void cp_conv_pack_f32(const cp_conv_geom *g, const float *kernel /* IN (KH,KW,CG,OC) */,
                       float *packed /* OUT */);
 void cp_conv_pack_f64(const cp_conv_geom *g, const double *kernel, double *packed);
 
-/* Number of pixel tiles: ceil(N * OH * OW / tile).  Tile t covers output
- * pixels [t * tile, min((t + 1) * tile, N * OH * OW)) in NHWC order. */
-int64_t cp_conv_tiles(const cp_conv_geom *g);
-
-void cp_conv2d_nhwc_tile_f32(const cp_conv_geom *g, const float *x /* IN */,
+/* Compute unit `unit` in [0, g->units) of the output. */
+void cp_conv2d_nhwc_unit_f32(const cp_conv_geom *g, const float *x /* IN */,
                              const float *packed /* IN */, const float *bias /* IN or NULL */,
-                             float *y /* OUT */, int64_t tile, float *scratch);
-void cp_conv2d_nhwc_tile_f64(const cp_conv_geom *g, const double *x, const double *packed,
-                             const double *bias, double *y, int64_t tile, double *scratch);
+                             float *y /* OUT */, int64_t unit, float *scratch);
+void cp_conv2d_nhwc_unit_f64(const cp_conv_geom *g, const double *x, const double *packed,
+                             const double *bias, double *y, int64_t unit, double *scratch);
 
 /* ---- pooling ------------------------------------------------------------ */
 void cp_pool_plan(cp_pool_geom *g);

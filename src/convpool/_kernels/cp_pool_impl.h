@@ -26,9 +26,6 @@
  * any new one, so a NaN anywhere in the window gives NaN.
  */
 
-#define CP_CAT_(a, b) a##__##b
-#define CP_CAT(a, b) CP_CAT_(a, b)
-
 /* Channels below which the horizontal pass works on the whole run. */
 #define CP_POOL_SMALL_C 8
 
