@@ -89,8 +89,9 @@ class BuildExt(build_ext):
                     "-g" if debug else "-g0",
                     "-std=c11",
                     # Exact IEEE semantics: no FMA contraction behind our back
-                    # (the kernels use fma explicitly, so every path rounds the
-                    # same way), no fast-math, NaN propagation preserved.
+                    # (the kernels of one SIMD variant fuse explicitly, so all
+                    # their code paths round alike; the baseline variant never
+                    # fuses), no fast-math, NaN propagation preserved.
                     "-ffp-contract=off",
                     "-fno-math-errno",
                     "-fvisibility=hidden",

@@ -18,7 +18,10 @@ sees them.
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 __all__ = [
     "Window2D",
@@ -63,8 +66,14 @@ def as_pair(value, name: str, *, minimum: int | None = 1) -> tuple[int, int]:
     -------
     (int, int)
     """
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, (str, bytes, Mapping, set)):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = tuple(value.tolist())
+    elif not isinstance(value, (tuple, list)) and hasattr(value, "__len__") and not hasattr(
+        value, "__index__"
+    ):
+        value = tuple(value)  # another sequence, e.g. a range
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(
@@ -72,9 +81,6 @@ def as_pair(value, name: str, *, minimum: int | None = 1) -> tuple[int, int]:
                 f"with {len(value)} elements"
             )
         pair = (_as_int(value[0], name), _as_int(value[1], name))
-    elif hasattr(value, "__len__") and not hasattr(value, "__index__"):
-        # A NumPy array or other sequence: accept exactly two ints.
-        return as_pair(tuple(value), name, minimum=minimum)
     else:
         v = _as_int(value, name)
         pair = (v, v)

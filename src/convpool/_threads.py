@@ -5,10 +5,12 @@ The default is what OpenMP gives the calling thread: every core, or
 block (threadpoolctl finds the OpenMP runtime convpool is linked to and lowers
 its ``omp_get_max_threads()``).
 
-``set_num_threads(n)`` overrides the default for every Python thread.  A
-threadpoolctl limit (or ``omp_set_num_threads``) that lowers the OpenMP count
-in the calling thread below its value at import still wins, so
-``with threadpool_limits(1):`` always means one thread.
+``set_num_threads(n)`` overrides the default for calls from every Python
+thread.  It also sets the OpenMP count of the thread that calls it, so in that
+thread threadpoolctl sees ``n`` and a limit such as ``with
+threadpool_limits(1):`` lowers it (and restores it on exit) the usual way.  In
+other Python threads a limit is honoured when it lowers OpenMP's count below
+its value at import (the only way to tell a limit from the default there).
 
 The count changes only how the work is split, never the result: every kernel
 gives bitwise the same output for any thread count.
@@ -17,6 +19,7 @@ gives bitwise the same output for any thread count.
 from __future__ import annotations
 
 import operator
+import threading
 
 from ._kernels import _core
 
@@ -24,7 +27,21 @@ __all__ = ["set_num_threads", "get_num_threads"]
 
 # The OpenMP default of the importing thread: the process's baseline.
 _OMP_DEFAULT = _core.omp_max_threads()
-_requested: int | None = None
+_requested: int | None = None  # set_num_threads(n), for every thread
+_setter: int | None = None  # the thread whose OpenMP count we wrote ...
+_written: int | None = None  # ... and the value written there
+
+
+def _limited(icv: int) -> bool:
+    """Is the calling thread's OpenMP count lowered by a limit (threadpoolctl)?
+
+    A limit lowers the count below what it would otherwise be: the value
+    set_num_threads wrote, in the thread that called it, or the import-time
+    default elsewhere.
+    """
+    if _written is not None and threading.get_ident() == _setter:
+        return icv < _written
+    return icv < _OMP_DEFAULT
 
 
 def set_num_threads(n: int | None) -> None:
@@ -35,21 +52,29 @@ def set_num_threads(n: int | None) -> None:
     n : int or None
         A positive thread count, used by calls from every Python thread; None
         restores the default (OpenMP's: every core, or ``OMP_NUM_THREADS``).
-        Without OpenMP in the build every count runs on one thread.
+        Inside a ``threadpool_limits`` block the limit still wins until the
+        block ends.  Without OpenMP in the build every count runs on one thread.
     """
-    global _requested
+    global _requested, _setter, _written
+    if n is not None:
+        if isinstance(n, bool):
+            raise TypeError(f"n must be a positive int or None, got the bool {n!r}")
+        try:
+            n = operator.index(n)
+        except TypeError:
+            raise TypeError(f"n must be a positive int or None, got {n!r}") from None
+        if n < 1:
+            raise ValueError(f"n must be a positive int or None, got {n}")
+    limited = _limited(_core.omp_max_threads())
     if n is None:
-        _requested = None
+        if _written is not None and threading.get_ident() == _setter and not limited:
+            _core.omp_set_max_threads(_OMP_DEFAULT)
+        _requested = _setter = _written = None
         return
-    if isinstance(n, bool):
-        raise TypeError(f"n must be a positive int or None, got the bool {n!r}")
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"n must be a positive int or None, got {n!r}") from None
-    if n < 1:
-        raise ValueError(f"n must be a positive int or None, got {n}")
     _requested = n
+    if not limited:  # a limit in force keeps the OpenMP count it set
+        _core.omp_set_max_threads(n)
+        _setter, _written = threading.get_ident(), n
 
 
 def get_num_threads() -> int:
@@ -61,9 +86,6 @@ def get_num_threads() -> int:
     """
     if not _core.openmp_enabled():
         return 1
-    omp = _core.omp_max_threads()
-    if _requested is None:
-        return omp
-    if omp < _OMP_DEFAULT:  # a threadpoolctl limit (or omp_set_num_threads) in this thread
-        return min(_requested, omp)
-    return _requested
+    icv = _core.omp_max_threads()
+    wanted = _requested if _requested is not None else icv
+    return min(wanted, icv) if _limited(icv) else wanted

@@ -72,11 +72,13 @@ cdef extern from *:
     #define CP_OPENMP_ENABLED 0
     #define CP_OPENMP_VERSION 0
     static int omp_get_max_threads(void) { return 1; }
+    static void omp_set_num_threads(int n) { (void)n; }
     #endif
     """
     int CP_OPENMP_ENABLED
     int CP_OPENMP_VERSION
     int omp_get_max_threads() nogil
+    void omp_set_num_threads(int n) nogil
 
 # Below this many multiply-adds a call runs on one thread: starting the team
 # costs more than it saves.
@@ -98,6 +100,11 @@ def openmp_version():
 def omp_max_threads():
     """``omp_get_max_threads()`` in the calling thread (1 without OpenMP)."""
     return omp_get_max_threads()
+
+
+def omp_set_max_threads(int n):
+    """``omp_set_num_threads(n)`` for the calling thread (no-op without OpenMP)."""
+    omp_set_num_threads(n)
 
 
 def isa_supported(str name):

@@ -1,0 +1,464 @@
+"""Pure helpers shared by the test modules: case ids, derived tolerances, guard regions.
+
+Import them with ``from _helpers import ...`` (``conftest.py`` puts this
+directory on ``sys.path``).  Nothing here calls the fast functions; the
+oracle is always :mod:`convpool.reference`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from convpool import reference
+
+__all__ = [
+    "DTYPE_TAG",
+    "Guarded",
+    "assert_bitwise_equal",
+    "assert_conv_close",
+    "assert_guard_intact",
+    "avg_pool_tolerance",
+    "case_id",
+    "conv_tolerance",
+    "gamma",
+    "guarded",
+    "guarded_out",
+    "strided_copy",
+    "small_ints",
+    "to_layout",
+    "from_layout",
+]
+
+DTYPE_TAG = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+
+_LAYOUT_TAG = {"channels_last": "nhwc", "channels_first": "nchw", None: "nhwc"}
+
+
+# --------------------------------------------------------------------------- ids
+def _pair_text(value) -> str:
+    if isinstance(value, (tuple, list)):
+        a, b = value
+        return f"{a}x{b}"
+    return f"{value}x{value}"
+
+
+def _padding_text(padding) -> str:
+    if isinstance(padding, str):
+        return padding.lower()
+    if isinstance(padding, (tuple, list)) and all(isinstance(p, (tuple, list)) for p in padding):
+        (t, b), (l, r) = padding
+        parts = (t, b, l, r)
+    elif isinstance(padding, (tuple, list)):
+        ph, pw = padding
+        parts = (ph, ph, pw, pw)
+    else:
+        parts = (padding,) * 4
+    sep = "" if all(0 <= int(p) < 10 for p in parts) else "_"
+    return sep.join(str(int(p)) for p in parts)
+
+
+def case_id(**cfg) -> str:
+    """A readable test id from a configuration.
+
+    For example ``N2-H7xW5-C3-k3x2-s2x1-p1011-d1x2-g1-f32-nhwc``.
+
+    Parameters
+    ----------
+    **cfg
+        Any of ``n``, ``h``, ``w``, ``c`` (input channels), ``oc`` (output
+        channels), ``kernel`` or ``pool`` (int or pair), ``strides``,
+        ``padding`` (every form conv2d accepts; ``p1011`` is top, bottom,
+        left, right), ``dilation``, ``groups``, ``bias`` (bool), ``cip``
+        (count_include_pad, bool), ``dtype``, ``data_format``.  Missing keys
+        are left out; unknown keys are appended as ``key=value``.
+
+    Returns
+    -------
+    str
+    """
+    cfg = dict(cfg)
+    parts = []
+    if "n" in cfg:
+        parts.append(f"N{cfg.pop('n')}")
+    if "h" in cfg or "w" in cfg:
+        parts.append(f"H{cfg.pop('h', '?')}xW{cfg.pop('w', '?')}")
+    if "c" in cfg:
+        parts.append(f"C{cfg.pop('c')}")
+    if "oc" in cfg:
+        parts.append(f"O{cfg.pop('oc')}")
+    for key in ("kernel", "pool"):
+        if key in cfg:
+            parts.append(f"k{_pair_text(cfg.pop(key))}")
+    if "strides" in cfg:
+        strides = cfg.pop("strides")
+        parts.append("sdef" if strides is None else f"s{_pair_text(strides)}")
+    if "padding" in cfg:
+        parts.append(f"p{_padding_text(cfg.pop('padding'))}")
+    if "dilation" in cfg:
+        parts.append(f"d{_pair_text(cfg.pop('dilation'))}")
+    if "groups" in cfg:
+        parts.append(f"g{cfg.pop('groups')}")
+    if "bias" in cfg:
+        parts.append("bias" if cfg.pop("bias") else "nobias")
+    if "cip" in cfg:
+        parts.append("cip" if cfg.pop("cip") else "real")
+    if "dtype" in cfg:
+        dt = np.dtype(cfg.pop("dtype"))
+        parts.append(DTYPE_TAG.get(dt, dt.name))
+    if "data_format" in cfg:
+        parts.append(_LAYOUT_TAG[cfg.pop("data_format")])
+    parts.extend(f"{k}={v}" for k, v in cfg.items())
+    return "-".join(parts)
+
+
+# -------------------------------------------------------------------- tolerances
+def gamma(n: int, dtype) -> float:
+    """Higham's ``gamma_n = n u / (1 - n u)`` with ``u = eps / 2`` of ``dtype``.
+
+    Parameters
+    ----------
+    n : int
+        Number of roundings.
+    dtype : dtype-like
+        float32 or float64.
+
+    Returns
+    -------
+    float
+    """
+    u = float(np.finfo(dtype).eps) / 2
+    assert n * u < 0.5, "the error bound is meaningless for so long a reduction"
+    return n * u / (1 - n * u)
+
+
+def _abs64(a):
+    return None if a is None else np.abs(np.asarray(a, dtype=np.float64))
+
+
+def conv_tolerance(x, kernel, dtype, **conv_kwargs) -> np.ndarray:
+    """Elementwise bound on ``|fast - ref|`` for a conv2d computed in ``dtype``.
+
+    Derivation.  Each output is ``y = b + sum_{k<K} x_k w_k`` with
+    ``K = KH * KW * C_in / groups`` (taps in the padding are exact zeros).  The
+    fast kernel accumulates the K products into a zero accumulator in a fixed
+    order (with or without FMA) and then adds the bias; the reference uses
+    ``np.tensordot`` (any summation order) and then adds the bias.  For any
+    order, a length-K dot product followed by one more addition satisfies
+    (Higham, *Accuracy and Stability*, 3.1 and 3.5)
+
+        |fl(y) - y| <= gamma_{K+1} (S + |b|),   S = sum_k |x_k| |w_k|,
+
+    with ``gamma_n = n u / (1 - n u)`` and ``u = eps / 2`` of the dtype the sum
+    is carried in.  Both results obey it against the exact ``y``, so
+
+        |fast - ref| <= 2 gamma_{K+1} (S + |b|)       (about 2 K u S).
+
+    When the reference runs in float64 on float32 data its own error is
+    ``gamma^{f64}`` (far below ``gamma^{f32}``), so the same bound, evaluated
+    with the *compute* dtype's u, still holds.  ``S`` is ``|x| conv |w|``,
+    computed by ``convpool.reference.conv2d`` on float64 copies (its own
+    relative error, ~K * 1e-16, is absorbed by evaluating the bound on
+    ``S * (1 + gamma^{f64}_K)``).  A floor of ``4 * tiny`` (smallest normal) per
+    output covers products that underflow.
+
+    Parameters
+    ----------
+    x : ndarray
+        The conv input, in the layout given by ``conv_kwargs['data_format']``.
+    kernel : ndarray of shape (KH, KW, C_in // groups, C_out)
+    dtype : dtype-like
+        The dtype the fast call computes in (float32 or float64).
+    **conv_kwargs
+        The conv2d arguments: ``bias``, ``strides``, ``padding``,
+        ``dilation_rate``, ``groups``, ``data_format``.
+
+    Returns
+    -------
+    ndarray of float64, the shape of the conv output
+        Never loosen it to make a test pass: a failure is a finding.
+    """
+    kwargs = dict(conv_kwargs)
+    kwargs.pop("out", None)
+    bias = _abs64(kwargs.pop("bias", None))
+    kernel = np.asarray(kernel)
+    k_len = int(kernel.shape[0] * kernel.shape[1] * kernel.shape[2])
+    s = reference.conv2d(_abs64(x), _abs64(kernel), bias=bias, **kwargs)
+    s = s * (1 + gamma(max(k_len, 1) + 1, np.float64))
+    return 2 * gamma(k_len + 1, dtype) * s + 4 * float(np.finfo(dtype).tiny)
+
+
+def avg_pool_tolerance(x, pool_size, dtype, **pool_kwargs) -> np.ndarray:
+    """Elementwise bound on ``|fast - ref|`` for avg_pool2d computed in ``dtype``.
+
+    Derivation.  An output is ``s / d`` with ``s`` the sum of the ``m <= KH*KW``
+    real cells of the window (padding adds exact zeros) and ``d`` the exact
+    integer divisor.  Summing m terms in any order costs ``gamma_{m-1} sum|x|``;
+    the correctly rounded division adds ``u |s/d|``, so
+
+        |fl(fl(s)/d) - s/d| <= gamma_{KH*KW} * (sum |x|) / d
+                             = gamma_{KH*KW} * avg_pool(|x|)
+
+    for both the fast and the reference result, hence
+    ``|fast - ref| <= 2 gamma_{KH*KW} avg_pool(|x|)`` (``avg_pool(|x|)`` with the
+    same divisor, computed in float64 by the reference), plus ``4 * tiny``.
+
+    Parameters
+    ----------
+    x : ndarray
+    pool_size : int or (int, int)
+    dtype : dtype-like
+        The compute dtype (float32 or float64).
+    **pool_kwargs
+        ``strides``, ``padding``, ``data_format``, ``count_include_pad``.
+
+    Returns
+    -------
+    ndarray of float64, the shape of the pooled output
+    """
+    kwargs = dict(pool_kwargs)
+    kwargs.pop("out", None)
+    ph, pw = (pool_size, pool_size) if np.ndim(pool_size) == 0 else pool_size
+    mean_abs = reference.avg_pool2d(_abs64(x), pool_size, **kwargs)
+    mean_abs = mean_abs * (1 + gamma(ph * pw + 1, np.float64))
+    return 2 * gamma(ph * pw, dtype) * mean_abs + 4 * float(np.finfo(dtype).tiny)
+
+
+# -------------------------------------------------------------------- assertions
+def assert_conv_close(fast, ref, tol, cfg) -> None:
+    """Assert ``|fast - ref| <= tol`` elementwise, NaN only where ``ref`` is NaN.
+
+    Parameters
+    ----------
+    fast, ref : ndarray
+        Same shape; ``ref`` may be float64 while ``fast`` is float32.
+    tol : ndarray or float
+        From :func:`conv_tolerance` or :func:`avg_pool_tolerance`.
+    cfg : dict or str
+        The whole configuration; printed on failure with the worst element.
+    """
+    fast = np.asarray(fast)
+    ref = np.asarray(ref)
+    assert fast.shape == ref.shape, f"shape {fast.shape} != reference {ref.shape}; {cfg}"
+    f64 = fast.astype(np.float64)
+    r64 = ref.astype(np.float64)
+    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), ref.shape)
+    nan_mismatch = np.isnan(f64) != np.isnan(r64)
+    if nan_mismatch.any():
+        idx = tuple(int(i) for i in np.argwhere(nan_mismatch)[0])
+        raise AssertionError(
+            f"NaN mismatch at {idx}: fast={f64[idx]!r} ref={r64[idx]!r} "
+            f"({int(nan_mismatch.sum())} of {ref.size} elements)\n  config: {cfg}"
+        )
+    with np.errstate(invalid="ignore"):
+        err = np.where(np.isnan(r64), 0.0, np.abs(f64 - r64))
+        err = np.where((f64 == r64), 0.0, err)  # equal infinities
+    excess = np.where(err > tol, err / np.maximum(tol, np.finfo(np.float64).tiny), 0.0)
+    if excess.any():
+        idx = tuple(int(i) for i in np.unravel_index(np.argmax(excess), excess.shape))
+        raise AssertionError(
+            f"|fast - ref| exceeds the derived bound at {int((excess > 0).sum())} of "
+            f"{ref.size} elements; worst at {idx}: fast={f64[idx]!r} ref={r64[idx]!r} "
+            f"|diff|={err[idx]:.3e} tol={tol[idx]:.3e} ({excess[idx]:.2f}x the bound)\n"
+            f"  config: {cfg}"
+        )
+
+
+def assert_bitwise_equal(a, b, cfg, *, what="results") -> None:
+    """Assert two arrays are identical bit for bit (NaN payloads included).
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Same dtype and shape.
+    cfg : dict or str
+        Printed on failure.
+    what : str
+        What is compared, for the message.
+    """
+    a = np.asarray(a)
+    b = np.asarray(b)
+    assert a.dtype == b.dtype, f"{what}: dtype {a.dtype} != {b.dtype}; {cfg}"
+    assert a.shape == b.shape, f"{what}: shape {a.shape} != {b.shape}; {cfg}"
+    ua = np.ascontiguousarray(a).view(f"u{a.itemsize}")
+    ub = np.ascontiguousarray(b).view(f"u{b.itemsize}")
+    diff = ua != ub
+    if diff.any():
+        idx = tuple(int(i) for i in np.argwhere(diff)[0])
+        raise AssertionError(
+            f"{what} differ in {int(diff.sum())} of {a.size} elements; first at {idx}: "
+            f"{a[idx]!r} vs {b[idx]!r}\n  config: {cfg}"
+        )
+
+
+# ------------------------------------------------------------------ guard regions
+@dataclass
+class Guarded:
+    """An array view living inside a larger buffer whose other cells hold a sentinel.
+
+    Attributes
+    ----------
+    view : ndarray
+        The array to pass to the function under test.
+    buffer : ndarray
+        The whole allocation.
+    mask : ndarray of bool, shape of ``buffer``
+        True on the guard cells (everything not covered by ``view``).
+    fill : float
+        The sentinel the guard cells hold.
+    """
+
+    view: np.ndarray
+    buffer: np.ndarray
+    mask: np.ndarray
+    fill: float
+
+
+def guarded(
+    data, *, guard: int = 67, contiguous: bool = True, axis_guard: int = 2, fill=np.nan
+) -> Guarded:
+    """Copy ``data`` into the middle of a larger buffer filled with ``fill``.
+
+    With ``contiguous=True`` the buffer is 1-D and the view a C-contiguous
+    reshaped slice of it, so convpool hands the very memory to the kernel
+    (no copy): a read before or after the data picks up NaN and shows in the
+    result.  With ``contiguous=False`` the buffer is N-D with ``axis_guard``
+    extra cells on every side of every axis (stride 2 on the last axis), so the
+    view is non-contiguous and exercises the copying path.
+
+    Parameters
+    ----------
+    data : ndarray
+    guard : int
+        Guard cells before and after the data in the 1-D buffer (a prime, so
+        that tile edges do not align).
+    contiguous : bool
+    axis_guard : int
+        Guard cells on each side of each axis when ``contiguous=False``.
+    fill : float
+        The sentinel, NaN by default.
+
+    Returns
+    -------
+    Guarded
+    """
+    data = np.asarray(data)
+    if contiguous:
+        buffer = np.full(data.size + 2 * guard, fill, dtype=data.dtype)
+        view = buffer[guard : guard + data.size].reshape(data.shape)
+        mask = np.ones(buffer.shape, dtype=bool)
+        mask[guard : guard + data.size] = False
+    else:
+        g = axis_guard
+        shape = tuple(s + 2 * g for s in data.shape[:-1]) + (2 * data.shape[-1] + 2 * g,)
+        buffer = np.full(shape, fill, dtype=data.dtype)
+        index = tuple(slice(g, g + s) for s in data.shape[:-1]) + (
+            slice(g, g + 2 * data.shape[-1], 2),
+        )
+        view = buffer[index]
+        mask = np.ones(buffer.shape, dtype=bool)
+        mask[index] = False
+    view[...] = data
+    return Guarded(view, buffer, mask, fill)
+
+
+def guarded_out(shape, dtype, *, guard: int = 67, fill=np.nan) -> Guarded:
+    """A C-contiguous ``out=`` array pre-filled with ``fill``, inside a guarded buffer.
+
+    Unwritten outputs keep the sentinel; writes past either end change a guard
+    cell (check with :func:`assert_guard_intact`).
+
+    Parameters
+    ----------
+    shape : tuple
+    dtype : dtype-like
+    guard : int
+    fill : float
+
+    Returns
+    -------
+    Guarded
+    """
+    return guarded(np.full(shape, fill, dtype=dtype), guard=guard, contiguous=True, fill=fill)
+
+
+def assert_guard_intact(g: Guarded, what: str = "buffer") -> None:
+    """Assert every guard cell still holds the sentinel, bit for bit.
+
+    Parameters
+    ----------
+    g : Guarded
+    what : str
+        Name for the message.
+    """
+    cells = g.buffer[g.mask]
+    expected = np.full(cells.shape, g.fill, dtype=g.buffer.dtype)
+    ok = cells.view(f"u{cells.itemsize}") == expected.view(f"u{cells.itemsize}")
+    assert ok.all(), (
+        f"{what}: {int((~ok).sum())} guard cells were overwritten "
+        f"(first new value {cells[~ok][0]!r})"
+    )
+
+
+def strided_copy(data, step: int = 3) -> np.ndarray:
+    """``data`` as a non-contiguous view (every ``step``-th element of a larger array).
+
+    Parameters
+    ----------
+    data : ndarray
+    step : int
+
+    Returns
+    -------
+    ndarray
+        Equal to ``data``, with strides ``step`` times the contiguous ones on
+        the last axis.
+    """
+    data = np.asarray(data)
+    big = np.zeros(data.shape[:-1] + (data.shape[-1] * step,), dtype=data.dtype)
+    view = big[..., ::step]
+    view[...] = data
+    return view
+
+
+# ----------------------------------------------------------------------- data
+def to_layout(x_nhwc, data_format) -> np.ndarray:
+    """``x_nhwc`` as a C-contiguous array in ``data_format`` (NCHW for channels_first).
+
+    Parameters
+    ----------
+    x_nhwc : ndarray of shape (N, H, W, C)
+    data_format : {"channels_last", "channels_first"}
+
+    Returns
+    -------
+    ndarray
+    """
+    if data_format == "channels_first":
+        return np.ascontiguousarray(np.asarray(x_nhwc).transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(x_nhwc)
+
+
+def from_layout(y, data_format) -> np.ndarray:
+    """The NHWC view of a result in ``data_format`` (inverse of :func:`to_layout`)."""
+    if data_format == "channels_first":
+        return np.asarray(y).transpose(0, 2, 3, 1)
+    return np.asarray(y)
+
+
+def small_ints(rng, shape, dtype, bound: int = 8) -> np.ndarray:
+    """Integers uniform in ``[-bound, bound]`` stored as ``dtype``: exact in any float type.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    shape : tuple
+    dtype : dtype-like
+    bound : int
+
+    Returns
+    -------
+    ndarray
+    """
+    return rng.integers(-bound, bound + 1, size=shape).astype(dtype)
