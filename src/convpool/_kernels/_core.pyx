@@ -25,7 +25,7 @@ cdef extern from "cp_kernels.h" nogil:
 
     ctypedef struct cp_pool_geom:
         int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
-        int64_t count_include_pad, tile
+        int64_t count_include_pad, tile, stream
 
     int CP_NR_F32, CP_NR_F64, CP_ALIGN
     int CP_ISA_BASELINE, CP_ISA_AVX2
@@ -50,7 +50,7 @@ cdef extern from "cp_kernels.h" nogil:
     void cp_conv2d_nhwc_unit_f64(const cp_conv_geom *g, const double *x, const double *packed,
                                  const double *bias, double *y, int64_t unit, double *scratch)
 
-    void cp_pool_plan(cp_pool_geom *g)
+    void cp_pool_plan(cp_pool_geom *g, int64_t itemsize)
     int64_t cp_pool_scratch_elems(const cp_pool_geom *g)
     void cp_maxpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y,
                                    int64_t row, float *scratch)
@@ -214,7 +214,7 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
     g.oh, g.ow = y.shape[1], y.shape[2]
     g.kh, g.kw, g.sh, g.sw, g.pt, g.pl = kh, kw, sh, sw, pt, pl
     g.count_include_pad = count_include_pad
-    cp_pool_plan(&g)
+    cp_pool_plan(&g, sizeof(floating))
 
     cdef int64_t rows = g.n * g.oh
     cdef int nt = _team_size(n_threads, rows, <double>g.n * g.oh * g.ow * g.c * g.kh * g.kw)

@@ -56,15 +56,73 @@
 #undef CP_DW_FMA_F64
 
 #if CP_BUILD_AVX2
-#define CP_DW_ISA avx2
-#define CP_DW_ATTR CP_TARGET_AVX2
-#define CP_DW_FMA_F32(a, b, c) __builtin_fmaf((a), (b), (c))
-#define CP_DW_FMA_F64(a, b, c) __builtin_fma((a), (b), (c))
-#include "cp_dw_impl.h"
-#undef CP_DW_ISA
-#undef CP_DW_ATTR
-#undef CP_DW_FMA_F32
-#undef CP_DW_FMA_F64
+#include <immintrin.h>
+
+/* AVX2 depthwise row: the taps' input pointers are resolved once per pixel
+ * (the zero row for taps in the padding), then each block of channels keeps
+ * its accumulators in registers over every tap.  Same order and the same
+ * fused multiply-add per element as the GEMM path of this ISA. */
+#define DEFINE_DW_AVX2(T, SUFFIX, V, W, LOADU, STOREU, FMA, ADD, ZERO, SFMA)                  \
+    CP_TARGET_AVX2 void cp_dwconv2d_nhwc_##SUFFIX##__avx2(                                   \
+        const cp_conv_geom *g, const T *x, const T *w, const T *bias, T *y, int64_t row,     \
+        const T *zeros)                                                                      \
+    {                                                                                        \
+        const int64_t C = g->c, taps = g->kh * g->kw;                                        \
+        const int64_t n = row / g->oh, oh = row % g->oh;                                     \
+        const int64_t ih0 = oh * g->sh - g->pt;                                              \
+        const T *xp[CP_MAX_SEG];                                                             \
+        T *const yrow = y + row * g->ow * C;                                                 \
+        for (int64_t ow = 0; ow < g->ow; ow++) {                                             \
+            const int64_t iw0 = ow * g->sw - g->pl;                                          \
+            T *const out = yrow + ow * C;                                                    \
+            for (int64_t kh = 0; kh < g->kh; kh++) {                                         \
+                const int64_t ih = ih0 + kh * g->dh;                                         \
+                for (int64_t kw = 0; kw < g->kw; kw++) {                                     \
+                    const int64_t iw = iw0 + kw * g->dw;                                     \
+                    xp[kh * g->kw + kw] = ih >= 0 && ih < g->h && iw >= 0 && iw < g->w       \
+                                              ? x + ((n * g->h + ih) * g->w + iw) * C       \
+                                              : zeros;                                       \
+                }                                                                            \
+            }                                                                                \
+            int64_t c = 0;                                                                   \
+            for (; c + 4 * (W) <= C; c += 4 * (W)) {                                         \
+                V a0 = ZERO(), a1 = ZERO(), a2 = ZERO(), a3 = ZERO();                        \
+                for (int64_t t = 0; t < taps; t++) {                                         \
+                    const T *xt = xp[t] + c, *wt = w + t * C + c;                            \
+                    a0 = FMA(LOADU(xt), LOADU(wt), a0);                                      \
+                    a1 = FMA(LOADU(xt + (W)), LOADU(wt + (W)), a1);                          \
+                    a2 = FMA(LOADU(xt + 2 * (W)), LOADU(wt + 2 * (W)), a2);                  \
+                    a3 = FMA(LOADU(xt + 3 * (W)), LOADU(wt + 3 * (W)), a3);                  \
+                }                                                                            \
+                if (bias != NULL) {                                                          \
+                    a0 = ADD(a0, LOADU(bias + c)), a1 = ADD(a1, LOADU(bias + c + (W)));      \
+                    a2 = ADD(a2, LOADU(bias + c + 2 * (W)));                                 \
+                    a3 = ADD(a3, LOADU(bias + c + 3 * (W)));                                 \
+                }                                                                            \
+                STOREU(out + c, a0), STOREU(out + c + (W), a1);                              \
+                STOREU(out + c + 2 * (W), a2), STOREU(out + c + 3 * (W), a3);                \
+            }                                                                                \
+            for (; c + (W) <= C; c += (W)) {                                                 \
+                V a0 = ZERO();                                                               \
+                for (int64_t t = 0; t < taps; t++)                                           \
+                    a0 = FMA(LOADU(xp[t] + c), LOADU(w + t * C + c), a0);                    \
+                if (bias != NULL)                                                            \
+                    a0 = ADD(a0, LOADU(bias + c));                                           \
+                STOREU(out + c, a0);                                                         \
+            }                                                                                \
+            for (; c < C; c++) {                                                             \
+                T a0 = 0;                                                                    \
+                for (int64_t t = 0; t < taps; t++)                                           \
+                    a0 = SFMA(xp[t][c], w[t * C + c], a0);                                   \
+                out[c] = bias != NULL ? a0 + bias[c] : a0;                                   \
+            }                                                                                \
+        }                                                                                    \
+    }
+
+DEFINE_DW_AVX2(float, f32, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps,
+               _mm256_add_ps, _mm256_setzero_ps, __builtin_fmaf)
+DEFINE_DW_AVX2(double, f64, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd,
+               _mm256_add_pd, _mm256_setzero_pd, __builtin_fma)
 #endif
 
 /* ---- plan ------------------------------------------------------------------ */
@@ -105,7 +163,7 @@ void cp_conv_plan(cp_conv_geom *g, int64_t itemsize)
         g->kseg = g->cg;
     }
 
-    if (g->groups == g->c && g->groups == g->oc) {
+    if (g->groups == g->c && g->groups == g->oc && g->kh * g->kw <= CP_MAX_SEG) {
         g->strategy = CP_CONV_DEPTHWISE;
         g->units = g->n * g->oh;
     } else if (g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 &&

@@ -12,8 +12,30 @@
  * exactly as the reference does.
  */
 
-/* Channels accumulated per pass: the accumulators stay in L1. */
-#define CP_DW_CHUNK 64
+/* Channels accumulated per pass: a fixed width, so the accumulators stay in
+ * vector registers (4 ymm of float32); the last partial chunk takes a loop of
+ * variable length. */
+#define CP_DW_CHUNK 32
+
+#define CP_DW_TAPS(T, FMA, WIDTH)                                                           \
+    for (int64_t kh = 0; kh < g->kh; kh++) {                                                \
+        const int64_t ih = ih0 + kh * g->dh;                                                \
+        const int row_ok = ih >= 0 && ih < g->h;                                            \
+        const T *xrow = x + (n * g->h + (row_ok ? ih : 0)) * g->w * C + c0;                 \
+        for (int64_t kw = 0; kw < g->kw; kw++) {                                            \
+            const int64_t iw = iw0 + kw * g->dw;                                            \
+            const T *CP_RESTRICT xp = row_ok && iw >= 0 && iw < g->w ? xrow + iw * C : zeros; \
+            const T *CP_RESTRICT wp = w + (kh * g->kw + kw) * C + c0;                       \
+            for (int64_t c = 0; c < (WIDTH); c++)                                           \
+                acc[c] = FMA(xp[c], wp[c], acc[c]);                                         \
+        }                                                                                   \
+    }                                                                                       \
+    if (bias != NULL)                                                                       \
+        for (int64_t c = 0; c < (WIDTH); c++)                                               \
+            out[c0 + c] = acc[c] + bias[c0 + c];                                            \
+    else                                                                                    \
+        for (int64_t c = 0; c < (WIDTH); c++)                                               \
+            out[c0 + c] = acc[c];
 
 #define CP_DEFINE_DW_ROW(NAME, T, FMA)                                                      \
     CP_DW_ATTR void CP_CAT(NAME, CP_DW_ISA)(const cp_conv_geom *g, const T *x, const T *w,  \
@@ -24,33 +46,22 @@
         const int64_t n = row / g->oh, oh = row % g->oh;                                    \
         const int64_t ih0 = oh * g->sh - g->pt;                                             \
         T *const yrow = y + row * g->ow * C;                                                \
-        T acc[CP_DW_CHUNK] __attribute__((aligned(CP_ALIGN)));                              \
         for (int64_t ow = 0; ow < g->ow; ow++) {                                            \
             const int64_t iw0 = ow * g->sw - g->pl;                                         \
             T *const out = yrow + ow * C;                                                   \
-            for (int64_t c0 = 0; c0 < C; c0 += CP_DW_CHUNK) {                               \
-                const int64_t cn = C - c0 < CP_DW_CHUNK ? C - c0 : CP_DW_CHUNK;             \
+            int64_t c0 = 0;                                                                 \
+            for (; c0 + CP_DW_CHUNK <= C; c0 += CP_DW_CHUNK) {                              \
+                T acc[CP_DW_CHUNK];                                                         \
+                for (int64_t c = 0; c < CP_DW_CHUNK; c++)                                   \
+                    acc[c] = (T)0;                                                          \
+                CP_DW_TAPS(T, FMA, CP_DW_CHUNK)                                             \
+            }                                                                               \
+            if (c0 < C) {                                                                   \
+                const int64_t cn = C - c0;                                                  \
+                T acc[CP_DW_CHUNK];                                                         \
                 for (int64_t c = 0; c < cn; c++)                                            \
                     acc[c] = (T)0;                                                          \
-                for (int64_t kh = 0; kh < g->kh; kh++) {                                    \
-                    const int64_t ih = ih0 + kh * g->dh;                                    \
-                    const int row_ok = ih >= 0 && ih < g->h;                                \
-                    const T *xrow = x + (n * g->h + (row_ok ? ih : 0)) * g->w * C + c0;     \
-                    for (int64_t kw = 0; kw < g->kw; kw++) {                                \
-                        const int64_t iw = iw0 + kw * g->dw;                                \
-                        const T *CP_RESTRICT xp =                                           \
-                            row_ok && iw >= 0 && iw < g->w ? xrow + iw * C : zeros;         \
-                        const T *CP_RESTRICT wp = w + (kh * g->kw + kw) * C + c0;           \
-                        for (int64_t c = 0; c < cn; c++)                                    \
-                            acc[c] = FMA(xp[c], wp[c], acc[c]);                             \
-                    }                                                                       \
-                }                                                                           \
-                if (bias != NULL)                                                           \
-                    for (int64_t c = 0; c < cn; c++)                                        \
-                        out[c0 + c] = acc[c] + bias[c0 + c];                                \
-                else                                                                        \
-                    for (int64_t c = 0; c < cn; c++)                                        \
-                        out[c0 + c] = acc[c];                                               \
+                CP_DW_TAPS(T, FMA, cn)                                                      \
             }                                                                               \
         }                                                                                   \
     }

@@ -84,7 +84,7 @@ DEFINE_GEMM_BASELINE(double, f64, 8)
         const T *a3 = seg[s] + ROW_OFF(i0, 3, mr, lda);                                      \
         const T *a4 = seg[s] + ROW_OFF(i0, 4, mr, lda);                                      \
         const T *a5 = seg[s] + ROW_OFF(i0, 5, mr, lda);                                      \
-        for (int64_t k = 0; k < kseg; k++, bk += 2 * (W)) {                                  \
+        _Pragma("GCC unroll 4") for (int64_t k = 0; k < kseg; k++, bk += 2 * (W)) {          \
             const V b0 = LD(bk), b1 = LD(bk + (W));                                          \
             V av;                                                                            \
             av = BC(a0 + k), c00 = FMA(av, b0, c00), c01 = FMA(av, b1, c01);                 \

@@ -65,6 +65,7 @@ typedef struct {
     int64_t pt, pl;            /* padding top, left */
     int64_t count_include_pad; /* avg only: divide by kh * kw instead of the valid count */
     int64_t tile;              /* output pixels per horizontal tile */
+    int64_t stream;            /* write the output with non-temporal stores */
 } cp_pool_geom;
 
 /* ---- memory ---------------------------------------------------------- */
@@ -103,7 +104,7 @@ void cp_conv2d_nhwc_unit_f64(const cp_conv_geom *g, const double *x, const doubl
                              const double *bias, double *y, int64_t unit, double *scratch);
 
 /* ---- pooling ------------------------------------------------------------ */
-void cp_pool_plan(cp_pool_geom *g);
+void cp_pool_plan(cp_pool_geom *g, int64_t itemsize);
 int64_t cp_pool_scratch_elems(const cp_pool_geom *g);
 
 void cp_maxpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y, int64_t row,

@@ -3,11 +3,24 @@
  * plus the plan and the dispatching entry points.
  */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "cp_internal.h"
 
 /* Elements of the vertical-pass buffer one tile aims for (32 KiB of float32). */
 #define CP_POOL_SPAN_ELEMS 8192
+
+/* dst[0:n] = src[0:n]; the AVX2 variant writes the aligned middle with
+ * non-temporal stores (whole cache lines, no read for ownership). */
+static inline void cp_stream_copy_float__baseline(float *dst, const float *src, int64_t n)
+{
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+static inline void cp_stream_copy_double__baseline(double *dst, const double *src, int64_t n)
+{
+    memcpy(dst, src, (size_t)n * sizeof(double));
+}
 
 #define CP_POOL_ISA baseline
 #define CP_POOL_ATTR
@@ -16,6 +29,24 @@
 #undef CP_POOL_ATTR
 
 #if CP_BUILD_AVX2
+#include <immintrin.h>
+
+#define DEFINE_STREAM_COPY(T, V, W, LOADU, STREAM)                                          \
+    static inline CP_TARGET_AVX2 void cp_stream_copy_##T##__avx2(T *dst, const T *src,     \
+                                                                 int64_t n)                 \
+    {                                                                                       \
+        int64_t i = 0;                                                                      \
+        for (; i < n && (uintptr_t)(dst + i) % 32 != 0; i++)                               \
+            dst[i] = src[i];                                                                \
+        for (; i + (W) <= n; i += (W))                                                      \
+            STREAM(dst + i, LOADU(src + i));                                                \
+        for (; i < n; i++)                                                                  \
+            dst[i] = src[i];                                                                \
+        _mm_sfence(); /* order the streamed lines before anything that follows */          \
+    }
+DEFINE_STREAM_COPY(float, __m256, 8, _mm256_loadu_ps, _mm256_stream_ps)
+DEFINE_STREAM_COPY(double, __m256d, 4, _mm256_loadu_pd, _mm256_stream_pd)
+
 #define CP_POOL_ISA avx2
 #define CP_POOL_ATTR CP_TARGET_AVX2
 #include "cp_pool_impl.h"
@@ -23,7 +54,10 @@
 #undef CP_POOL_ATTR
 #endif
 
-void cp_pool_plan(cp_pool_geom *g)
+/* Outputs at least this large are written with non-temporal stores. */
+#define CP_POOL_STREAM_BYTES ((int64_t)64 << 20)
+
+void cp_pool_plan(cp_pool_geom *g, int64_t itemsize)
 {
     int64_t tile = 1;
     /* With stride > pool size the vertical pass would also cover the columns
@@ -33,12 +67,13 @@ void cp_pool_plan(cp_pool_geom *g)
     if (tile > g->ow)
         tile = g->ow;
     g->tile = tile;
+    g->stream = g->n * g->oh * g->ow * g->c * itemsize >= CP_POOL_STREAM_BYTES;
 }
 
 /* v (span * C) and u (span * C) for the widest tile. */
 int64_t cp_pool_scratch_elems(const cp_pool_geom *g)
 {
-    return 2 * ((g->tile - 1) * g->sw + g->kw) * g->c;
+    return 3 * ((g->tile - 1) * g->sw + g->kw) * g->c; /* v, u and the staging row */
 }
 
 void cp_maxpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y, int64_t row,

@@ -26,13 +26,21 @@
  * any new one, so a NaN anywhere in the window gives NaN.
  */
 
-/* Channels below which the horizontal pass works on the whole run. */
-#define CP_POOL_SMALL_C 8
+/* A pixel narrower than this many bytes (fewer than 8 float32 or 4 float64
+ * channels) takes the whole-run horizontal pass and the block compaction. */
+#define CP_POOL_SMALL_PIXEL_BYTES 32
 
 #define CP_DEFINE_POOL_ROW(NAME, T, IS_MAX)                                                  \
     static inline CP_POOL_ATTR T CP_CAT(NAME##_op, CP_POOL_ISA)(T a, T b)                    \
     {                                                                                        \
         return (IS_MAX) ? ((b > a || b != b) ? b : a) : a + b;                               \
+    }                                                                                        \
+    /* dst[p] = op(a[p], b[p]) */                                                            \
+    static inline CP_POOL_ATTR void CP_CAT(NAME##_op2, CP_POOL_ISA)(                         \
+        T *dst, const T *a, const T *b, int64_t len)                                         \
+    {                                                                                        \
+        for (int64_t p = 0; p < len; p++)                                                    \
+            dst[p] = CP_CAT(NAME##_op, CP_POOL_ISA)(a[p], b[p]);                             \
     }                                                                                        \
     CP_POOL_ATTR void CP_CAT(NAME, CP_POOL_ISA)(const cp_pool_geom *g, const T *x, T *y,     \
                                                 int64_t row, T *scratch)                     \
@@ -45,8 +53,9 @@
         const int64_t nrows = kh_hi - kh_lo;                                                 \
         const T *xrow = x + (n * g->h + ih0 + kh_lo) * rs;                                   \
         const T pad = (IS_MAX) ? (T)-INFINITY : (T)0;                                        \
-        T *const v = scratch;                                                                \
+        T *const vbuf = scratch;                                                             \
         T *const u = scratch + ((g->tile - 1) * g->sw + g->kw) * C;                          \
+        T *const stage = u + ((g->tile - 1) * g->sw + g->kw) * C;                            \
         T *const yrow = y + row * g->ow * C;                                                 \
         for (int64_t ow0 = 0; ow0 < g->ow; ow0 += g->tile) {                                 \
             const int64_t cnt = g->ow - ow0 < g->tile ? g->ow - ow0 : g->tile;               \
@@ -54,63 +63,89 @@
             const int64_t span = (cnt - 1) * g->sw + g->kw;                                  \
             const int64_t j_lo = iw_start < 0 ? -iw_start : 0;                               \
             const int64_t j_hi = g->w - iw_start < span ? g->w - iw_start : span;            \
-            /* 1. vertical pass over the valid columns; padding around them */              \
-            for (int64_t p = 0; p < j_lo * C; p++)                                           \
-                v[p] = pad;                                                                  \
-            for (int64_t p = j_hi * C; p < span * C; p++)                                    \
-                v[p] = pad;                                                                  \
+            const int padded = j_lo > 0 || j_hi < span;                                      \
+            /* 1. vertical pass over the valid columns, padding around them; a */           \
+            /*    single valid row without padding is used where it lies.     */            \
+            const T *v;                                                                      \
             {                                                                                \
                 const int64_t len = (j_hi - j_lo) * C;                                       \
-                const T *CP_RESTRICT src = xrow + (iw_start + j_lo) * C;                     \
-                T *CP_RESTRICT dst = v + j_lo * C;                                           \
-                for (int64_t p = 0; p < len; p++)                                            \
-                    dst[p] = src[p];                                                         \
-                for (int64_t r = 1; r < nrows; r++) {                                        \
-                    const T *CP_RESTRICT s = src + r * rs;                                   \
-                    for (int64_t p = 0; p < len; p++)                                        \
-                        dst[p] = CP_CAT(NAME##_op, CP_POOL_ISA)(dst[p], s[p]);               \
+                const T *src = xrow + (iw_start + j_lo) * C;                                 \
+                if (nrows == 1 && !padded) {                                                 \
+                    v = src;                                                                 \
+                } else {                                                                     \
+                    T *dst = vbuf + j_lo * C;                                                \
+                    for (int64_t p = 0; p < j_lo * C; p++)                                   \
+                        vbuf[p] = pad;                                                       \
+                    for (int64_t p = j_hi * C; p < span * C; p++)                            \
+                        vbuf[p] = pad;                                                       \
+                    if (nrows == 1)                                                          \
+                        memcpy(dst, src, (size_t)len * sizeof(T));                           \
+                    else                                                                     \
+                        CP_CAT(NAME##_op2, CP_POOL_ISA)(dst, src, src + rs, len);            \
+                    for (int64_t r = 2; r < nrows; r++)                                      \
+                        CP_CAT(NAME##_op2, CP_POOL_ISA)(dst, dst, src + r * rs, len);        \
+                    v = vbuf;                                                                \
                 }                                                                            \
             }                                                                                \
             /* 2. horizontal pass */                                                         \
-            T *const out = yrow + ow0 * C;                                                   \
-            if (C < CP_POOL_SMALL_C) {                                                       \
+            /* Results go to the output, or to a staging buffer streamed out. */            \
+            T *const out = g->stream ? stage : yrow + ow0 * C;                               \
+            if (C * (int64_t)sizeof(T) < CP_POOL_SMALL_PIXEL_BYTES) {                                                       \
                 const int64_t len = ((cnt - 1) * g->sw + 1) * C;                             \
-                for (int64_t p = 0; p < len; p++)                                            \
-                    u[p] = v[p];                                                             \
-                for (int64_t kw = 1; kw < g->kw; kw++) {                                     \
-                    const T *CP_RESTRICT vs = v + kw * C;                                    \
-                    for (int64_t p = 0; p < len; p++)                                        \
-                        u[p] = CP_CAT(NAME##_op, CP_POOL_ISA)(u[p], vs[p]);                  \
+                const T *h = v;                                                              \
+                if (g->kw > 1) {                                                             \
+                    CP_CAT(NAME##_op2, CP_POOL_ISA)(u, v, v + C, len);                       \
+                    for (int64_t kw = 2; kw < g->kw; kw++)                                   \
+                        CP_CAT(NAME##_op2, CP_POOL_ISA)(u, u, v + kw * C, len);              \
+                    h = u;                                                                   \
                 }                                                                            \
-                for (int64_t o = 0; o < cnt; o++)                                            \
-                    for (int64_t c = 0; c < C; c++)                                          \
-                        out[o * C + c] = u[o * g->sw * C + c];                               \
+                /* Compaction: each C-element pixel moved as one 16- or 32- */       \
+                /* byte block; the spill-over is overwritten by the next     */       \
+                /* pixels, and the last pixels (whose block would reach past  */       \
+                /* this tile's output) are copied exactly.                    */       \
+                const int64_t step = g->sw * C;                                      \
+                int64_t o = 0;                                                       \
+                if (C * (int64_t)sizeof(T) <= 16)                                    \
+                    for (; (o * C + 16 / (int64_t)sizeof(T)) <= cnt * C; o++)        \
+                        memcpy(out + o * C, h + o * step, 16);                       \
+                else                                                                 \
+                    for (; (o * C + 32 / (int64_t)sizeof(T)) <= cnt * C; o++)        \
+                        memcpy(out + o * C, h + o * step, 32);                       \
+                for (; o < cnt; o++)                                                 \
+                    for (int64_t c = 0; c < C; c++)                                  \
+                        out[o * C + c] = h[o * step + c];                            \
             } else {                                                                         \
                 for (int64_t o = 0; o < cnt; o++) {                                          \
-                    const T *CP_RESTRICT base = v + o * g->sw * C;                           \
-                    T *CP_RESTRICT dst = out + o * C;                                        \
-                    for (int64_t c = 0; c < C; c++)                                          \
-                        dst[c] = base[c];                                                    \
-                    for (int64_t kw = 1; kw < g->kw; kw++)                                   \
-                        for (int64_t c = 0; c < C; c++)                                      \
-                            dst[c] = CP_CAT(NAME##_op, CP_POOL_ISA)(dst[c], base[kw * C + c]); \
+                    const T *base = v + o * g->sw * C;                                       \
+                    T *dst = out + o * C;                                                    \
+                    if (g->kw == 1)                                                          \
+                        memcpy(dst, base, (size_t)C * sizeof(T));                            \
+                    else                                                                     \
+                        CP_CAT(NAME##_op2, CP_POOL_ISA)(dst, base, base + C, C);             \
+                    for (int64_t kw = 2; kw < g->kw; kw++)                                   \
+                        CP_CAT(NAME##_op2, CP_POOL_ISA)(dst, dst, base + kw * C, C);         \
                 }                                                                            \
             }                                                                                \
+            /* 3. average: divide by the cells counted */                                    \
             if (!(IS_MAX)) {                                                                 \
-                for (int64_t o = 0; o < cnt; o++) {                                          \
-                    T divisor;                                                               \
-                    if (g->count_include_pad) {                                              \
-                        divisor = (T)(g->kh * g->kw);                                        \
-                    } else {                                                                 \
+                if (g->count_include_pad || (!padded && nrows == g->kh)) {                   \
+                    const T divisor = (T)(g->count_include_pad ? g->kh * g->kw               \
+                                                               : nrows * g->kw);             \
+                    for (int64_t q = 0; q < cnt * C; q++)                                    \
+                        out[q] = out[q] / divisor;                                           \
+                } else {                                                                     \
+                    for (int64_t o = 0; o < cnt; o++) {                                      \
                         const int64_t iw = (ow0 + o) * g->sw - g->pl;                        \
                         const int64_t lo = iw < 0 ? -iw : 0;                                 \
                         const int64_t hi = g->w - iw < g->kw ? g->w - iw : g->kw;            \
-                        divisor = (T)(nrows * (hi - lo));                                    \
+                        const T divisor = (T)(nrows * (hi - lo));                            \
+                        for (int64_t c = 0; c < C; c++)                                      \
+                            out[o * C + c] = out[o * C + c] / divisor;                       \
                     }                                                                        \
-                    for (int64_t c = 0; c < C; c++)                                          \
-                        out[o * C + c] = out[o * C + c] / divisor;                           \
                 }                                                                            \
             }                                                                                \
+            if (g->stream)                                                                   \
+                CP_CAT(cp_stream_copy_##T, CP_POOL_ISA)(yrow + ow0 * C, stage, cnt * C);     \
         }                                                                                    \
     }
 
