@@ -7,6 +7,7 @@ layers.  See README.md.
 
 from . import reference
 from ._config import show_config
+from ._memory import get_buffer_cache, set_buffer_cache
 from ._threads import get_num_threads, set_num_threads
 from .functional import avg_pool2d, conv2d, max_pool2d
 from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D
@@ -22,6 +23,8 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "show_config",
+    "set_buffer_cache",
+    "get_buffer_cache",
     "Layer",
     "Dense",
     "Conv2D",

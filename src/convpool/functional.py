@@ -9,10 +9,9 @@ before any kernel runs.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from . import _memory
 from ._checks import ConvCall, PoolCall, check_out, to_nhwc
 from ._kernels import _core
 from ._threads import get_num_threads
@@ -25,7 +24,7 @@ def _finish(y_nhwc: np.ndarray, out: np.ndarray | None, data_format: str) -> np.
     if data_format == "channels_first":
         y = y_nhwc.transpose(0, 3, 1, 2)
         if out is None:
-            return np.ascontiguousarray(y)
+            out = _memory.empty(y.shape, y.dtype)
         out[...] = y
         return out
     if out is not None and out is not y_nhwc:
@@ -34,23 +33,11 @@ def _finish(y_nhwc: np.ndarray, out: np.ndarray | None, data_format: str) -> np.
     return y_nhwc
 
 
-def _empty_aligned(shape: tuple, dtype: np.dtype, align: int = 64) -> np.ndarray:
-    """``np.empty(shape, dtype)`` starting on an ``align``-byte boundary.
-
-    NumPy only promises 16-byte alignment; the kernels write whole 64-byte
-    cache lines (non-temporal stores for large outputs), which needs 64.
-    """
-    nbytes = math.prod(shape) * dtype.itemsize
-    raw = np.empty(nbytes + align, dtype=np.uint8)
-    offset = -raw.ctypes.data % align
-    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
-
-
 def _nhwc_result(call, out: np.ndarray | None) -> np.ndarray:
     """The array the kernel writes: ``out`` itself when it is already NHWC."""
     if out is not None and call.data_format == "channels_last":
         return out
-    return _empty_aligned(call.nhwc_shape, call.dtype)
+    return _memory.empty(call.nhwc_shape, call.dtype)
 
 
 def conv2d(

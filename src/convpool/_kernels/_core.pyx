@@ -28,6 +28,7 @@ cdef extern from "cp_kernels.h" nogil:
         int64_t count_include_pad, tile, stream
 
     int CP_NR_F32, CP_NR_F64, CP_ALIGN
+    int64_t cp_stream_threshold
     int CP_ISA_BASELINE, CP_ISA_AVX2
 
     void *cp_aligned_alloc(size_t nbytes)
@@ -105,6 +106,14 @@ def omp_max_threads():
 def omp_set_max_threads(int n):
     """``omp_set_num_threads(n)`` for the calling thread (no-op without OpenMP)."""
     omp_set_num_threads(n)
+
+
+def _set_stream_threshold(int64_t nbytes):
+    """Outputs of at least ``nbytes`` use non-temporal stores; returns the old value (tests)."""
+    global cp_stream_threshold
+    old = cp_stream_threshold
+    cp_stream_threshold = nbytes
+    return old
 
 
 def isa_supported(str name):

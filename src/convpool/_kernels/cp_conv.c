@@ -40,9 +40,6 @@
 #define CP_CONV_TILE_BYTES (48 * 1024)
 /* ROWS needs at least this many output columns to fill register tiles. */
 #define CP_ROWS_MIN_OW (4 * CP_MR)
-/* Outputs at least this large are written with non-temporal stores: they do
- * not fit the caches, so reading their lines first would only cost bandwidth. */
-#define CP_STREAM_BYTES ((int64_t)64 << 20)
 
 /* ---- depthwise row kernels, one per ISA ----------------------------------- */
 #define CP_DW_ISA baseline
@@ -184,7 +181,7 @@ void cp_conv_set_output(cp_conv_geom *g, const void *y, int64_t itemsize)
 {
     const int64_t nr = itemsize == 4 ? CP_NR_F32 : CP_NR_F64;
     g->stream = g->strategy != CP_CONV_DEPTHWISE &&
-                g->n * g->oh * g->ow * g->oc * itemsize >= CP_STREAM_BYTES &&
+                g->n * g->oh * g->ow * g->oc * itemsize >= cp_stream_threshold &&
                 (uintptr_t)y % CP_ALIGN == 0 && g->ocg % nr == 0;
 }
 

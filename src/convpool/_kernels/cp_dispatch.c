@@ -28,6 +28,8 @@ void *cp_aligned_alloc(size_t bytes)
 
 void cp_aligned_free(void *p) { free(p); }
 
+int64_t cp_stream_threshold = (int64_t)64 << 20;
+
 static const cp_dispatch_table table_baseline = {
     cp_gemm_6x16_f32__baseline,      cp_gemm_6x8_f64__baseline,
     cp_dwconv2d_nhwc_f32__baseline,  cp_dwconv2d_nhwc_f64__baseline,

@@ -72,6 +72,11 @@ typedef struct {
 void *cp_aligned_alloc(size_t bytes);   /* CP_ALIGN-aligned, zero-filled; NULL on failure */
 void cp_aligned_free(void *p);
 
+/* Outputs of at least this many bytes are written with non-temporal stores
+ * (they do not fit the caches, so reading their lines first only costs
+ * bandwidth).  Settable so the tests can cover both store paths. */
+extern int64_t cp_stream_threshold;
+
 /* ---- dispatch --------------------------------------------------------- */
 /* ISA levels, from the most portable. */
 enum { CP_ISA_BASELINE = 0, CP_ISA_AVX2 = 1 };

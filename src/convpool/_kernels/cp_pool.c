@@ -54,9 +54,6 @@ DEFINE_STREAM_COPY(double, __m256d, 4, _mm256_loadu_pd, _mm256_stream_pd)
 #undef CP_POOL_ATTR
 #endif
 
-/* Outputs at least this large are written with non-temporal stores. */
-#define CP_POOL_STREAM_BYTES ((int64_t)64 << 20)
-
 void cp_pool_plan(cp_pool_geom *g, int64_t itemsize)
 {
     int64_t tile = 1;
@@ -67,7 +64,7 @@ void cp_pool_plan(cp_pool_geom *g, int64_t itemsize)
     if (tile > g->ow)
         tile = g->ow;
     g->tile = tile;
-    g->stream = g->n * g->oh * g->ow * g->c * itemsize >= CP_POOL_STREAM_BYTES;
+    g->stream = g->n * g->oh * g->ow * g->c * itemsize >= cp_stream_threshold;
 }
 
 /* v (span * C) and u (span * C) for the widest tile. */

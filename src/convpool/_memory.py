@@ -1,0 +1,148 @@
+"""Result arrays: 64-byte aligned, and recycled once the caller has dropped them.
+
+A large result (a full-HD batch is hundreds of MB) written into freshly
+mapped memory first costs the kernel one page fault per page, each zeroing the
+page: for a 1 GB output that is as much time as the convolution itself, and on
+a virtual machine a fault can be several times dearer when the host must back
+the page first.  Inference engines avoid it with an arena; convpool does the
+same for its large results: when every view of a result is gone, its buffer
+goes back to a small cache and the next result of a similar size reuses it.
+
+- Only results of at least ``MIN_CACHED_BYTES`` take part; smaller ones are
+  ordinary NumPy arrays (the C allocator already recycles those).
+- The cache holds at most ``set_buffer_cache(max_bytes)`` bytes of dropped
+  buffers (default: 2 GiB or an eighth of the physical memory, whichever is
+  smaller); ``set_buffer_cache(0)`` turns it off and frees what it holds.
+- A recycled buffer is only handed out again after the last reference to the
+  array (or any view of it) is gone, so no two live arrays share memory.
+
+Every array returned starts on a 64-byte boundary: NumPy promises only 16,
+and the kernels write whole cache lines (non-temporal stores for large
+outputs).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+
+import numpy as np
+
+__all__ = ["empty", "set_buffer_cache", "get_buffer_cache"]
+
+ALIGN = 64
+MIN_CACHED_BYTES = 16 << 20
+
+
+def _default_limit() -> int:
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        physical = 16 << 30
+    return min(2 << 30, physical // 8)
+
+
+_lock = threading.Lock()
+_free: list[np.ndarray] = []  # dropped raw buffers, oldest first
+_free_bytes = 0
+_limit = _default_limit()
+
+
+class _Lease:
+    """Owner of one result's memory; gives the buffer back when it dies.
+
+    A NumPy array made from it (through ``__array_interface__``) keeps it as
+    its ``base``, and so does every view of that array, so ``__del__`` runs
+    only when no array uses the memory any more.
+    """
+
+    __slots__ = ("_raw", "__array_interface__")
+
+    def __init__(self, raw: np.ndarray, offset: int, shape: tuple, dtype: np.dtype):
+        self._raw = raw
+        self.__array_interface__ = {
+            "shape": shape,
+            "typestr": dtype.str,
+            "data": (raw.ctypes.data + offset, False),
+            "version": 3,
+        }
+
+    def __del__(self):
+        raw, self._raw = self._raw, None
+        if raw is not None and _release is not None:
+            _release(raw)
+
+
+def _release(raw: np.ndarray) -> None:
+    global _free_bytes
+    with _lock:
+        if raw.nbytes > _limit:
+            return
+        _free.append(raw)
+        _free_bytes += raw.nbytes
+        while _free_bytes > _limit:
+            _free_bytes -= _free.pop(0).nbytes
+
+
+def _take(nbytes: int) -> np.ndarray | None:
+    """A dropped buffer of at least ``nbytes`` and at most twice that, or None."""
+    global _free_bytes
+    with _lock:
+        best = None
+        for i, raw in enumerate(_free):
+            if nbytes <= raw.nbytes <= 2 * nbytes and (best is None or raw.nbytes < _free[best].nbytes):
+                best = i
+        if best is None:
+            return None
+        raw = _free.pop(best)
+        _free_bytes -= raw.nbytes
+        return raw
+
+
+def empty(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array, 64-byte aligned, recycled when large.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    dtype : numpy dtype
+
+    Returns
+    -------
+    ndarray
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = _take(nbytes + ALIGN) if nbytes >= MIN_CACHED_BYTES and _limit > 0 else None
+    if raw is None:
+        raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
+    offset = -raw.ctypes.data % ALIGN
+    if nbytes < MIN_CACHED_BYTES or _limit == 0:
+        return raw[offset : offset + nbytes].view(dtype).reshape(shape)
+    return np.asarray(_Lease(raw, offset, tuple(shape), dtype))
+
+
+def set_buffer_cache(max_bytes: int) -> None:
+    """Set how many bytes of dropped results convpool keeps for reuse.
+
+    Parameters
+    ----------
+    max_bytes : int
+        0 turns recycling off and frees every cached buffer.
+    """
+    global _limit, _free_bytes
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
+        raise TypeError(f"max_bytes must be an int, got {max_bytes!r}")
+    if max_bytes < 0:
+        raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+    with _lock:
+        _limit = int(max_bytes)
+        while _free and _free_bytes > _limit:
+            _free_bytes -= _free.pop(0).nbytes
+
+
+def get_buffer_cache() -> dict:
+    """The cache's limit and what it holds now: ``{"max_bytes", "cached_bytes", "buffers"}``."""
+    with _lock:
+        return {"max_bytes": _limit, "cached_bytes": _free_bytes, "buffers": len(_free)}

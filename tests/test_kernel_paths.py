@@ -1,0 +1,146 @@
+"""The kernels' internal paths give bitwise identical results.
+
+conv2d feeds its micro-kernel in one of four ways (cp_conv.c): ROWS (A read in
+place from the input, borders gathered), GATHER (im2col tiles across rows, for
+narrow outputs), POINTWISE (1x1: the input is A) and DEPTHWISE (a direct
+kernel).  Large outputs are written with non-temporal stores.  Each output is
+the same ordered sum whichever path computes it, so equal inputs must give
+equal bits; these tests pin that down by computing the same values twice
+through different paths.
+"""
+
+import numpy as np
+import pytest
+
+import convpool
+from convpool._kernels import _core
+
+from _helpers import assert_bitwise_equal, case_id
+
+DTYPES = [np.float32, np.float64]
+
+
+def _data(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ------------------------------------------------------------- ROWS vs GATHER
+ROW_CASES = [
+    dict(c=3, oc=16, kernel=(5, 5), strides=5, padding="valid", dilation=1, groups=1),
+    dict(c=3, oc=16, kernel=(3, 3), strides=1, padding="same", dilation=1, groups=1),
+    dict(c=5, oc=7, kernel=(3, 2), strides=(1, 2), padding=((1, 2), (0, 1)), dilation=1, groups=1),
+    dict(c=8, oc=20, kernel=(3, 3), strides=1, padding=2, dilation=(2, 2), groups=1),
+    # (explicit padding: "same" with stride 2 may pad a crop differently on the left)
+    dict(c=8, oc=16, kernel=(3, 3), strides=2, padding=((1, 1), (1, 0)), dilation=1, groups=4),
+    dict(c=6, oc=33, kernel=(2, 3), strides=1, padding="valid", dilation=(1, 3), groups=3),
+    dict(c=16, oc=17, kernel=(1, 1), strides=(2, 3), padding="valid", dilation=1, groups=1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("cfg", ROW_CASES, ids=[case_id(**c) for c in ROW_CASES])
+def test_rows_path_equals_gather_path(cfg, dtype, rng):
+    """A wide image takes ROWS; the same image cropped to a narrow output takes
+    GATHER; the columns they share must match bit for bit."""
+    kw = dict(strides=cfg["strides"], padding=cfg["padding"], dilation_rate=cfg["dilation"],
+              groups=cfg["groups"])
+    sw = cfg["strides"] if isinstance(cfg["strides"], int) else cfg["strides"][1]
+    x = _data(rng, (2, 13, 40 * sw + 17, cfg["c"]), dtype)
+    kernel = _data(rng, cfg["kernel"] + (cfg["c"] // cfg["groups"], cfg["oc"]), dtype)
+    bias = _data(rng, (cfg["oc"],), dtype)
+    wide = convpool.conv2d(x, kernel, bias, **kw)
+    assert wide.shape[2] >= 24, "the wide case must take the ROWS path"
+    narrow = None
+    for width in range(x.shape[2], 0, -1):  # the widest crop whose output is narrow (< 24)
+        candidate = convpool.conv2d(x[:, :, :width], kernel, bias, **kw)
+        if candidate.shape[2] < 24:
+            narrow = candidate
+            break
+    assert narrow is not None and narrow.shape[2] >= 2
+    # Padding on the right differs between the two, so compare the columns
+    # whose windows see no right padding in the crop.
+    keep = narrow.shape[2] - 2
+    assert_bitwise_equal(narrow[:, :, :keep], wide[:, :, :keep], cfg, what="GATHER vs ROWS")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c, oc", [(3, 16), (64, 128), (17, 9)])
+def test_pointwise_path_equals_rows_path(c, oc, dtype, rng):
+    """1x1 stride 1 without padding is POINTWISE; with padding 1 it is ROWS, and
+    its interior is the same computation."""
+    x = _data(rng, (2, 9, 31, c), dtype)
+    kernel = _data(rng, (1, 1, c, oc), dtype)
+    bias = _data(rng, (oc,), dtype)
+    plain = convpool.conv2d(x, kernel, bias)
+    padded = convpool.conv2d(x, kernel, bias, padding=1)
+    assert_bitwise_equal(padded[:, 1:-1, 1:-1], plain, (c, oc), what="ROWS vs POINTWISE")
+
+
+DW_CASES = [
+    dict(c=8, kernel=(3, 3), strides=1, padding="same", dilation=1),
+    dict(c=64, kernel=(3, 3), strides=1, padding="same", dilation=1),
+    dict(c=37, kernel=(3, 2), strides=2, padding=((2, 1), (0, 3)), dilation=(1, 2)),
+    dict(c=13, kernel=(5, 5), strides=(2, 1), padding="valid", dilation=1),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("cfg", DW_CASES, ids=[case_id(**c) for c in DW_CASES])
+def test_depthwise_path_equals_gemm_path(cfg, dtype, rng):
+    """groups = C_in = C_out runs the direct depthwise kernel; a channel
+    multiplier of 2 runs the GEMM path.  With the kernel duplicated, every
+    other output channel of the latter is the former, bit for bit."""
+    c = cfg["c"]
+    kw = dict(strides=cfg["strides"], padding=cfg["padding"], dilation_rate=cfg["dilation"],
+              groups=c)
+    x = _data(rng, (2, 11, 29, c), dtype)
+    kernel = _data(rng, cfg["kernel"] + (1, c), dtype)
+    bias = _data(rng, (c,), dtype)
+    direct = convpool.conv2d(x, kernel, bias, **kw)
+    doubled = convpool.conv2d(x, np.repeat(kernel, 2, axis=3), np.repeat(bias, 2), **kw)
+    assert_bitwise_equal(direct, doubled[..., ::2], cfg, what="DEPTHWISE vs GEMM")
+
+
+# ---------------------------------------------------- streamed (NT) stores
+@pytest.fixture
+def stream_threshold():
+    """Set the non-temporal-store threshold for one test (bytes); restored after."""
+    old = _core._set_stream_threshold(2**62)
+    yield _core._set_stream_threshold
+    _core._set_stream_threshold(old)
+
+
+STREAM_CONV = [
+    ((2, 12, 60, 3), (5, 5, 3, 16), dict(strides=5)),
+    ((2, 12, 60, 3), (3, 3, 3, 32), dict(padding="same")),
+    ((2, 12, 60, 16), (1, 1, 16, 48), dict()),
+    ((2, 5, 7, 8), (3, 3, 8, 16), dict(padding="same")),
+    ((2, 12, 60, 8), (3, 3, 2, 16), dict(padding="same", groups=4)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("xs, ks, kw", STREAM_CONV, ids=lambda v: str(v).replace(" ", ""))
+def test_streamed_conv_output_equals_cached_stores(xs, ks, kw, dtype, rng, stream_threshold):
+    x, kernel = _data(rng, xs, dtype), _data(rng, ks, dtype)
+    bias = _data(rng, (ks[3],), dtype)
+    regular = convpool.conv2d(x, kernel, bias, **kw)
+    stream_threshold(0)
+    streamed = convpool.conv2d(x, kernel, bias, **kw)
+    assert streamed.ctypes.data % 64 == 0  # convpool's own results are line-aligned
+    assert_bitwise_equal(streamed, regular, (xs, ks, kw), what="streamed vs regular stores")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [1, 3, 5, 8, 17])
+@pytest.mark.parametrize("op", ["max", "avg"])
+def test_streamed_pool_output_equals_cached_stores(op, c, dtype, rng, stream_threshold):
+    fn = convpool.max_pool2d if op == "max" else convpool.avg_pool2d
+    x = _data(rng, (2, 9, 301, c), dtype)
+    x[0, 3, 17, 0] = np.nan
+    for kw in (dict(pool_size=2), dict(pool_size=3, strides=2, padding="same")):
+        regular = fn(x, **kw)
+        stream_threshold(0)
+        streamed = fn(x, **kw)
+        stream_threshold(2**62)
+        assert_bitwise_equal(streamed, regular, (op, c, kw), what="streamed vs regular stores")
