@@ -144,3 +144,24 @@ def test_streamed_pool_output_equals_cached_stores(op, c, dtype, rng, stream_thr
         streamed = fn(x, **kw)
         stream_threshold(2**62)
         assert_bitwise_equal(streamed, regular, (op, c, kw), what="streamed vs regular stores")
+
+
+# ------------------------------------------------------- the portable variant
+def test_baseline_variant_passes_the_kernel_tests():
+    """CONVPOOL_DISPATCH=baseline (the portable path, no AVX2) must pass the
+    same conv, pooling and path tests as the variant this CPU selects."""
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    files = [os.path.join(here, f) for f in
+             ("test_kernel_paths.py", "test_conv2d.py", "test_pool2d.py")]
+    env = dict(os.environ, CONVPOOL_DISPATCH="baseline")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+         "-k", "not test_baseline_variant_passes", *files],
+        env=env, capture_output=True, text=True, timeout=600, cwd=here,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import sysconfig
 
 from ._kernels import _core
 
@@ -42,6 +41,22 @@ def _select_isa() -> str:
 SELECTED_ISA = _select_isa()
 
 
+def _openmp_runtime() -> str:
+    """Path of the OpenMP runtime library loaded in this process (Linux), or a note."""
+    if not _core.openmp_enabled():
+        return "none (built without OpenMP)"
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                name = os.path.basename(path)
+                if name.startswith(("libgomp", "libomp", "libiomp")):
+                    return path
+    except OSError:
+        pass
+    return "linked (library path not found)"
+
+
 def config() -> dict:
     """The build and run-time configuration as a dict (see :func:`show_config`)."""
     from ._threads import get_num_threads
@@ -50,13 +65,15 @@ def config() -> dict:
         "convpool": sys.modules["convpool"].__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "compiler": sysconfig.get_config_var("CC") or "unknown",
+        "compiler": _core.compiler(),
         "openmp": _core.openmp_enabled(),
         "openmp_version": _core.openmp_version(),
+        "openmp_runtime": _openmp_runtime(),
         "simd_compiled": [n for n in _PREFERENCE[::-1] if _core.isa_compiled(n)],
         "simd_supported": [n for n in _PREFERENCE[::-1] if _core.isa_supported(n)],
         "simd_selected": _core.isa_selected(),
         "num_threads": get_num_threads(),
+        "dispatch_override": os.environ.get("CONVPOOL_DISPATCH", "") or "-",
     }
 
 

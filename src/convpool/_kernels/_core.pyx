@@ -88,6 +88,26 @@ cdef double SERIAL_WORK = 32768.0
 ISA_NAMES = {"baseline": CP_ISA_BASELINE, "avx2": CP_ISA_AVX2}
 
 
+cdef extern from *:
+    """
+    #if defined(__clang__)
+    #define CP_COMPILER "clang " __clang_version__
+    #elif defined(__GNUC__)
+    #define CP_COMPILER "gcc " __VERSION__
+    #elif defined(_MSC_VER)
+    #define CP_COMPILER "msvc"
+    #else
+    #define CP_COMPILER "unknown"
+    #endif
+    """
+    const char *CP_COMPILER
+
+
+def compiler():
+    """The compiler that built the extension, as it names itself."""
+    return CP_COMPILER.decode()
+
+
 def openmp_enabled():
     """True if the extension was compiled with OpenMP."""
     return bool(CP_OPENMP_ENABLED)
