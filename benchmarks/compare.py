@@ -19,7 +19,13 @@ here, or the FLOPs at the float32 matmul rate measured here, whichever is
 larger.
 
 Also measured: thread scaling (1 -> all threads) on the 64 -> 64 3x3 conv, and
-the peak memory of the full-HD conv in a fresh process, over its input.
+the peak memory of the full-HD conv in a fresh process, over its input (the
+peak resident set, VmHWM, reset once the input exists).
+
+Each timed call is preceded by a short pause (SETTLE_S), so that thread pools
+still spinning after the previous call (OpenMP's, ONNX Runtime's, PyTorch's,
+TensorFlow's) do not take cores from the next one; ONNX Runtime's spinning is
+also switched off.
 
 Writes a JSON file and a PNG bar chart (matplotlib) into ``--outdir``.
 """
@@ -30,7 +36,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -144,6 +149,8 @@ def impl_onnxruntime(wl, x, kernel, threads):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    # Idle worker threads must not spin into the next implementation's turn.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return lambda: sess.run(None, {"X": x_nchw})[0]
 
@@ -259,6 +266,11 @@ def measure_machine(threads):
 
 
 # ------------------------------------------------------------------ runs
+# Pause before each timed call: the thread pools of OpenMP, ONNX Runtime,
+# PyTorch and TensorFlow spin for a while after a call, and a pool still
+# spinning would take cores from whichever implementation runs next.
+SETTLE_S = 0.2
+
 def time_workload(wl, impls, threads, repeat, progress):
     x, kernel = make_inputs(wl)
     # The bandwidth floor, measured in the same rounds: NumPy reading the input
@@ -274,6 +286,7 @@ def time_workload(wl, impls, threads, repeat, progress):
     for r in range(repeat):
         for name, fn in fns.items():
             progress(f"{wl['name']}: round {r + 1}/{repeat} {name}")
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             y = fn()
             times[name].append(time.perf_counter() - t0)
@@ -290,6 +303,7 @@ def thread_scaling(wl, repeat, threads, progress):
         for nt in (1, threads):
             progress(f"thread scaling: round {r + 1}/{repeat}, {nt} thread(s)")
             convpool.set_num_threads(nt)
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             convpool.conv2d(x, kernel, padding="same")
             t[nt].append(time.perf_counter() - t0)
@@ -298,13 +312,15 @@ def thread_scaling(wl, repeat, threads, progress):
 
 
 MEMORY_PROBE = r"""
-import resource, sys, numpy as np
+import sys, numpy as np
 impl = sys.argv[1]
 x = np.random.default_rng(0).random((64, 1920, 1080, 3), dtype=np.float32)
 k = (np.random.default_rng(1).random((5, 5, 3, 16), dtype=np.float32) - 0.5) * 0.2
-def rss_mib():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def status_mib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
 if impl == "convpool":
     import convpool
     run = lambda: convpool.conv2d(x, k, strides=5)
@@ -315,11 +331,11 @@ elif impl == "torch":
     def run():
         with torch.inference_mode():
             return F.conv2d(xt, wt, stride=5)
-elif impl == "onnxruntime":
-    sys.exit(0)
-before = rss_mib()
+before = status_mib("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
+    f.write("5")
 y = run()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = status_mib("VmHWM")
 print(peak - before, y.nbytes / 2**20 if hasattr(y, "nbytes") else y.numel() * 4 / 2**20)
 """
 

@@ -8,8 +8,8 @@ overlap the inputs.  ``convpool.functional`` checks all of that first.
 Each call allocates everything it needs (packed weights, one scratch block per
 thread) *before* the parallel loop, so an allocation failure raises
 MemoryError with nothing written; then it releases the GIL and runs one
-``prange`` over independent units of work (pixel tiles for conv, output rows
-for pooling) with a static schedule.
+``prange`` over independent units of work (output rows or pixel tiles for
+conv, see cp_conv.c; output rows for pooling) with a static schedule.
 """
 
 cimport cython

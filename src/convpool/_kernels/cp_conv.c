@@ -26,7 +26,7 @@
  *              images), gathered into scratch (tile * K elements, sized for
  *              the L2 cache, never for the input); for small output rows.
  *   DEPTHWISE  groups = C_in = C_out: a direct kernel vectorised over the
- *              channels (cp_dw_impl.h); one unit = one output row.
+ *              channels (below); one unit = one output row.
  *
  * Every unit writes its own output pixels, once.
  */
@@ -41,46 +41,77 @@
 /* ROWS needs at least this many output columns to fill register tiles. */
 #define CP_ROWS_MIN_OW (4 * CP_MR)
 
-/* ---- depthwise row kernels, one per ISA ----------------------------------- */
-#define CP_DW_ISA baseline
-#define CP_DW_ATTR
-#define CP_DW_FMA_F32(a, b, c) ((a) * (b) + (c))
-#define CP_DW_FMA_F64(a, b, c) ((a) * (b) + (c))
-#include "cp_dw_impl.h"
-#undef CP_DW_ISA
-#undef CP_DW_ATTR
-#undef CP_DW_FMA_F32
-#undef CP_DW_FMA_F64
+/* ---- depthwise ------------------------------------------------------------- */
+/* out[c] = sum over taps t = (kh, kw), in that order, of x[tap t, c] * w[t, c],
+ * from +0, then + bias[c]: the order (and, per ISA, the rounding) of the GEMM
+ * path for the same geometry, so the two give identical bits.  Taps in the
+ * padding read a row of zeros (0 * inf gives NaN, as in the reference). */
+
+/* Input pointer of every tap of output pixel (n, oh, ow); `zeros` in the padding. */
+#define DEFINE_DW_TAPS(T)                                                                   \
+    static inline void dw_taps_##T(const cp_conv_geom *g, const T *x, int64_t n,           \
+                                   int64_t oh, int64_t ow, const T *zeros, const T **xp)    \
+    {                                                                                       \
+        const int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;                   \
+        for (int64_t kh = 0; kh < g->kh; kh++) {                                            \
+            const int64_t ih = ih0 + kh * g->dh;                                            \
+            for (int64_t kw = 0; kw < g->kw; kw++) {                                        \
+                const int64_t iw = iw0 + kw * g->dw;                                        \
+                xp[kh * g->kw + kw] = ih >= 0 && ih < g->h && iw >= 0 && iw < g->w          \
+                                          ? x + ((n * g->h + ih) * g->w + iw) * g->c        \
+                                          : zeros;                                          \
+            }                                                                               \
+        }                                                                                   \
+    }
+DEFINE_DW_TAPS(float)
+DEFINE_DW_TAPS(double)
+
+/* Portable variant: blocks of channels accumulated in a small array (the
+ * compiler vectorises the c loops); multiply and add round separately. */
+#define CP_DW_CHUNK 64
+#define DEFINE_DW_BASELINE(T, SUFFIX)                                                       \
+    void cp_dwconv2d_nhwc_##SUFFIX##__baseline(const cp_conv_geom *g, const T *x,           \
+                                               const T *w, const T *bias, T *y,             \
+                                               int64_t row, const T *zeros)                 \
+    {                                                                                       \
+        const int64_t C = g->c, taps = g->kh * g->kw;                                       \
+        const T *xp[CP_MAX_SEG];                                                            \
+        T acc[CP_DW_CHUNK];                                                                 \
+        for (int64_t ow = 0; ow < g->ow; ow++) {                                            \
+            T *const out = y + (row * g->ow + ow) * C;                                      \
+            dw_taps_##T(g, x, row / g->oh, row % g->oh, ow, zeros, xp);                     \
+            for (int64_t c0 = 0; c0 < C; c0 += CP_DW_CHUNK) {                               \
+                const int64_t cn = C - c0 < CP_DW_CHUNK ? C - c0 : CP_DW_CHUNK;             \
+                for (int64_t c = 0; c < cn; c++)                                            \
+                    acc[c] = 0;                                                             \
+                for (int64_t t = 0; t < taps; t++) {                                        \
+                    const T *xt = xp[t] + c0, *wt = w + t * C + c0;                         \
+                    for (int64_t c = 0; c < cn; c++)                                        \
+                        acc[c] = acc[c] + xt[c] * wt[c];                                    \
+                }                                                                           \
+                for (int64_t c = 0; c < cn; c++)                                            \
+                    out[c0 + c] = bias != NULL ? acc[c] + bias[c0 + c] : acc[c];            \
+            }                                                                               \
+        }                                                                                   \
+    }
+DEFINE_DW_BASELINE(float, f32)
+DEFINE_DW_BASELINE(double, f64)
 
 #if CP_BUILD_AVX2
 #include <immintrin.h>
 
-/* AVX2 depthwise row: the taps' input pointers are resolved once per pixel
- * (the zero row for taps in the padding), then each block of channels keeps
- * its accumulators in registers over every tap.  Same order and the same
- * fused multiply-add per element as the GEMM path of this ISA. */
+/* AVX2 variant: each block of 4 vectors of channels keeps its accumulators in
+ * registers over every tap; fused multiply-adds, as the AVX2 micro-kernel. */
 #define DEFINE_DW_AVX2(T, SUFFIX, V, W, LOADU, STOREU, FMA, ADD, ZERO, SFMA)                  \
     CP_TARGET_AVX2 void cp_dwconv2d_nhwc_##SUFFIX##__avx2(                                   \
         const cp_conv_geom *g, const T *x, const T *w, const T *bias, T *y, int64_t row,     \
         const T *zeros)                                                                      \
     {                                                                                        \
         const int64_t C = g->c, taps = g->kh * g->kw;                                        \
-        const int64_t n = row / g->oh, oh = row % g->oh;                                     \
-        const int64_t ih0 = oh * g->sh - g->pt;                                              \
         const T *xp[CP_MAX_SEG];                                                             \
-        T *const yrow = y + row * g->ow * C;                                                 \
         for (int64_t ow = 0; ow < g->ow; ow++) {                                             \
-            const int64_t iw0 = ow * g->sw - g->pl;                                          \
-            T *const out = yrow + ow * C;                                                    \
-            for (int64_t kh = 0; kh < g->kh; kh++) {                                         \
-                const int64_t ih = ih0 + kh * g->dh;                                         \
-                for (int64_t kw = 0; kw < g->kw; kw++) {                                     \
-                    const int64_t iw = iw0 + kw * g->dw;                                     \
-                    xp[kh * g->kw + kw] = ih >= 0 && ih < g->h && iw >= 0 && iw < g->w       \
-                                              ? x + ((n * g->h + ih) * g->w + iw) * C       \
-                                              : zeros;                                       \
-                }                                                                            \
-            }                                                                                \
+            T *const out = y + (row * g->ow + ow) * C;                                       \
+            dw_taps_##T(g, x, row / g->oh, row % g->oh, ow, zeros, xp);                      \
             int64_t c = 0;                                                                   \
             for (; c + 4 * (W) <= C; c += 4 * (W)) {                                         \
                 V a0 = ZERO(), a1 = ZERO(), a2 = ZERO(), a3 = ZERO();                        \
