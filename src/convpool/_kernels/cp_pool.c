@@ -22,6 +22,24 @@ static inline void cp_stream_copy_double__baseline(double *dst, const double *sr
     memcpy(dst, src, (size_t)n * sizeof(double));
 }
 
+/* The baseline leaves every element to the (auto-vectorised) scalar loops. */
+#define NO_VECTOR_LOOPS(NAME, T)                                                            \
+    static inline int64_t NAME##_vop2__baseline(T *d, const T *a, const T *b, int64_t n)    \
+    {                                                                                       \
+        (void)d, (void)a, (void)b, (void)n;                                                 \
+        return 0;                                                                           \
+    }                                                                                       \
+    static inline int64_t NAME##_vfused2__baseline(T *u, const T *s0, const T *s1,          \
+                                                    int64_t C, int64_t kw, int64_t n)       \
+    {                                                                                       \
+        (void)u, (void)s0, (void)s1, (void)C, (void)kw, (void)n;                            \
+        return 0;                                                                           \
+    }
+NO_VECTOR_LOOPS(cp_maxpool2d_nhwc_f32, float)
+NO_VECTOR_LOOPS(cp_maxpool2d_nhwc_f64, double)
+NO_VECTOR_LOOPS(cp_avgpool2d_nhwc_f32, float)
+NO_VECTOR_LOOPS(cp_avgpool2d_nhwc_f64, double)
+
 #define CP_POOL_ISA baseline
 #define CP_POOL_ATTR
 #include "cp_pool_impl.h"
@@ -46,6 +64,50 @@ static inline void cp_stream_copy_double__baseline(double *dst, const double *sr
     }
 DEFINE_STREAM_COPY(float, __m256, 8, _mm256_loadu_ps, _mm256_stream_ps)
 DEFINE_STREAM_COPY(double, __m256d, 4, _mm256_loadu_pd, _mm256_stream_pd)
+
+/* Vector loops of the pooling ops.  max(a, b) with NaN propagation, exactly
+ * the scalar (b > a || b != b) ? b : a: vmaxps(b, a) gives b > a ? b : a (and
+ * a when either is NaN), then a NaN b is blended in: 3 instructions, where the
+ * compiler's version of the scalar expression takes 4. */
+#define VMAX(V, MAX, BLENDV, CMP) (BLENDV(MAX(b_, a_), b_, CMP(b_, b_, _CMP_UNORD_Q)))
+#define DEFINE_VECTOR_LOOPS(NAME, T, V, W, LOADU, STOREU, OPV)                              \
+    static inline CP_TARGET_AVX2 V NAME##_vop__avx2(V a_, V b_) { return OPV; }             \
+    static inline CP_TARGET_AVX2 int64_t NAME##_vop2__avx2(T *d, const T *a, const T *b,    \
+                                                           int64_t n)                       \
+    {                                                                                       \
+        int64_t p = 0;                                                                      \
+        for (; p + (W) <= n; p += (W))                                                      \
+            STOREU(d + p, NAME##_vop__avx2(LOADU(a + p), LOADU(b + p)));                    \
+        return p;                                                                           \
+    }                                                                                       \
+    static inline CP_TARGET_AVX2 int64_t NAME##_vfused2__avx2(                              \
+        T *u, const T *s0, const T *s1, int64_t C, int64_t kw, int64_t n)                   \
+    {                                                                                       \
+        int64_t p = 0;                                                                      \
+        if (kw == 2) {                                                                      \
+            for (; p + (W) <= n; p += (W)) {                                                \
+                const V c0 = NAME##_vop__avx2(LOADU(s0 + p), LOADU(s1 + p));                \
+                const V c1 = NAME##_vop__avx2(LOADU(s0 + p + C), LOADU(s1 + p + C));        \
+                STOREU(u + p, NAME##_vop__avx2(c0, c1));                                    \
+            }                                                                               \
+        } else {                                                                            \
+            for (; p + (W) <= n; p += (W)) {                                                \
+                const V c0 = NAME##_vop__avx2(LOADU(s0 + p), LOADU(s1 + p));                \
+                const V c1 = NAME##_vop__avx2(LOADU(s0 + p + C), LOADU(s1 + p + C));        \
+                const V c2 = NAME##_vop__avx2(LOADU(s0 + p + 2 * C), LOADU(s1 + p + 2 * C)); \
+                STOREU(u + p, NAME##_vop__avx2(NAME##_vop__avx2(c0, c1), c2));              \
+            }                                                                               \
+        }                                                                                   \
+        return p;                                                                           \
+    }
+DEFINE_VECTOR_LOOPS(cp_maxpool2d_nhwc_f32, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
+                    VMAX(__m256, _mm256_max_ps, _mm256_blendv_ps, _mm256_cmp_ps))
+DEFINE_VECTOR_LOOPS(cp_maxpool2d_nhwc_f64, double, __m256d, 4, _mm256_loadu_pd,
+                    _mm256_storeu_pd, VMAX(__m256d, _mm256_max_pd, _mm256_blendv_pd, _mm256_cmp_pd))
+DEFINE_VECTOR_LOOPS(cp_avgpool2d_nhwc_f32, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
+                    _mm256_add_ps(a_, b_))
+DEFINE_VECTOR_LOOPS(cp_avgpool2d_nhwc_f64, double, __m256d, 4, _mm256_loadu_pd,
+                    _mm256_storeu_pd, _mm256_add_pd(a_, b_))
 
 #define CP_POOL_ISA avx2
 #define CP_POOL_ATTR CP_TARGET_AVX2

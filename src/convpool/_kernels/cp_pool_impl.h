@@ -4,7 +4,10 @@
  * Included by cp_pool.c once per ISA with these macros set:
  *   CP_POOL_ISA    name suffix (baseline, avx2)
  *   CP_POOL_ATTR   function attributes (the target of that ISA, or nothing)
- * The loops are written so the compiler vectorises them for that target.
+ * The loops are written so the compiler vectorises them for that target; an
+ * ISA may also supply explicit vector loops, <name>_vop2__<isa> and
+ * <name>_vfused2__<isa>, which do a prefix of the work (returning how many
+ * elements they did) with exactly the element-wise op of the scalar loop.
  *
  * Pooling is separable, so a row is done in two passes over tiles of output
  * pixels:
@@ -39,8 +42,30 @@
     static inline CP_POOL_ATTR void CP_CAT(NAME##_op2, CP_POOL_ISA)(                         \
         T *dst, const T *a, const T *b, int64_t len)                                         \
     {                                                                                        \
-        for (int64_t p = 0; p < len; p++)                                                    \
+        int64_t p = CP_CAT(NAME##_vop2, CP_POOL_ISA)(dst, a, b, len);                        \
+        for (; p < len; p++)                                                                 \
             dst[p] = CP_CAT(NAME##_op, CP_POOL_ISA)(a[p], b[p]);                             \
+    }                                                                                        \
+    /* u[p] = op over kw < KW (2 or 3) of op(s0[p + kw*C], s1[p + kw*C]): the     */       \
+    /* vertical and horizontal passes of a 2-row window in one sweep, in the   */       \
+    /* same order as the separate passes (so the same bits).                   */       \
+    static inline CP_POOL_ATTR void CP_CAT(NAME##_fused2, CP_POOL_ISA)(                      \
+        T *CP_RESTRICT u, const T *s0, const T *s1, int64_t C, int64_t kw, int64_t len)      \
+    {                                                                                        \
+        int64_t p0 = CP_CAT(NAME##_vfused2, CP_POOL_ISA)(u, s0, s1, C, kw, len);             \
+        if (kw == 2) {                                                                       \
+            for (int64_t p = p0; p < len; p++)                                               \
+                u[p] = CP_CAT(NAME##_op, CP_POOL_ISA)(                                       \
+                    CP_CAT(NAME##_op, CP_POOL_ISA)(s0[p], s1[p]),                            \
+                    CP_CAT(NAME##_op, CP_POOL_ISA)(s0[p + C], s1[p + C]));                   \
+        } else {                                                                             \
+            for (int64_t p = p0; p < len; p++)                                               \
+                u[p] = CP_CAT(NAME##_op, CP_POOL_ISA)(                                       \
+                    CP_CAT(NAME##_op, CP_POOL_ISA)(                                          \
+                        CP_CAT(NAME##_op, CP_POOL_ISA)(s0[p], s1[p]),                        \
+                        CP_CAT(NAME##_op, CP_POOL_ISA)(s0[p + C], s1[p + C])),               \
+                    CP_CAT(NAME##_op, CP_POOL_ISA)(s0[p + 2 * C], s1[p + 2 * C]));           \
+        }                                                                                    \
     }                                                                                        \
     CP_POOL_ATTR void CP_CAT(NAME, CP_POOL_ISA)(const cp_pool_geom *g, const T *x, T *y,     \
                                                 int64_t row, T *scratch)                     \
@@ -66,8 +91,10 @@
             const int padded = j_lo > 0 || j_hi < span;                                      \
             /* 1. vertical pass over the valid columns, padding around them; a */           \
             /*    single valid row without padding is used where it lies.     */            \
-            const T *v;                                                                      \
-            {                                                                                \
+            const int small_c = C * (int64_t)sizeof(T) < CP_POOL_SMALL_PIXEL_BYTES;         \
+            const int fused = small_c && !padded && nrows == 2 && (g->kw == 2 || g->kw == 3); \
+            const T *v = NULL;                                                               \
+            if (!fused) {                                                                    \
                 const int64_t len = (j_hi - j_lo) * C;                                       \
                 const T *src = xrow + (iw_start + j_lo) * C;                                 \
                 if (nrows == 1 && !padded) {                                                 \
@@ -90,10 +117,14 @@
             /* 2. horizontal pass */                                                         \
             /* Results go to the output, or to a staging buffer streamed out. */            \
             T *const out = g->stream ? stage : yrow + ow0 * C;                               \
-            if (C * (int64_t)sizeof(T) < CP_POOL_SMALL_PIXEL_BYTES) {                                                       \
+            if (small_c) {                                                                   \
                 const int64_t len = ((cnt - 1) * g->sw + 1) * C;                             \
                 const T *h = v;                                                              \
-                if (g->kw > 1) {                                                             \
+                if (fused) {                                                                 \
+                    const T *src = xrow + iw_start * C;                                      \
+                    CP_CAT(NAME##_fused2, CP_POOL_ISA)(u, src, src + rs, C, g->kw, len);     \
+                    h = u;                                                                   \
+                } else if (g->kw > 1) {                                                      \
                     CP_CAT(NAME##_op2, CP_POOL_ISA)(u, v, v + C, len);                       \
                     for (int64_t kw = 2; kw < g->kw; kw++)                                   \
                         CP_CAT(NAME##_op2, CP_POOL_ISA)(u, u, v + kw * C, len);              \
