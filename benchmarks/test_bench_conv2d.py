@@ -13,8 +13,6 @@ median time, in 1e9/s), ``median_s`` and ``threads``.  The assertions are cheap
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -22,23 +20,14 @@ pytest.importorskip("pytest_benchmark")
 
 import convpool  # noqa: E402
 from _helpers import case_id  # noqa: E402  (benchmarks/conftest.py puts tests/ on sys.path)
+from _bench import fullhd_batch  # noqa: E402
 from convpool import reference  # noqa: E402
 
-
-def _batch_from_env() -> int:
-    text = os.environ.get("CONVPOOL_BENCH_FULLHD_BATCH", "4")
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"CONVPOOL_BENCH_FULLHD_BATCH must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"CONVPOOL_BENCH_FULLHD_BATCH must be a positive integer, got {text!r}")
-    return value
 
 
 #: Batch of the full-HD 5x5/5 conv (the seed uses 64); the 3x3 same conv,
 #: 6x more work per image, uses a quarter of it.
-BATCH = _batch_from_env()
+BATCH = fullhd_batch()
 
 IMPLS = {"convpool": convpool.conv2d, "reference": reference.conv2d}
 DTYPES = (np.float32, np.float64)

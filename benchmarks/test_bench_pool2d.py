@@ -13,8 +13,6 @@ The assertions are cheap (shape, dtype); correctness lives in ``tests/``.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -22,22 +20,13 @@ pytest.importorskip("pytest_benchmark")
 
 import convpool  # noqa: E402
 from _helpers import case_id  # noqa: E402  (benchmarks/conftest.py puts tests/ on sys.path)
+from _bench import fullhd_batch  # noqa: E402
 from convpool import reference  # noqa: E402
 
 
-def _batch_from_env() -> int:
-    text = os.environ.get("CONVPOOL_BENCH_FULLHD_BATCH", "4")
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"CONVPOOL_BENCH_FULLHD_BATCH must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"CONVPOOL_BENCH_FULLHD_BATCH must be a positive integer, got {text!r}")
-    return value
-
 
 #: Batch of the full-HD 2x2 pools (the seed uses 64).
-BATCH = _batch_from_env()
+BATCH = fullhd_batch()
 
 IMPLS = {
     "max": {"convpool": convpool.max_pool2d, "reference": reference.max_pool2d},

@@ -60,6 +60,12 @@ def _check_padding_form(padding) -> None:
     resolve_padding(padding, (1, 1), (1, 1), (1, 1))
 
 
+def _as_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
 def _glorot_uniform(rng, shape, fan_in, fan_out, dtype):
     limit = math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out > 0 else 0.0
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
@@ -207,7 +213,25 @@ class Layer:
         return f"{type(self).__name__}({cfg + ', ' if cfg else ''}name={self.name!r})"
 
 
-class Dense(Layer):
+class _KernelBias:
+    """The ``kernel`` / ``bias`` pair of Dense and Conv2D (``use_bias`` decides the bias)."""
+
+    def _init_kernel_bias(self, use_bias) -> None:
+        self.use_bias = _as_bool(use_bias, "use_bias")
+        self._weight_names = ("kernel", "bias") if self.use_bias else ("kernel",)
+
+    @property
+    def kernel(self):
+        """The kernel ndarray, or None before build."""
+        return self._weights.get("kernel")
+
+    @property
+    def bias(self):
+        """The bias ndarray of shape (units or filters,), or None (not built or no bias)."""
+        return self._weights.get("bias")
+
+
+class Dense(_KernelBias, Layer):
     """Fully connected layer on the last axis: ``y = x @ kernel + bias``.
 
     Parameters
@@ -233,26 +257,10 @@ class Dense(Layer):
     ((2, 3), 6)
     """
 
-    _weight_names = ("kernel", "bias")
-
     def __init__(self, units, use_bias=True, *, name=None, seed=None, dtype=None):
         super().__init__(name=name, seed=seed, dtype=dtype)
         self.units = positive_int(units, "units")
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"use_bias must be a bool, got {use_bias!r}")
-        self.use_bias = bool(use_bias)
-        if not self.use_bias:
-            self._weight_names = ("kernel",)
-
-    @property
-    def kernel(self):
-        """ndarray of shape (d_in, units), or None before build."""
-        return self._weights.get("kernel")
-
-    @property
-    def bias(self):
-        """ndarray of shape (units,), or None (not built or no bias)."""
-        return self._weights.get("bias")
+        self._init_kernel_bias(use_bias)  # kernel (d_in, units), bias (units,)
 
     def compute_output_shape(self, input_shape) -> tuple:
         input_shape = tuple(input_shape)
@@ -338,7 +346,7 @@ class _Spatial(Layer):
         return receptive_field_step(field, jump, win)
 
 
-class Conv2D(_Spatial):
+class Conv2D(_KernelBias, _Spatial):
     """2-D convolution layer (see :func:`convpool.conv2d`).
 
     Parameters
@@ -401,20 +409,7 @@ class Conv2D(_Spatial):
         self.groups = positive_int(groups, "groups")
         if self.filters % self.groups:
             raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
-        if not isinstance(use_bias, (bool, np.bool_)):
-            raise TypeError(f"use_bias must be a bool, got {use_bias!r}")
-        self.use_bias = bool(use_bias)
-        self._weight_names = ("kernel", "bias") if self.use_bias else ("kernel",)
-
-    @property
-    def kernel(self):
-        """ndarray of shape (KH, KW, C_in // groups, filters), or None before build."""
-        return self._weights.get("kernel")
-
-    @property
-    def bias(self):
-        """ndarray of shape (filters,), or None (not built or no bias)."""
-        return self._weights.get("bias")
+        self._init_kernel_bias(use_bias)  # kernel (KH, KW, C_in // groups, filters), bias (filters,)
 
     def compute_output_shape(self, input_shape) -> tuple:
         win, (n, h, w, c) = self._resolve(input_shape)
@@ -537,9 +532,7 @@ class AvgPool2D(_Pool2D):
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format="channels_last",
                  count_include_pad=False, *, name=None):
         super().__init__(pool_size, strides, padding, data_format, name=name)
-        if not isinstance(count_include_pad, (bool, np.bool_)):
-            raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
-        self.count_include_pad = bool(count_include_pad)
+        self.count_include_pad = _as_bool(count_include_pad, "count_include_pad")
 
     def _call(self, x):
         return functional.avg_pool2d(
