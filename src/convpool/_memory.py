@@ -70,12 +70,16 @@ class _Lease:
 
     def __del__(self):
         raw, self._raw = self._raw, None
-        if raw is not None and _release is not None:
+        try:
             _release(raw)
+        except Exception:  # interpreter shutdown: the module may be half torn down
+            pass
 
 
-def _release(raw: np.ndarray) -> None:
+def _release(raw: np.ndarray | None) -> None:
     global _free_bytes
+    if raw is None:
+        return
     with _lock:
         if raw.nbytes > _limit:
             return
