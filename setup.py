@@ -28,7 +28,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 KERNEL_DIR = os.path.join("src", "convpool", "_kernels")
-C_SOURCES = ["cp_dispatch.c", "cp_gemm.c", "cp_conv.c", "cp_pool.c"]
+C_SOURCES = ["cp_dispatch.c", "cp_gemm.c", "cp_conv.c", "cp_pool.c", "cp_backward.c"]
 HEADERS = ["cp_kernels.h", "cp_internal.h", "cp_pool_impl.h"]
 
 OPENMP_PROBE = textwrap.dedent(

@@ -9,7 +9,14 @@ from . import reference
 from ._config import show_config
 from ._memory import get_buffer_cache, set_buffer_cache
 from ._threads import get_num_threads, set_num_threads
-from .functional import avg_pool2d, conv2d, max_pool2d
+from .functional import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    conv2d,
+    conv2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
 from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D
 from .models import Sequential
 
@@ -19,6 +26,9 @@ __all__ = [
     "conv2d",
     "max_pool2d",
     "avg_pool2d",
+    "conv2d_backward",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
     "reference",
     "set_num_threads",
     "get_num_threads",

@@ -257,3 +257,20 @@ def to_nhwc(x: np.ndarray, data_format: str, dtype: np.dtype) -> np.ndarray:
     if data_format == "channels_first":
         x = x.transpose(0, 2, 3, 1)
     return np.ascontiguousarray(x, dtype=dtype)
+
+
+def grad_out_nhwc(grad_out, call) -> np.ndarray:
+    """``grad_out`` of a backward pass, checked against the forward ``call``.
+
+    Its shape must be the forward output's (``call.out_shape``, in the call's
+    data_format); a float dtype other than the computation's is a TypeError,
+    integers are cast.  Returns it as C-contiguous NHWC in the compute dtype.
+    """
+    grad_out = as_array(grad_out, "grad_out")
+    if grad_out.shape != tuple(call.out_shape):
+        raise ValueError(
+            f"grad_out must have the forward output's shape {tuple(call.out_shape)} "
+            f"(x shape {call.x.shape}, {call.data_format}), got {grad_out.shape}"
+        )
+    grad_out = cast_weights(grad_out, "grad_out", call.dtype)
+    return to_nhwc(grad_out, call.data_format, call.dtype)

@@ -12,11 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 from . import _memory
-from ._checks import ConvCall, PoolCall, check_out, to_nhwc
+from ._checks import ConvCall, PoolCall, check_out, grad_out_nhwc, to_nhwc, to_nhwc_shape
 from ._kernels import _core
 from ._threads import get_num_threads
 
-__all__ = ["conv2d", "max_pool2d", "avg_pool2d"]
+__all__ = [
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "conv2d_backward",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+]
 
 
 def _finish(y_nhwc: np.ndarray, out: np.ndarray | None, data_format: str) -> np.ndarray:
@@ -197,3 +204,124 @@ def avg_pool2d(
     if not isinstance(count_include_pad, (bool, np.bool_)):
         raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
     return _pool(x, pool_size, strides, padding, data_format, out, False, bool(count_include_pad))
+
+
+# ------------------------------------------------------------------ backward
+def _from_nhwc(a: np.ndarray, data_format: str) -> np.ndarray:
+    if data_format == "channels_first":
+        return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+    return a
+
+
+def conv2d_backward(
+    grad_out,
+    x,
+    kernel,
+    strides=1,
+    padding="valid",
+    dilation_rate=1,
+    groups=1,
+    data_format="channels_last",
+    *,
+    input_grad=True,
+):
+    """Gradients of :func:`conv2d` with respect to its input, kernel and bias.
+
+    Parameters
+    ----------
+    grad_out : array_like of shape (N, OH, OW, C_out), or (N, C_out, OH, OW)
+        The gradient of the loss with respect to conv2d's output.
+    x, kernel, strides, padding, dilation_rate, groups, data_format :
+        The forward call's arguments (validated the same way).
+    input_grad : bool, default True
+        False skips grad_x (returned as None), e.g. for a network's first layer.
+
+    Returns
+    -------
+    grad_x : ndarray of x's shape (in data_format), or None
+    grad_kernel : ndarray of shape (KH, KW, C_in // groups, C_out)
+    grad_bias : ndarray of shape (C_out,)
+        All in the compute dtype; bitwise the same for any thread count.
+    """
+    call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format)
+    gy = grad_out_nhwc(grad_out, call)
+    nhwc = to_nhwc_shape(call.x.shape, call.data_format)
+    grad_x = np.empty(nhwc, call.dtype) if input_grad else None
+    grad_kernel = np.zeros(call.kernel.shape, call.dtype)
+    grad_bias = np.zeros(call.kernel.shape[3], call.dtype)
+    if gy.size and call.kernel.shape[2] and grad_kernel.size:
+        w = call.win
+        _core.conv2d_backward_nhwc(
+            gy,
+            to_nhwc(call.x, call.data_format, call.dtype),
+            np.ascontiguousarray(call.kernel),
+            grad_x,
+            grad_kernel.reshape(-1),
+            grad_bias,
+            w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,
+            get_num_threads(),
+        )
+    else:  # nothing to multiply: no pixels, or no input channels
+        grad_bias[...] = gy.sum(axis=(0, 1, 2))
+        if grad_x is not None:
+            grad_x[...] = 0
+    if grad_x is not None:
+        grad_x = _from_nhwc(grad_x, call.data_format)
+    return grad_x, grad_kernel, grad_bias
+
+
+def _pool_backward(grad_out, x, pool_size, strides, padding, data_format, is_max, count_include_pad):
+    call = PoolCall(x, pool_size, strides, padding, data_format)
+    gy = grad_out_nhwc(grad_out, call)
+    xn = to_nhwc(call.x, call.data_format, call.dtype)
+    grad_x = np.zeros(xn.shape, call.dtype)
+    if grad_x.size and gy.size:
+        w = call.win
+        _core.pool2d_backward_nhwc(
+            xn,  # read by max pooling only
+            gy,
+            grad_x,
+            is_max,
+            w.kh, w.kw, w.sh, w.sw, w.pt, w.pl,
+            count_include_pad,
+            get_num_threads(),
+        )
+    return _from_nhwc(grad_x, call.data_format)
+
+
+def max_pool2d_backward(grad_out, x, pool_size, strides=None, padding="valid",
+                        data_format="channels_last"):
+    """Gradient of :func:`max_pool2d` with respect to its input.
+
+    Each window's gradient goes to its maximum: the first one in row-major
+    window order on ties (as PyTorch), the last NaN when the window holds NaN;
+    overlapping windows add up.
+
+    Parameters
+    ----------
+    grad_out : array_like of the forward output's shape
+    x, pool_size, strides, padding, data_format :
+        The forward call's arguments.
+
+    Returns
+    -------
+    grad_x : ndarray of x's shape, in the compute dtype
+    """
+    return _pool_backward(grad_out, x, pool_size, strides, padding, data_format, True, False)
+
+
+def avg_pool2d_backward(grad_out, x, pool_size, strides=None, padding="valid",
+                        data_format="channels_last", count_include_pad=False):
+    """Gradient of :func:`avg_pool2d` with respect to its input.
+
+    Each window adds ``grad_out / divisor`` to each of its real cells (the
+    divisor of the forward call).
+
+    Returns
+    -------
+    grad_x : ndarray of x's shape, in the compute dtype
+    """
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    return _pool_backward(grad_out, x, pool_size, strides, padding, data_format, False,
+                          bool(count_include_pad))

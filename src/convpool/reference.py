@@ -13,10 +13,17 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._checks import ConvCall, PoolCall, check_out, to_nhwc
+from ._checks import ConvCall, PoolCall, check_out, grad_out_nhwc, to_nhwc
 from ._shapes import effective_size
 
-__all__ = ["conv2d", "max_pool2d", "avg_pool2d"]
+__all__ = [
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "conv2d_backward",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+]
 
 
 def _windows(xp: np.ndarray, win) -> np.ndarray:
@@ -108,3 +115,114 @@ def avg_pool2d(
         real = np.ones((1, x.shape[1], x.shape[2], 1))
         counts = _windows(_pad(real, win, 0), win).sum(axis=(4, 5))
     return _deliver(sums / counts.astype(call.dtype), call, out)
+
+
+# ------------------------------------------------------------------ backward
+def _from_nhwc(a: np.ndarray, call) -> np.ndarray:
+    a = a if call.data_format == "channels_last" else a.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(a, dtype=call.dtype)
+
+
+def _tap_slices(win, kh: int, kw: int):
+    """Where tap (kh, kw) of every window lies in the padded input: two strided slices."""
+    r0, c0 = kh * win.dh, kw * win.dw
+    return (slice(r0, r0 + win.sh * (win.oh - 1) + 1, win.sh),
+            slice(c0, c0 + win.sw * (win.ow - 1) + 1, win.sw))
+
+
+def _crop(xp: np.ndarray, win) -> np.ndarray:
+    return xp[:, win.pt : xp.shape[1] - win.pb, win.pl : xp.shape[2] - win.pr]
+
+
+def conv2d_backward(grad_out, x, kernel, strides=1, padding="valid", dilation_rate=1, groups=1,
+                    data_format="channels_last", *, input_grad=True):
+    """Reference of :func:`convpool.conv2d_backward`.
+
+    grad_kernel: every window times grad_out, summed (tensordot); grad_bias:
+    grad_out summed; grad_x: for each tap (kh, kw), grad_out @ kernel[kh, kw]^T
+    added into the padded input at that tap's strided positions, then cropped.
+    """
+    call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format)
+    g = grad_out_nhwc(grad_out, call)
+    x = to_nhwc(call.x, call.data_format, call.dtype)
+    win, k = call.win, call.kernel
+    cg, ocg = k.shape[2], k.shape[3] // call.groups
+    windows = _windows(_pad(x, win, 0), win)  # (N, OH, OW, C, KH, KW)
+    grad_kernel = np.concatenate(
+        [
+            np.tensordot(windows[:, :, :, i * cg : (i + 1) * cg], g[..., i * ocg : (i + 1) * ocg],
+                         axes=([0, 1, 2], [0, 1, 2])).transpose(1, 2, 0, 3)
+            for i in range(call.groups)
+        ],
+        axis=-1,
+    )
+    grad_bias = g.sum(axis=(0, 1, 2))
+    grad_x = None
+    if input_grad:
+        gxp = np.zeros((x.shape[0], x.shape[1] + win.pt + win.pb, x.shape[2] + win.pl + win.pr,
+                        x.shape[3]), call.dtype)
+        for kh in range(win.kh):
+            for kw in range(win.kw):
+                rows, cols = _tap_slices(win, kh, kw)
+                for i in range(call.groups):
+                    gxp[:, rows, cols, i * cg : (i + 1) * cg] += (
+                        g[..., i * ocg : (i + 1) * ocg] @ k[kh, kw, :, i * ocg : (i + 1) * ocg].T
+                    )
+        grad_x = _from_nhwc(_crop(gxp, win), call)
+    return grad_x, grad_kernel.astype(call.dtype), grad_bias.astype(call.dtype)
+
+
+def max_pool2d_backward(grad_out, x, pool_size, strides=None, padding="valid",
+                        data_format="channels_last"):
+    """Reference of :func:`convpool.max_pool2d_backward`.
+
+    The winner of each window: the last NaN if it holds any, else the first
+    maximum among its real cells in row-major order; grad_out is added there
+    with ``np.add.at`` (so overlapping windows add up).
+    """
+    call = PoolCall(x, pool_size, strides, padding, data_format)
+    g = grad_out_nhwc(grad_out, call)
+    x = to_nhwc(call.x, call.data_format, call.dtype)
+    win = call.win
+    taps = win.kh * win.kw
+    shape = (x.shape[0], win.oh, win.ow, x.shape[3], taps)
+    vals = _windows(_pad(x, win, -np.inf), win).reshape(shape)
+    real = _windows(_pad(np.ones(x.shape[:3] + (1,), bool), win, False), win)
+    real = np.broadcast_to(real.reshape(shape[:3] + (1, taps)), shape)
+    nan = np.isnan(vals)
+    last_nan = taps - 1 - np.argmax(nan[..., ::-1], axis=-1)
+    best = np.where(real, vals, -np.inf).max(axis=-1, keepdims=True)
+    first_max = np.argmax(real & (vals == best), axis=-1)
+    winner = np.where(nan.any(axis=-1), last_nan, first_max)  # (N, OH, OW, C)
+    n, oh, ow, c = np.indices(winner.shape, sparse=True)
+    rows = oh * win.sh + winner // win.kw
+    cols = ow * win.sw + winner % win.kw
+    gxp = np.zeros((x.shape[0], x.shape[1] + win.pt + win.pb, x.shape[2] + win.pl + win.pr,
+                    x.shape[3]), call.dtype)
+    np.add.at(gxp, (n, rows, cols, c), g)
+    return _from_nhwc(_crop(gxp, win), call)
+
+
+def avg_pool2d_backward(grad_out, x, pool_size, strides=None, padding="valid",
+                        data_format="channels_last", count_include_pad=False):
+    """Reference of :func:`convpool.avg_pool2d_backward`: grad_out / divisor added
+    to every tap's strided positions of the padded input, then cropped."""
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    call = PoolCall(x, pool_size, strides, padding, data_format)
+    g = grad_out_nhwc(grad_out, call)
+    x = to_nhwc(call.x, call.data_format, call.dtype)
+    win = call.win
+    if count_include_pad:
+        counts = np.full((1, win.oh, win.ow, 1), win.kh * win.kw)
+    else:
+        real = np.ones((1, x.shape[1], x.shape[2], 1))
+        counts = _windows(_pad(real, win, 0), win).sum(axis=(4, 5))
+    share = g / counts.astype(call.dtype)
+    gxp = np.zeros((x.shape[0], x.shape[1] + win.pt + win.pb, x.shape[2] + win.pl + win.pr,
+                    x.shape[3]), call.dtype)
+    for kh in range(win.kh):
+        for kw in range(win.kw):
+            rows, cols = _tap_slices(win, kh, kw)
+            gxp[:, rows, cols] += share
+    return _from_nhwc(_crop(gxp, win), call)

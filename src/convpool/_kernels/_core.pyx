@@ -62,6 +62,43 @@ cdef extern from "cp_kernels.h" nogil:
     void cp_avgpool2d_nhwc_row_f64(const cp_pool_geom *g, const double *x, double *y,
                                    int64_t row, double *scratch)
 
+cdef extern from "cp_kernels.h" nogil:
+    ctypedef struct cp_convbwd_geom:
+        cp_conv_geom f
+        int64_t kwcg, dx_panels, dx_tile, wt_tile, chunks, chunk
+
+    void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize)
+    int64_t cp_convbwd_dx_packed_elems(const cp_convbwd_geom *b, int64_t nr)
+    int64_t cp_convbwd_dx_scratch_elems(const cp_convbwd_geom *b)
+    int64_t cp_convbwd_dw_scratch_elems(const cp_convbwd_geom *b, int64_t nr)
+    int64_t cp_convbwd_partial_elems(const cp_convbwd_geom *b)
+    void cp_convbwd_pack_dx_f32(const cp_convbwd_geom *b, const float *kernel, float *packed)
+    void cp_convbwd_pack_dx_f64(const cp_convbwd_geom *b, const double *kernel, double *packed)
+    void cp_conv2d_bwd_data_row_f32(const cp_convbwd_geom *b, const float *gy,
+                                    const float *packed, float *gx, int64_t row, float *dcol)
+    void cp_conv2d_bwd_data_row_f64(const cp_convbwd_geom *b, const double *gy,
+                                    const double *packed, double *gx, int64_t row, double *dcol)
+    void cp_conv2d_bwd_weight_chunk_f32(const cp_convbwd_geom *b, const float *gy, const float *x,
+                                        float *partial, int64_t chunk, float *scratch)
+    void cp_conv2d_bwd_weight_chunk_f64(const cp_convbwd_geom *b, const double *gy,
+                                        const double *x, double *partial, int64_t chunk,
+                                        double *scratch)
+    void cp_conv2d_bwd_weight_reduce_f32(const cp_convbwd_geom *b, const float *partials,
+                                         float *gk, float *gb, int64_t k)
+    void cp_conv2d_bwd_weight_reduce_f64(const cp_convbwd_geom *b, const double *partials,
+                                         double *gk, double *gb, int64_t k)
+
+    int64_t cp_poolbwd_units(const cp_pool_geom *g)
+    int64_t cp_poolbwd_scratch_bytes(const cp_pool_geom *g)
+    void cp_maxpool2d_bwd_unit_f32(const cp_pool_geom *g, const float *x, const float *gy,
+                                   float *gx, int64_t unit, void *scratch)
+    void cp_maxpool2d_bwd_unit_f64(const cp_pool_geom *g, const double *x, const double *gy,
+                                   double *gx, int64_t unit, void *scratch)
+    void cp_avgpool2d_bwd_unit_f32(const cp_pool_geom *g, const float *gy, float *gx,
+                                   int64_t unit, void *scratch)
+    void cp_avgpool2d_bwd_unit_f64(const cp_pool_geom *g, const double *gy, double *gx,
+                                   int64_t unit, void *scratch)
+
 # OpenMP without `cimport openmp`, so a build without OpenMP still compiles.
 cdef extern from *:
     """
@@ -264,5 +301,142 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
                     cp_maxpool2d_nhwc_row_f64(&g, xp, yp, r, <double *> (scratch + threadid() * stride))
                 else:
                     cp_avgpool2d_nhwc_row_f64(&g, xp, yp, r, <double *> (scratch + threadid() * stride))
+    finally:
+        cp_aligned_free(scratch)
+
+
+cdef inline int64_t _lines(int64_t nbytes) noexcept nogil:
+    return (nbytes + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
+                         const floating[:, :, :, ::1] x,
+                         const floating[:, :, :, ::1] kernel,
+                         floating[:, :, :, ::1] gx,
+                         floating[::1] gk,
+                         floating[::1] gb,
+                         Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                         Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int n_threads):
+    """Gradients of conv2d, NHWC; every size > 0.
+
+    gy (N, OH, OW, OC), x (N, H, W, C), kernel (KH, KW, C // groups, OC).
+    OUT, each may be None (not computed): gx (N, H, W, C), gk (KH*KW*Cg*OC,)
+    (the kernel's layout, flattened), gb (OC,).
+    """
+    cdef cp_convbwd_geom b
+    b.f.n, b.f.h, b.f.w, b.f.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    b.f.kh, b.f.kw, b.f.oc = kernel.shape[0], kernel.shape[1], kernel.shape[3]
+    b.f.oh, b.f.ow = gy.shape[1], gy.shape[2]
+    b.f.sh, b.f.sw, b.f.dh, b.f.dw, b.f.pt, b.f.pl, b.f.groups = sh, sw, dh, dw, pt, pl, groups
+    cp_convbwd_plan(&b, sizeof(floating))
+    cdef int64_t nr = CP_NR_F32 if floating is float else CP_NR_F64
+    cdef double work = <double>b.f.n * b.f.oh * b.f.ow * b.f.k * b.f.oc
+    cdef int64_t rows = b.f.n * b.f.h
+    cdef int nt_dx = _team_size(n_threads, rows, work)
+    cdef int nt_dw = _team_size(n_threads, b.chunks, work)
+    cdef int nt_reduce = _team_size(n_threads, b.f.k, <double>b.chunks * b.f.k * b.f.oc)
+    cdef int64_t dx_stride = _lines(cp_convbwd_dx_scratch_elems(&b) * sizeof(floating))
+    cdef int64_t dw_stride = _lines(cp_convbwd_dw_scratch_elems(&b, nr) * sizeof(floating))
+    cdef int64_t part_elems = cp_convbwd_partial_elems(&b)
+    cdef bint want_dx = gx is not None
+    cdef bint want_dw = gk is not None or gb is not None
+    cdef floating *packed = NULL
+    cdef char *dx_scratch = NULL
+    cdef char *dw_scratch = NULL
+    cdef floating *partials = NULL
+    cdef const floating *gyp = &gy[0, 0, 0, 0]
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef floating *gxp = NULL
+    cdef floating *gkp = NULL
+    cdef floating *gbp = NULL
+    cdef int64_t r, ch, k
+    try:
+        # Everything is allocated before any gradient is written.
+        if want_dx:
+            packed = <floating *> _alloc_or_raise(
+                cp_convbwd_dx_packed_elems(&b, nr) * sizeof(floating), "packed weights")
+            dx_scratch = <char *> _alloc_or_raise(nt_dx * dx_stride, "col2im scratch")
+            gxp = &gx[0, 0, 0, 0]
+        if want_dw:
+            dw_scratch = <char *> _alloc_or_raise(nt_dw * dw_stride, "im2col scratch")
+            partials = <floating *> _alloc_or_raise(
+                b.chunks * part_elems * sizeof(floating), "partial weight gradients")
+            if gk is not None:
+                gkp = &gk[0]
+            if gb is not None:
+                gbp = &gb[0]
+        if want_dx:
+            if floating is float:
+                cp_convbwd_pack_dx_f32(&b, &kernel[0, 0, 0, 0], packed)
+            else:
+                cp_convbwd_pack_dx_f64(&b, &kernel[0, 0, 0, 0], packed)
+            for r in prange(rows, nogil=True, schedule="static", num_threads=nt_dx):
+                if floating is float:
+                    cp_conv2d_bwd_data_row_f32(&b, gyp, packed, gxp, r,
+                                               <float *> (dx_scratch + threadid() * dx_stride))
+                else:
+                    cp_conv2d_bwd_data_row_f64(&b, gyp, packed, gxp, r,
+                                               <double *> (dx_scratch + threadid() * dx_stride))
+        if want_dw:
+            for ch in prange(b.chunks, nogil=True, schedule="static", num_threads=nt_dw):
+                if floating is float:
+                    cp_conv2d_bwd_weight_chunk_f32(&b, gyp, xp, partials + ch * part_elems, ch,
+                                                   <float *> (dw_scratch + threadid() * dw_stride))
+                else:
+                    cp_conv2d_bwd_weight_chunk_f64(&b, gyp, xp, partials + ch * part_elems, ch,
+                                                   <double *> (dw_scratch + threadid() * dw_stride))
+            for k in prange(b.f.k, nogil=True, schedule="static", num_threads=nt_reduce):
+                if floating is float:
+                    cp_conv2d_bwd_weight_reduce_f32(&b, partials, gkp, gbp, k)
+                else:
+                    cp_conv2d_bwd_weight_reduce_f64(&b, partials, gkp, gbp, k)
+    finally:
+        cp_aligned_free(packed)
+        cp_aligned_free(dx_scratch)
+        cp_aligned_free(dw_scratch)
+        cp_aligned_free(partials)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def pool2d_backward_nhwc(const floating[:, :, :, ::1] x,
+                         const floating[:, :, :, ::1] gy,
+                         floating[:, :, :, ::1] gx,
+                         bint is_max,
+                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                         Py_ssize_t pt, Py_ssize_t pl, bint count_include_pad, int n_threads):
+    """Gradient of max (``is_max``) or average pooling (x is then not read), NHWC.
+
+    gy (N, OH, OW, C), gx (N, H, W, C): OUT.
+    """
+    cdef cp_pool_geom g
+    g.n, g.h, g.w, g.c = gx.shape[0], gx.shape[1], gx.shape[2], gx.shape[3]
+    g.oh, g.ow = gy.shape[1], gy.shape[2]
+    g.kh, g.kw, g.sh, g.sw, g.pt, g.pl = kh, kw, sh, sw, pt, pl
+    g.count_include_pad = count_include_pad
+    g.tile = g.ow
+    g.stream = 0
+    cdef int64_t units = cp_poolbwd_units(&g)
+    cdef int nt = _team_size(n_threads, units, <double>g.n * g.h * g.w * g.c * g.kh * g.kw)
+    cdef int64_t stride = _lines(cp_poolbwd_scratch_bytes(&g))
+    cdef char *scratch = <char *> _alloc_or_raise(nt * stride, "pooling scratch")
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef const floating *gyp = &gy[0, 0, 0, 0]
+    cdef floating *gxp = &gx[0, 0, 0, 0]
+    cdef int64_t u
+    try:
+        for u in prange(units, nogil=True, schedule="static", num_threads=nt):
+            if floating is float:
+                if is_max:
+                    cp_maxpool2d_bwd_unit_f32(&g, xp, gyp, gxp, u, scratch + threadid() * stride)
+                else:
+                    cp_avgpool2d_bwd_unit_f32(&g, gyp, gxp, u, scratch + threadid() * stride)
+            else:
+                if is_max:
+                    cp_maxpool2d_bwd_unit_f64(&g, xp, gyp, gxp, u, scratch + threadid() * stride)
+                else:
+                    cp_avgpool2d_bwd_unit_f64(&g, gyp, gxp, u, scratch + threadid() * stride)
     finally:
         cp_aligned_free(scratch)

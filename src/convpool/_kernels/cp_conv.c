@@ -294,7 +294,7 @@ static void gather_patch(const cp_conv_geom *g, const char *x, int64_t itemsize,
 }
 
 /* The patches of flat output pixels [p0, p0 + count) for group grp: scratch[i * K + k]. */
-static void gather_tile(const cp_conv_geom *g, const char *x, int64_t itemsize, int64_t p0,
+void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, int64_t p0,
                         int64_t count, int64_t grp, char *scratch)
 {
     const int64_t per_image = g->oh * g->ow;
@@ -321,7 +321,7 @@ static void gather_tile(const cp_conv_geom *g, const char *x, int64_t itemsize, 
     {                                                                                       \
         const T *seg[1] = {scratch};                                                        \
         for (int64_t grp = 0; grp < g->groups; grp++) {                                     \
-            gather_tile(g, (const char *)x, sizeof(T), p0, count, grp, (char *)scratch);    \
+            cp_gather_patches(g, (const char *)x, sizeof(T), p0, count, grp, (char *)scratch);    \
             for (int64_t p = 0; p < g->panels; p++) {                                       \
                 const int64_t oc0 = grp * g->ocg + p * (NR);                                \
                 const int64_t nr = g->ocg - p * (NR) < (NR) ? g->ocg - p * (NR) : (NR);     \

@@ -73,6 +73,11 @@ typedef struct {
     cp_pool_row_f64_fn avgpool_f64;
 } cp_dispatch_table;
 
+/* im2col: the patches of flat output pixels [p0, p0 + count) for group grp,
+ * scratch[i * K + k], zeros for taps in the padding (cp_conv.c). */
+void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, int64_t p0,
+                       int64_t count, int64_t grp, char *scratch);
+
 /* The table in use; set by cp_isa_select (at import, before any kernel runs). */
 extern cp_dispatch_table cp_active;
 

@@ -121,6 +121,52 @@ void cp_avgpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y, 
 void cp_avgpool2d_nhwc_row_f64(const cp_pool_geom *g, const double *x, double *y, int64_t row,
                                double *scratch);
 
+/* ---- backward passes (cp_backward.c) ----------------------------------- */
+typedef struct {
+    cp_conv_geom f;            /* the forward geometry (planned by cp_convbwd_plan) */
+    int64_t kwcg;              /* KW * Cg: columns of one kernel row's data gradient */
+    int64_t dx_panels;         /* ceil(kwcg / NR): panels of W[kh]^T */
+    int64_t dx_tile;           /* output pixels per data-gradient tile */
+    int64_t wt_tile;           /* output pixels per weight-gradient tile */
+    int64_t chunks, chunk;     /* fixed partition of the pixels for the weight gradient */
+} cp_convbwd_geom;
+
+void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize);
+int64_t cp_convbwd_dx_packed_elems(const cp_convbwd_geom *b, int64_t nr);
+int64_t cp_convbwd_dx_scratch_elems(const cp_convbwd_geom *b);
+int64_t cp_convbwd_dw_scratch_elems(const cp_convbwd_geom *b, int64_t nr);
+/* Per chunk: K * OC weight partials, then OC bias partials. */
+int64_t cp_convbwd_partial_elems(const cp_convbwd_geom *b);
+
+void cp_convbwd_pack_dx_f32(const cp_convbwd_geom *b, const float *kernel, float *packed);
+void cp_convbwd_pack_dx_f64(const cp_convbwd_geom *b, const double *kernel, double *packed);
+/* grad_x of input row `row` = n * H + ih (OUT: gx's row). */
+void cp_conv2d_bwd_data_row_f32(const cp_convbwd_geom *b, const float *gy, const float *packed,
+                                float *gx, int64_t row, float *dcol);
+void cp_conv2d_bwd_data_row_f64(const cp_convbwd_geom *b, const double *gy,
+                                const double *packed, double *gx, int64_t row, double *dcol);
+/* Partial weight and bias gradients of chunk `chunk` (OUT: partial). */
+void cp_conv2d_bwd_weight_chunk_f32(const cp_convbwd_geom *b, const float *gy, const float *x,
+                                    float *partial, int64_t chunk, float *scratch);
+void cp_conv2d_bwd_weight_chunk_f64(const cp_convbwd_geom *b, const double *gy, const double *x,
+                                    double *partial, int64_t chunk, double *scratch);
+/* Row k of grad_kernel (and grad_bias when k == 0) from the partials; either may be NULL. */
+void cp_conv2d_bwd_weight_reduce_f32(const cp_convbwd_geom *b, const float *partials, float *gk,
+                                     float *gb, int64_t k);
+void cp_conv2d_bwd_weight_reduce_f64(const cp_convbwd_geom *b, const double *partials,
+                                     double *gk, double *gb, int64_t k);
+
+int64_t cp_poolbwd_units(const cp_pool_geom *g);
+int64_t cp_poolbwd_scratch_bytes(const cp_pool_geom *g);
+void cp_maxpool2d_bwd_unit_f32(const cp_pool_geom *g, const float *x, const float *gy, float *gx,
+                               int64_t unit, void *scratch);
+void cp_maxpool2d_bwd_unit_f64(const cp_pool_geom *g, const double *x, const double *gy,
+                               double *gx, int64_t unit, void *scratch);
+void cp_avgpool2d_bwd_unit_f32(const cp_pool_geom *g, const float *gy, float *gx, int64_t unit,
+                               void *scratch);
+void cp_avgpool2d_bwd_unit_f64(const cp_pool_geom *g, const double *gy, double *gx, int64_t unit,
+                               void *scratch);
+
 #ifdef __cplusplus
 }
 #endif
