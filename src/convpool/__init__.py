@@ -17,8 +17,11 @@ from .functional import (
     max_pool2d,
     max_pool2d_backward,
 )
-from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D
-from .models import Sequential
+from . import losses, optimizers
+from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
+from .losses import softmax_cross_entropy
+from .models import Sequential, load
+from .optimizers import SGD, Adam
 
 __version__ = "0.1.0"
 
@@ -41,5 +44,12 @@ __all__ = [
     "MaxPool2D",
     "AvgPool2D",
     "Flatten",
+    "ReLU",
     "Sequential",
+    "load",
+    "softmax_cross_entropy",
+    "SGD",
+    "Adam",
+    "losses",
+    "optimizers",
 ]

@@ -36,6 +36,18 @@ def check_data_format(data_format) -> str:
     return data_format.lower()
 
 
+ACTIVATIONS = (None, "relu")
+
+
+def check_activation(activation):
+    """``activation`` if it is None or 'relu' (case-insensitive), else ValueError."""
+    if activation is None:
+        return None
+    if isinstance(activation, str) and activation.lower() in ("relu", "linear"):
+        return None if activation.lower() == "linear" else "relu"
+    raise ValueError(f"activation must be None, 'linear' or 'relu', got {activation!r}")
+
+
 def positive_int(value, name: str, *, minimum: int = 1) -> int:
     """``value`` as an int >= minimum, else TypeError / ValueError naming ``name``."""
     if isinstance(value, bool):

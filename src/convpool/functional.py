@@ -12,7 +12,15 @@ from __future__ import annotations
 import numpy as np
 
 from . import _memory
-from ._checks import ConvCall, PoolCall, check_out, grad_out_nhwc, to_nhwc, to_nhwc_shape
+from ._checks import (
+    ConvCall,
+    PoolCall,
+    check_activation,
+    check_out,
+    grad_out_nhwc,
+    to_nhwc,
+    to_nhwc_shape,
+)
 from ._kernels import _core
 from ._threads import get_num_threads
 
@@ -57,6 +65,8 @@ def conv2d(
     groups=1,
     data_format="channels_last",
     out=None,
+    *,
+    activation=None,
 ):
     """2-D convolution (cross-correlation, as in Keras and PyTorch).
 
@@ -83,6 +93,9 @@ def conv2d(
     out : ndarray, optional
         Preallocated result: exact shape and dtype, C-contiguous, writeable,
         sharing no memory with the inputs.
+    activation : {None, "relu"}, keyword-only
+        "relu" applies ``max(0, y)`` (a NaN stays NaN) as the kernel writes y:
+        no second pass over the output.
 
     Returns
     -------
@@ -105,13 +118,15 @@ def conv2d(
     (64, 384, 216, 16)
     """
     call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format)
+    relu = check_activation(activation) == "relu"
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x, "kernel": kernel, "bias": bias})
     y = _nhwc_result(call, out)
-    n, oh, ow, oc = call.nhwc_shape
     if y.size == 0:
         return _finish(y, out, call.data_format)
     if call.kernel.shape[2] == 0:  # no input channels: the sum is empty
         y[...] = 0 if call.bias is None else call.bias
+        if relu:
+            y[y < 0] = 0
         return _finish(y, out, call.data_format)
     xn = to_nhwc(call.x, call.data_format, call.dtype)
     w = call.win
@@ -122,6 +137,7 @@ def conv2d(
         y,
         w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,
         get_num_threads(),
+        relu,
     )
     return _finish(y, out, call.data_format)
 

@@ -13,6 +13,12 @@ otherwise); a later call in the other float dtype uses a cast copy.
 
 Every layer validates its constructor arguments at once, and its input at each
 call, raising ValueError / TypeError before computing anything.
+
+Training: ``forward(x, training=True)`` keeps what ``backward(grad_out)`` needs;
+``backward`` returns the gradient for the layer's input and stores the
+gradients of its weights in ``.grads``, aligned with ``.weights``.
+``activation="relu"`` on Conv2D and Dense applies the ReLU as the output is
+written (fused into the conv kernel's store).
 """
 
 from __future__ import annotations
@@ -26,15 +32,17 @@ import numpy as np
 from . import functional
 from ._checks import (
     as_array,
+    cast_weights,
+    check_activation,
     check_data_format,
     compute_dtype,
+    from_nhwc_shape,
     positive_int,
     to_nhwc_shape,
-    from_nhwc_shape,
 )
 from ._shapes import as_pair, receptive_field_step, resolve_padding, window_2d
 
-__all__ = ["Layer", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten"]
+__all__ = ["Layer", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "ReLU", "LAYERS"]
 
 _name_counters: defaultdict = defaultdict(itertools.count)
 
@@ -66,6 +74,17 @@ def _as_bool(value, name: str) -> bool:
     return bool(value)
 
 
+def _relu_inplace(y: np.ndarray) -> np.ndarray:
+    """max(0, y) in place, keeping NaN (as the fused conv kernel does)."""
+    y[y < 0] = 0
+    return y
+
+
+def _relu_grad(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient through a ReLU whose output was ``y``: passes where y > 0."""
+    return np.where(y > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
+
+
 def _glorot_uniform(rng, shape, fan_in, fan_out, dtype):
     limit = math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out > 0 else 0.0
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
@@ -75,7 +94,8 @@ class Layer:
     """Base of all layers: weights, building, shapes, parameter counts.
 
     Subclasses set ``_weight_names`` and implement ``_build_weights(input_shape,
-    dtype)``, ``_call(x)`` and ``compute_output_shape(input_shape)``.
+    dtype)``, ``_call(x)``, ``_backward(grad_out, x, y, input_grad)``,
+    ``compute_output_shape(input_shape)`` and ``get_config()``.
 
     Parameters
     ----------
@@ -96,6 +116,8 @@ class Layer:
         self.built = False
         self.input_shape: tuple | None = None
         self._weights: dict[str, np.ndarray] = {}
+        self.grads: list[np.ndarray] = []  # set by backward, aligned with weights
+        self._saved = None  # (x, y) of the last forward(training=True)
 
     # ---- weights ------------------------------------------------------------
     @property
@@ -166,6 +188,22 @@ class Layer:
         self.built = True
 
     def __call__(self, x):
+        """The layer's output for ``x`` (inference: nothing is kept for backward)."""
+        return self.forward(x)
+
+    def forward(self, x, training=False):
+        """The layer's output for ``x``; ``training=True`` keeps what backward needs.
+
+        Parameters
+        ----------
+        x : array_like
+        training : bool, default False
+            Keep ``x`` and the output for the next :meth:`backward`.
+
+        Returns
+        -------
+        ndarray
+        """
         x = as_array(x, "x")
         compute = compute_dtype(x, "x")
         if not self.built:
@@ -173,7 +211,44 @@ class Layer:
             if self.dtype is None:
                 self.dtype = compute
             self.build(x.shape)
-        return self._call(x)
+        y = self._call(x)
+        self._saved = (x, y) if training else None
+        return y
+
+    def backward(self, grad_out, input_grad=True):
+        """Back-propagate ``grad_out`` through the last ``forward(x, training=True)``.
+
+        Parameters
+        ----------
+        grad_out : array_like of the output's shape
+            Gradient of the loss with respect to this layer's output.
+        input_grad : bool, default True
+            False skips the input's gradient (e.g. for a network's first layer).
+
+        Returns
+        -------
+        ndarray of the input's shape, or None when ``input_grad`` is False
+            Gradient of the loss with respect to this layer's input.  The
+            weights' gradients go to :attr:`grads`.
+        """
+        if self._saved is None:
+            raise RuntimeError(
+                f"layer {self.name!r}: backward() needs a forward(x, training=True) first"
+            )
+        x, y = self._saved
+        grad_out = as_array(grad_out, "grad_out")
+        if grad_out.shape != y.shape:
+            raise ValueError(
+                f"layer {self.name!r}: grad_out must have the output's shape {y.shape}, "
+                f"got {grad_out.shape}"
+            )
+        grad_out = cast_weights(grad_out, "grad_out", compute_dtype(y, "output"))
+        grad_x, grads = self._backward(grad_out, x, y, input_grad)
+        self.grads = [g.astype(w.dtype, copy=False) for g, w in zip(grads, self.weights)]
+        return grad_x
+
+    def _backward(self, grad_out, x, y, input_grad):  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _weight(self, name: str, dtype) -> np.ndarray:
         w = self._weights[name]
@@ -205,20 +280,27 @@ class Layer:
         """
         return field, jump
 
-    def _config(self) -> str:
-        return ""
+    def get_config(self) -> dict:
+        """The constructor arguments that rebuild this layer (JSON-friendly)."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Layer":
+        """A new layer from :meth:`get_config`'s output (weights not included)."""
+        return cls(**config)
 
     def __repr__(self) -> str:
-        cfg = self._config()
+        cfg = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
         return f"{type(self).__name__}({cfg + ', ' if cfg else ''}name={self.name!r})"
 
 
 class _KernelBias:
     """The ``kernel`` / ``bias`` pair of Dense and Conv2D (``use_bias`` decides the bias)."""
 
-    def _init_kernel_bias(self, use_bias) -> None:
+    def _init_kernel_bias(self, use_bias, activation) -> None:
         self.use_bias = _as_bool(use_bias, "use_bias")
         self._weight_names = ("kernel", "bias") if self.use_bias else ("kernel",)
+        self.activation = check_activation(activation)
 
     @property
     def kernel(self):
@@ -239,6 +321,7 @@ class Dense(_KernelBias, Layer):
     units : int
         Output size (positive).
     use_bias : bool, default True
+    activation : {None, "relu"}
     name, seed, dtype :
         See :class:`Layer`.
 
@@ -257,10 +340,11 @@ class Dense(_KernelBias, Layer):
     ((2, 3), 6)
     """
 
-    def __init__(self, units, use_bias=True, *, name=None, seed=None, dtype=None):
+    def __init__(self, units, use_bias=True, activation=None, *, name=None, seed=None,
+                 dtype=None):
         super().__init__(name=name, seed=seed, dtype=dtype)
         self.units = positive_int(units, "units")
-        self._init_kernel_bias(use_bias)  # kernel (d_in, units), bias (units,)
+        self._init_kernel_bias(use_bias, activation)  # kernel (d_in, units), bias (units,)
 
     def compute_output_shape(self, input_shape) -> tuple:
         input_shape = tuple(input_shape)
@@ -291,7 +375,21 @@ class Dense(_KernelBias, Layer):
         y = np.matmul(x.astype(dtype, copy=False), self._weight("kernel", dtype))
         if self.use_bias:
             y += self._weight("bias", dtype)
-        return y
+        return _relu_inplace(y) if self.activation == "relu" else y
+
+    def _backward(self, grad_out, x, y, input_grad):
+        if self.activation == "relu":
+            grad_out = _relu_grad(grad_out, y)
+        dtype = grad_out.dtype
+        x2 = x.astype(dtype, copy=False).reshape(-1, x.shape[-1])
+        g2 = grad_out.reshape(-1, self.units)
+        grads = [x2.T @ g2]
+        if self.use_bias:
+            grads.append(g2.sum(axis=0))
+        grad_x = None
+        if input_grad:
+            grad_x = (g2 @ self._weight("kernel", dtype).T).reshape(x.shape)
+        return grad_x, grads
 
     def receptive_field(self, field, jump, input_shape):
         # On an image (rank 4) Dense acts on each pixel's channels; on a
@@ -300,8 +398,10 @@ class Dense(_KernelBias, Layer):
             return field, jump
         return None, None
 
-    def _config(self):
-        return f"units={self.units}, use_bias={self.use_bias}"
+    def get_config(self):
+        return {"units": self.units, "use_bias": self.use_bias, "activation": self.activation,
+                "name": self.name, "seed": self.seed,
+                "dtype": None if self.dtype is None else self.dtype.name}
 
 
 class _Spatial(Layer):
@@ -360,6 +460,8 @@ class Conv2D(_KernelBias, _Spatial):
     groups : int, default 1
     use_bias : bool, default True
     data_format : {"channels_last", "channels_first"}
+    activation : {None, "relu"}
+        "relu" is applied by the conv kernel as it writes the output.
     name, seed, dtype :
         See :class:`Layer`.
 
@@ -394,6 +496,7 @@ class Conv2D(_KernelBias, _Spatial):
         groups=1,
         use_bias=True,
         data_format="channels_last",
+        activation=None,
         *,
         name=None,
         seed=None,
@@ -409,7 +512,8 @@ class Conv2D(_KernelBias, _Spatial):
         self.groups = positive_int(groups, "groups")
         if self.filters % self.groups:
             raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
-        self._init_kernel_bias(use_bias)  # kernel (KH, KW, C_in // groups, filters), bias (filters,)
+        # kernel (KH, KW, C_in // groups, filters), bias (filters,)
+        self._init_kernel_bias(use_bias, activation)
 
     def compute_output_shape(self, input_shape) -> tuple:
         win, (n, h, w, c) = self._resolve(input_shape)
@@ -447,13 +551,32 @@ class Conv2D(_KernelBias, _Spatial):
             dilation_rate=self.dilation_rate,
             groups=self.groups,
             data_format=self.data_format,
+            activation=self.activation,
         )
 
-    def _config(self):
-        return (
-            f"filters={self.filters}, kernel_size={self.kernel_size}, strides={self.strides}, "
-            f"padding={self.padding!r}"
+    def _backward(self, grad_out, x, y, input_grad):
+        if self.activation == "relu":
+            grad_out = _relu_grad(grad_out, y)
+        grad_x, grad_kernel, grad_bias = functional.conv2d_backward(
+            grad_out,
+            x,
+            self._weight("kernel", grad_out.dtype),
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+            data_format=self.data_format,
+            input_grad=input_grad,
         )
+        return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
+
+    def get_config(self):
+        return {"filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding,
+                "dilation_rate": self.dilation_rate, "groups": self.groups,
+                "use_bias": self.use_bias, "data_format": self.data_format,
+                "activation": self.activation, "name": self.name, "seed": self.seed,
+                "dtype": None if self.dtype is None else self.dtype.name}
 
 
 class _Pool2D(_Spatial):
@@ -471,8 +594,9 @@ class _Pool2D(_Spatial):
         win, (n, _, _, c) = self._resolve(input_shape)
         return from_nhwc_shape((n, win.oh, win.ow, c), self.data_format)
 
-    def _config(self):
-        return f"pool_size={self.pool_size}, strides={self.strides}, padding={self.padding!r}"
+    def get_config(self):
+        return {"pool_size": self.pool_size, "strides": self.strides, "padding": self.padding,
+                "data_format": self.data_format, "name": self.name}
 
 
 class MaxPool2D(_Pool2D):
@@ -509,6 +633,13 @@ class MaxPool2D(_Pool2D):
             x, self.pool_size, self.strides, self.padding, data_format=self.data_format
         )
 
+    def _backward(self, grad_out, x, y, input_grad):
+        if not input_grad:
+            return None, []
+        return functional.max_pool2d_backward(
+            grad_out, x, self.pool_size, self.strides, self.padding, data_format=self.data_format
+        ), []
+
 
 class AvgPool2D(_Pool2D):
     """2-D average pooling layer (see :func:`convpool.avg_pool2d`); no parameters.
@@ -539,6 +670,17 @@ class AvgPool2D(_Pool2D):
             x, self.pool_size, self.strides, self.padding, data_format=self.data_format,
             count_include_pad=self.count_include_pad,
         )
+
+    def _backward(self, grad_out, x, y, input_grad):
+        if not input_grad:
+            return None, []
+        return functional.avg_pool2d_backward(
+            grad_out, x, self.pool_size, self.strides, self.padding,
+            data_format=self.data_format, count_include_pad=self.count_include_pad,
+        ), []
+
+    def get_config(self):
+        return {**super().get_config(), "count_include_pad": self.count_include_pad}
 
 
 class Flatten(Layer):
@@ -573,3 +715,45 @@ class Flatten(Layer):
         if self.data_format == "channels_first" and x.ndim == 4:
             x = x.transpose(0, 2, 3, 1)
         return np.reshape(x, (x.shape[0], -1))
+
+    def _backward(self, grad_out, x, y, input_grad):
+        if not input_grad:
+            return None, []
+        if self.data_format == "channels_first" and x.ndim == 4:
+            n, c, h, w = x.shape
+            return grad_out.reshape(n, h, w, c).transpose(0, 3, 1, 2), []
+        return grad_out.reshape(x.shape), []
+
+    def get_config(self):
+        return {"data_format": self.data_format, "name": self.name}
+
+
+class ReLU(Layer):
+    """Rectified linear unit: ``max(0, x)`` elementwise (a NaN stays NaN).
+
+    Shape
+    -----
+    Output shape = input shape; no parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ReLU()(np.array([[-1.0, 0.5]], np.float32))
+    array([[0. , 0.5]], dtype=float32)
+    """
+
+    def __init__(self, *, name=None):
+        super().__init__(name=name)
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        return tuple(input_shape)
+
+    def _call(self, x):
+        return _relu_inplace(x.astype(compute_dtype(x, "x"), copy=True))
+
+    def _backward(self, grad_out, x, y, input_grad):
+        return (_relu_grad(grad_out, y) if input_grad else None), []
+
+
+#: Layer classes by name, for :meth:`Sequential.save` / :func:`convpool.load`.
+LAYERS = {cls.__name__: cls for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, ReLU)}

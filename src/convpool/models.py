@@ -10,14 +10,19 @@ whole input.
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import as_array, to_nhwc_shape
-from .layers import Layer, _default_name
+from ._checks import as_array, positive_int, to_nhwc_shape
+from ._progress import Progress
+from .layers import LAYERS, Layer, _default_name
+from .losses import LOSSES
+from .optimizers import Adam, Optimizer
 
-__all__ = ["Sequential", "SummaryTable"]
+__all__ = ["Sequential", "SummaryTable", "load"]
 
 
 def _fmt_pair(pair) -> str:
@@ -153,7 +158,162 @@ class Sequential:
             x = layer(x)
         return x
 
-    predict = __call__
+    # ---- training -------------------------------------------------------------
+    def forward(self, x, training=False):
+        """The model's output; ``training=True`` keeps what :meth:`backward` needs."""
+        x = as_array(x, "x")
+        if not self.built:
+            self.compute_output_shape(x.shape)
+            self.input_shape = (None,) + tuple(x.shape[1:])
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def backward(self, grad_out):
+        """Back-propagate through every layer of the last ``forward(x, training=True)``.
+
+        The weights' gradients go to each layer's ``.grads`` (and :attr:`grads`);
+        the first layer's input gradient is not computed.
+
+        Parameters
+        ----------
+        grad_out : array_like of the model output's shape
+
+        Returns
+        -------
+        None
+        """
+        grad = grad_out
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad = self.layers[i].backward(grad, input_grad=i > 0)
+
+    @property
+    def grads(self) -> list[np.ndarray]:
+        """The weights' gradients from the last :meth:`backward`, aligned with :attr:`weights`."""
+        return [g for layer in self.layers for g in layer.grads]
+
+    def predict(self, x, batch_size=None):
+        """The model's output for ``x``, computed ``batch_size`` samples at a time.
+
+        Parameters
+        ----------
+        x : array_like of shape (N, ...)
+        batch_size : int, optional
+            Default: the whole batch in one call.
+
+        Returns
+        -------
+        ndarray of shape (N, ...)
+        """
+        x = as_array(x, "x")
+        if batch_size is None or x.shape[0] <= batch_size:
+            return self.forward(x)
+        batch_size = positive_int(batch_size, "batch_size")
+        return np.concatenate(
+            [self.forward(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        )
+
+    def evaluate(self, x, y, batch_size=None, loss="softmax_cross_entropy"):
+        """Mean loss and accuracy (argmax of the output against the labels) on ``(x, y)``.
+
+        Returns
+        -------
+        (loss, accuracy) : tuple of float
+        """
+        logits = self.predict(x, batch_size)
+        loss_fn = _loss(loss)
+        value, _ = loss_fn(logits, y)
+        return value, _accuracy(logits, y)
+
+    def fit(self, x, y, epochs=1, batch_size=32, optimizer=None, loss="softmax_cross_entropy",
+            validation_data=None, shuffle=True, seed=None, verbose=True):
+        """Train the model by mini-batch gradient descent.
+
+        Parameters
+        ----------
+        x : array_like of shape (N, ...)
+        y : array_like of shape (N,) (class indices) or (N, K)
+        epochs : int, default 1
+        batch_size : int, default 32
+        optimizer : Optimizer, optional
+            Default ``Adam()``.  Keep passing the same one to continue training.
+        loss : str or callable, default "softmax_cross_entropy"
+            A name from ``convpool.losses.LOSSES`` or ``f(output, y) -> (loss, grad)``.
+        validation_data : (x_val, y_val), optional
+            Evaluated after every epoch.
+        shuffle : bool, default True
+            Shuffle the samples every epoch (with ``numpy.random.default_rng(seed)``).
+        seed : int, optional
+        verbose : bool, default True
+            A progress bar per epoch on stderr, with the running loss and accuracy.
+
+        Returns
+        -------
+        dict
+            Per-epoch ``loss`` and ``accuracy`` (means over the epoch's batches),
+            and ``val_loss`` / ``val_accuracy`` with validation data.
+        """
+        x = as_array(x, "x")
+        y = as_array(y, "y")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x and y must have the same length, got {x.shape} and {y.shape}")
+        epochs = positive_int(epochs, "epochs")
+        batch_size = positive_int(batch_size, "batch_size")
+        optimizer = Adam() if optimizer is None else optimizer
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a convpool Optimizer, got {type(optimizer).__name__}")
+        loss_fn = _loss(loss)
+        rng = np.random.default_rng(seed)
+        history = {"loss": [], "accuracy": []}
+        if validation_data is not None:
+            history["val_loss"], history["val_accuracy"] = [], []
+        progress = Progress() if verbose else None
+        n = x.shape[0]
+        steps = -(-n // batch_size)
+        for epoch in range(epochs):
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            started = time.perf_counter()
+            losses, hits = [], 0
+            for step in range(steps):
+                idx = order[step * batch_size : (step + 1) * batch_size]
+                out = self.forward(x[idx], training=True)
+                value, grad = loss_fn(out, y[idx])
+                self.backward(grad)
+                optimizer.apply(self.weights, self.grads)
+                losses.append(value * len(idx))
+                hits += _accuracy(out, y[idx]) * len(idx)
+                if progress is not None:
+                    seen = min((step + 1) * batch_size, n)
+                    progress.update(f"epoch {epoch + 1}/{epochs}", step + 1, steps, started,
+                                    f"loss {sum(losses) / seen:.4f}  acc {hits / seen:.4f}")
+            history["loss"].append(sum(losses) / n)
+            history["accuracy"].append(hits / n)
+            if validation_data is not None:
+                val_loss, val_acc = self.evaluate(*validation_data, batch_size=batch_size,
+                                                  loss=loss_fn)
+                history["val_loss"].append(val_loss)
+                history["val_accuracy"].append(val_acc)
+                if progress is not None:
+                    progress.stream.write(f"  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}\n")
+        for layer in self.layers:  # what backward kept is no longer needed
+            layer._saved = None
+        return history
+
+    # ---- saving -----------------------------------------------------------------
+    def get_config(self) -> dict:
+        """The architecture: every layer's class and constructor arguments."""
+        return {
+            "name": self.name,
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
+        }
+
+    def save(self, path) -> None:
+        """Save the architecture and the weights to one ``.npz`` file (see :func:`load`)."""
+        if not self.built:
+            raise ValueError("the model is not built: there are no weights to save")
+        arrays = {f"weight_{i}": w for i, w in enumerate(self.weights)}
+        np.savez(path, config=np.array(json.dumps(self.get_config())), **arrays)
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -239,3 +399,59 @@ class Sequential:
         if print_fn is not None:
             print_fn(str(table))
         return table
+
+
+def _loss(loss):
+    if callable(loss):
+        return loss
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
+    return LOSSES[loss]
+
+
+def _accuracy(output, y) -> float:
+    """Share of rows whose argmax matches the label (class index or one-hot row)."""
+    output = np.asarray(output)
+    y = np.asarray(y)
+    if output.ndim != 2 or len(output) == 0:
+        return float("nan")
+    labels = y.argmax(axis=1) if y.ndim == 2 else y
+    return float(np.mean(output.argmax(axis=1) == labels))
+
+
+def load(path) -> Sequential:
+    """A Sequential model saved by :meth:`Sequential.save`, with its weights.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` file.
+
+    Returns
+    -------
+    Sequential
+    """
+    with np.load(path, allow_pickle=False) as data:
+        config = json.loads(str(data["config"]))
+        weights = [data[f"weight_{i}"] for i in range(len(data.files) - 1)]
+    layers = []
+    for entry in config["layers"]:
+        cls = LAYERS.get(entry["class"])
+        if cls is None:
+            raise ValueError(f"unknown layer class {entry['class']!r} in {path}")
+        cfg = dict(entry["config"])
+        for key in ("kernel_size", "strides", "dilation_rate", "pool_size"):
+            if isinstance(cfg.get(key), list):
+                cfg[key] = tuple(cfg[key])
+        if isinstance(cfg.get("padding"), list):
+            cfg["padding"] = _tuples(cfg["padding"])
+        layers.append(cls.from_config(cfg))
+    input_shape = config["input_shape"]
+    model = Sequential(layers, input_shape=None if input_shape is None else tuple(input_shape),
+                       name=config["name"])
+    model.set_weights(weights)
+    return model
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

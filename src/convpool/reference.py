@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._checks import ConvCall, PoolCall, check_out, grad_out_nhwc, to_nhwc
+from ._checks import ConvCall, PoolCall, check_activation, check_out, grad_out_nhwc, to_nhwc
 from ._shapes import effective_size
 
 __all__ = [
@@ -60,9 +60,12 @@ def conv2d(
     groups=1,
     data_format="channels_last",
     out=None,
+    *,
+    activation=None,
 ):
     """Reference of :func:`convpool.conv2d` (same arguments, same result up to rounding)."""
     call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format)
+    relu = check_activation(activation) == "relu"
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x, "kernel": kernel, "bias": bias})
     x = to_nhwc(call.x, call.data_format, call.dtype)
     windows = _windows(_pad(x, call.win, 0), call.win)  # (N, OH, OW, C, KH, KW)
@@ -79,6 +82,8 @@ def conv2d(
     y = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
     if call.bias is not None:
         y = y + call.bias
+    if relu:
+        y = np.where(y < 0, 0, y)  # max(0, y) that keeps NaN
     return _deliver(y.reshape(call.nhwc_shape), call, out)
 
 

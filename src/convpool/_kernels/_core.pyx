@@ -21,7 +21,7 @@ cdef extern from "cp_kernels.h" nogil:
     ctypedef struct cp_conv_geom:
         int64_t n, h, w, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl
         int64_t groups, cg, ocg, k, panels, tile
-        int64_t strategy, units, nseg, kseg, ow_lo, ow_hi, stream
+        int64_t strategy, units, nseg, kseg, ow_lo, ow_hi, stream, relu
 
     ctypedef struct cp_pool_geom:
         int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
@@ -215,11 +215,12 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
                 const floating[::1] bias,
                 floating[:, :, :, ::1] y,
                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int n_threads):
+                Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int n_threads,
+                bint relu=False):
     """y = conv2d(x, kernel) + bias, NHWC; every size > 0 (see the module docstring).
 
     x (N, H, W, C), kernel (KH, KW, C // groups, OC), bias (OC,) or None,
-    y (N, OH, OW, OC): OUT.
+    y (N, OH, OW, OC): OUT.  relu: y = max(0, y) as it is written (NaN kept).
     """
     cdef cp_conv_geom g
     g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
@@ -227,6 +228,7 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
     g.oh, g.ow = y.shape[1], y.shape[2]
     g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.groups = sh, sw, dh, dw, pt, pl, groups
     cp_conv_plan(&g, sizeof(floating))
+    g.relu = relu
 
     cdef int64_t nr = CP_NR_F32 if floating is float else CP_NR_F64
     cp_conv_set_output(&g, &y[0, 0, 0, 0], sizeof(floating))

@@ -30,6 +30,7 @@
  *
  * Every unit writes its own output pixels, once.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -89,8 +90,10 @@ DEFINE_DW_TAPS(double)
                     for (int64_t c = 0; c < cn; c++)                                        \
                         acc[c] = acc[c] + xt[c] * wt[c];                                    \
                 }                                                                           \
-                for (int64_t c = 0; c < cn; c++)                                            \
-                    out[c0 + c] = bias != NULL ? acc[c] + bias[c0 + c] : acc[c];            \
+                for (int64_t c = 0; c < cn; c++) {                                          \
+                    const T v = bias != NULL ? acc[c] + bias[c0 + c] : acc[c];              \
+                    out[c0 + c] = g->relu && v < 0 ? (T)0 : v;                              \
+                }                                                                           \
             }                                                                               \
         }                                                                                   \
     }
@@ -102,12 +105,14 @@ DEFINE_DW_BASELINE(double, f64)
 
 /* AVX2 variant: each block of 4 vectors of channels keeps its accumulators in
  * registers over every tap; fused multiply-adds, as the AVX2 micro-kernel. */
-#define DEFINE_DW_AVX2(T, SUFFIX, V, W, LOADU, STOREU, FMA, ADD, ZERO, SFMA)                  \
+#define DEFINE_DW_AVX2(T, SUFFIX, V, W, LOADU, STOREU, FMA, ADD, MAX, ZERO, SET1, SFMA)       \
     CP_TARGET_AVX2 void cp_dwconv2d_nhwc_##SUFFIX##__avx2(                                   \
         const cp_conv_geom *g, const T *x, const T *w, const T *bias, T *y, int64_t row,     \
         const T *zeros)                                                                      \
     {                                                                                        \
         const int64_t C = g->c, taps = g->kh * g->kw;                                        \
+        /* ReLU as max(lo, v): lo = 0, or -inf (a no-op) without it; NaN v stays v */      \
+        const V lo = g->relu ? ZERO() : SET1(-(T)INFINITY);                                  \
         const T *xp[CP_MAX_SEG];                                                             \
         for (int64_t ow = 0; ow < g->ow; ow++) {                                             \
             T *const out = y + (row * g->ow + ow) * C;                                       \
@@ -127,8 +132,8 @@ DEFINE_DW_BASELINE(double, f64)
                     a2 = ADD(a2, LOADU(bias + c + 2 * (W)));                                 \
                     a3 = ADD(a3, LOADU(bias + c + 3 * (W)));                                 \
                 }                                                                            \
-                STOREU(out + c, a0), STOREU(out + c + (W), a1);                              \
-                STOREU(out + c + 2 * (W), a2), STOREU(out + c + 3 * (W), a3);                \
+                STOREU(out + c, MAX(lo, a0)), STOREU(out + c + (W), MAX(lo, a1));            \
+                STOREU(out + c + 2 * (W), MAX(lo, a2)), STOREU(out + c + 3 * (W), MAX(lo, a3)); \
             }                                                                                \
             for (; c + (W) <= C; c += (W)) {                                                 \
                 V a0 = ZERO();                                                               \
@@ -136,24 +141,30 @@ DEFINE_DW_BASELINE(double, f64)
                     a0 = FMA(LOADU(xp[t] + c), LOADU(w + t * C + c), a0);                    \
                 if (bias != NULL)                                                            \
                     a0 = ADD(a0, LOADU(bias + c));                                           \
-                STOREU(out + c, a0);                                                         \
+                STOREU(out + c, MAX(lo, a0));                                                \
             }                                                                                \
             for (; c < C; c++) {                                                             \
                 T a0 = 0;                                                                    \
                 for (int64_t t = 0; t < taps; t++)                                           \
                     a0 = SFMA(xp[t][c], w[t * C + c], a0);                                   \
-                out[c] = bias != NULL ? a0 + bias[c] : a0;                                   \
+                a0 = bias != NULL ? a0 + bias[c] : a0;                                       \
+                out[c] = g->relu && a0 < 0 ? (T)0 : a0;                                      \
             }                                                                                \
         }                                                                                    \
     }
 
 DEFINE_DW_AVX2(float, f32, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps,
-               _mm256_add_ps, _mm256_setzero_ps, __builtin_fmaf)
+               _mm256_add_ps, _mm256_max_ps, _mm256_setzero_ps, _mm256_set1_ps, __builtin_fmaf)
 DEFINE_DW_AVX2(double, f64, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fmadd_pd,
-               _mm256_add_pd, _mm256_setzero_pd, __builtin_fma)
+               _mm256_add_pd, _mm256_max_pd, _mm256_setzero_pd, _mm256_set1_pd, __builtin_fma)
 #endif
 
 /* ---- plan ------------------------------------------------------------------ */
+static inline int cp_store_flags(const cp_conv_geom *g)
+{
+    return (g->stream ? CP_STORE_STREAM : 0) | (g->relu ? CP_STORE_RELU : 0);
+}
+
 void cp_conv_plan(cp_conv_geom *g, int64_t itemsize)
 {
     const int64_t nr = itemsize == 4 ? CP_NR_F32 : CP_NR_F64;
@@ -206,6 +217,7 @@ void cp_conv_plan(cp_conv_geom *g, int64_t itemsize)
         g->units = (pixels + tile - 1) / tile;
     }
     g->stream = 0;
+    g->relu = 0;
 }
 
 void cp_conv_set_output(cp_conv_geom *g, const void *y, int64_t itemsize)
@@ -327,7 +339,7 @@ void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, i
                 const int64_t nr = g->ocg - p * (NR) < (NR) ? g->ocg - p * (NR) : (NR);     \
                 GEMM(count, 1, seg, g->k, g->k, packed + (grp * g->panels + p) * g->k * (NR), \
                      y + p0 * g->oc + oc0, g->oc, nr, bias != NULL ? bias + oc0 : NULL,     \
-                     (int)g->stream);                                                       \
+                     cp_store_flags(g));                                                       \
             }                                                                               \
         }                                                                                   \
     }                                                                                       \
@@ -361,7 +373,7 @@ void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, i
                 const int64_t nr = g->oc - p * (NR) < (NR) ? g->oc - p * (NR) : (NR);       \
                 GEMM(count, 1, seg, g->c, g->c, packed + p * g->k * (NR),                   \
                      y + p0 * g->oc + p * (NR), g->oc, nr,                                  \
-                     bias != NULL ? bias + p * (NR) : NULL, (int)g->stream);                \
+                     bias != NULL ? bias + p * (NR) : NULL, cp_store_flags(g));                \
             }                                                                               \
             return;                                                                         \
         }                                                                                   \
@@ -388,7 +400,7 @@ void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, i
                 GEMM(g->ow_hi - g->ow_lo, g->nseg, seg, g->sw * g->c, g->kseg,              \
                      packed + (grp * g->panels + p) * g->k * (NR),                          \
                      y + (row * g->ow + g->ow_lo) * g->oc + oc0, g->oc, nr,                 \
-                     bias != NULL ? bias + oc0 : NULL, (int)g->stream);                     \
+                     bias != NULL ? bias + oc0 : NULL, cp_store_flags(g));                     \
             }                                                                               \
         }                                                                                   \
         gathered_range_##SUFFIX(g, x, packed, bias, y, row, 0, g->ow_lo, scratch);          \

@@ -40,9 +40,8 @@
 #define DEFINE_GEMM_BASELINE(T, SUFFIX, NR)                                                  \
     void cp_gemm_6x##NR##_##SUFFIX##__baseline(                                              \
         int64_t m, int64_t nseg, const T *const *seg, int64_t lda, int64_t kseg, const T *b, \
-        T *c, int64_t ldc, int64_t nr, const T *bias, int stream)                            \
+        T *c, int64_t ldc, int64_t nr, const T *bias, int flags)                             \
     {                                                                                        \
-        (void)stream;                                                                        \
         for (int64_t i0 = 0; i0 < m; i0 += CP_MR) {                                          \
             const int64_t mr = m - i0 < CP_MR ? m - i0 : CP_MR;                              \
             T acc[CP_MR][NR];                                                                \
@@ -63,6 +62,10 @@
                 for (int i = 0; i < CP_MR; i++)                                              \
                     for (int j = 0; j < nr; j++)                                             \
                         acc[i][j] = acc[i][j] + bias[j];                                     \
+            if (flags & CP_STORE_RELU)                                                       \
+                for (int i = 0; i < CP_MR; i++)                                              \
+                    for (int j = 0; j < (NR); j++)                                           \
+                        acc[i][j] = acc[i][j] < 0 ? (T)0 : acc[i][j];                        \
             STORE_TAIL(T, acc, c + i0 * ldc, ldc, mr, nr);                                   \
         }                                                                                    \
     }
@@ -96,7 +99,7 @@ DEFINE_GEMM_BASELINE(double, f64, 8)
         }                                                                                    \
     }
 
-#define TILE_STORE(T, V, W, ADD, LOADU, STOREU, STORE, STREAM)                               \
+#define TILE_STORE(T, V, W, ADD, MAX, ZERO, LOADU, STOREU, STORE, STREAM)                  \
     if (bias != NULL) {                                                                      \
         T bpad[2 * (W)] __attribute__((aligned(32)));                                        \
         memset(bpad, 0, sizeof(bpad));                                                       \
@@ -106,8 +109,14 @@ DEFINE_GEMM_BASELINE(double, f64, 8)
         c20 = ADD(c20, bb0), c21 = ADD(c21, bb1), c30 = ADD(c30, bb0), c31 = ADD(c31, bb1);  \
         c40 = ADD(c40, bb0), c41 = ADD(c41, bb1), c50 = ADD(c50, bb0), c51 = ADD(c51, bb1);  \
     }                                                                                        \
+    if (flags & CP_STORE_RELU) { /* max(0, v): 0 > v ? 0 : v keeps a NaN v */              \
+        const V z = ZERO();                                                                  \
+        c00 = MAX(z, c00), c01 = MAX(z, c01), c10 = MAX(z, c10), c11 = MAX(z, c11);          \
+        c20 = MAX(z, c20), c21 = MAX(z, c21), c30 = MAX(z, c30), c31 = MAX(z, c31);          \
+        c40 = MAX(z, c40), c41 = MAX(z, c41), c50 = MAX(z, c50), c51 = MAX(z, c51);          \
+    }                                                                                        \
     T *ct = c + i0 * ldc;                                                                    \
-    if (mr == CP_MR && nr == 2 * (W) && stream) {                                            \
+    if (mr == CP_MR && nr == 2 * (W) && (flags & CP_STORE_STREAM)) {                                            \
         STREAM(ct + 0 * ldc, c00), STREAM(ct + 0 * ldc + (W), c01);                          \
         STREAM(ct + 1 * ldc, c10), STREAM(ct + 1 * ldc + (W), c11);                          \
         STREAM(ct + 2 * ldc, c20), STREAM(ct + 2 * ldc + (W), c21);                          \
@@ -135,7 +144,7 @@ DEFINE_GEMM_BASELINE(double, f64, 8)
 CP_TARGET_AVX2 void cp_gemm_6x16_f32__avx2(int64_t m, int64_t nseg, const float *const *seg,
                                            int64_t lda, int64_t kseg, const float *b, float *c,
                                            int64_t ldc, int64_t nr, const float *bias,
-                                           int stream)
+                                           int flags)
 {
     for (int64_t i0 = 0; i0 < m; i0 += CP_MR) {
         const int64_t mr = m - i0 < CP_MR ? m - i0 : CP_MR;
@@ -146,17 +155,17 @@ CP_TARGET_AVX2 void cp_gemm_6x16_f32__avx2(int64_t m, int64_t nseg, const float 
         __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
         __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
         TILE_BODY(float, __m256, 8, _mm256_broadcast_ss, _mm256_load_ps, _mm256_fmadd_ps)
-        TILE_STORE(float, __m256, 8, _mm256_add_ps, _mm256_load_ps, _mm256_storeu_ps,
-                   _mm256_store_ps, _mm256_stream_ps)
+        TILE_STORE(float, __m256, 8, _mm256_add_ps, _mm256_max_ps, _mm256_setzero_ps,
+                   _mm256_load_ps, _mm256_storeu_ps, _mm256_store_ps, _mm256_stream_ps)
     }
-    if (stream)
+    if (flags & CP_STORE_STREAM)
         _mm_sfence();
 }
 
 CP_TARGET_AVX2 void cp_gemm_6x8_f64__avx2(int64_t m, int64_t nseg, const double *const *seg,
                                           int64_t lda, int64_t kseg, const double *b, double *c,
                                           int64_t ldc, int64_t nr, const double *bias,
-                                          int stream)
+                                          int flags)
 {
     for (int64_t i0 = 0; i0 < m; i0 += CP_MR) {
         const int64_t mr = m - i0 < CP_MR ? m - i0 : CP_MR;
@@ -167,10 +176,10 @@ CP_TARGET_AVX2 void cp_gemm_6x8_f64__avx2(int64_t m, int64_t nseg, const double 
         __m256d c40 = _mm256_setzero_pd(), c41 = _mm256_setzero_pd();
         __m256d c50 = _mm256_setzero_pd(), c51 = _mm256_setzero_pd();
         TILE_BODY(double, __m256d, 4, _mm256_broadcast_sd, _mm256_load_pd, _mm256_fmadd_pd)
-        TILE_STORE(double, __m256d, 4, _mm256_add_pd, _mm256_load_pd, _mm256_storeu_pd,
-                   _mm256_store_pd, _mm256_stream_pd)
+        TILE_STORE(double, __m256d, 4, _mm256_add_pd, _mm256_max_pd, _mm256_setzero_pd,
+                   _mm256_load_pd, _mm256_storeu_pd, _mm256_store_pd, _mm256_stream_pd)
     }
-    if (stream)
+    if (flags & CP_STORE_STREAM)
         _mm_sfence();
 }
 

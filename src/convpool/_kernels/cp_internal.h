@@ -41,17 +41,21 @@
  * only on the reduction order (kh, kw, c), never on m, nr, the segmentation or
  * where the tile lies.  That is what makes every strategy below, and any
  * thread count, give identical output.
- * stream != 0 allows non-temporal stores of full tiles; the caller sets it only
- * when c is 32-byte aligned and ldc is a multiple of the vector width.
+ * flags: CP_STORE_RELU replaces each result v by (v < 0 ? 0 : v) as it is
+ * stored (a NaN stays NaN); CP_STORE_STREAM allows non-temporal stores of full
+ * tiles, set by the caller only when c is 32-byte aligned and ldc is a
+ * multiple of the vector width.
  */
+enum { CP_STORE_STREAM = 1, CP_STORE_RELU = 2 };
 typedef void (*cp_gemm_f32_fn)(int64_t m, int64_t nseg, const float *const *seg, int64_t lda,
                                int64_t kseg, const float *b, float *c, int64_t ldc, int64_t nr,
-                               const float *bias, int stream);
+                               const float *bias, int flags);
 typedef void (*cp_gemm_f64_fn)(int64_t m, int64_t nseg, const double *const *seg, int64_t lda,
                                int64_t kseg, const double *b, double *c, int64_t ldc, int64_t nr,
-                               const double *bias, int stream);
+                               const double *bias, int flags);
 
-/* Depthwise convolution (C_in = C_out = groups) of one output row. */
+/* Depthwise convolution (C_in = C_out = groups) of one output row (g->relu
+ * applies the ReLU as the results are stored). */
 typedef void (*cp_dw_row_f32_fn)(const cp_conv_geom *g, const float *x, const float *w,
                                  const float *bias, float *y, int64_t row, const float *zeros);
 typedef void (*cp_dw_row_f64_fn)(const cp_conv_geom *g, const double *x, const double *w,

@@ -49,6 +49,7 @@ typedef struct {
     int64_t nseg, kseg;        /* ROWS: A segments per pixel and their length */
     int64_t ow_lo, ow_hi;      /* output columns whose taps all lie inside the input */
     int64_t stream;            /* write the output with non-temporal stores */
+    int64_t relu;              /* apply max(0, .) (NaN kept) as the output is written */
 } cp_conv_geom;
 
 /* How cp_conv_plan feeds the micro-kernel (see cp_conv.c). */

@@ -1,0 +1,59 @@
+"""Losses for training: each returns the mean loss over the batch and its gradient."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_array
+
+__all__ = ["softmax_cross_entropy", "LOSSES"]
+
+
+def softmax_cross_entropy(logits, labels):
+    """Softmax cross-entropy, averaged over the batch, and its gradient.
+
+    Parameters
+    ----------
+    logits : array_like of shape (N, K)
+        Unnormalised class scores.
+    labels : array_like of shape (N,) (class indices in [0, K)) or (N, K)
+        Integer labels, or one-hot / probability rows.
+
+    Returns
+    -------
+    loss : float
+        ``mean over n of -sum_k p[n, k] * log softmax(logits)[n, k]``.
+    grad : ndarray of shape (N, K), logits' dtype (float32 for integer logits)
+        ``(softmax(logits) - p) / N``.
+    """
+    logits = as_array(logits, "logits")
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be 2-D (N, K), got shape {logits.shape}")
+    dtype = logits.dtype if logits.dtype.kind == "f" else np.dtype(np.float32)
+    n, k = logits.shape
+    labels = as_array(labels, "labels")
+    if labels.shape == (n,):
+        if labels.dtype.kind not in "iu":
+            raise TypeError(f"class-index labels must be integers, got dtype {labels.dtype}")
+        if n and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(f"labels must lie in [0, {k}), got [{labels.min()}, {labels.max()}]")
+        target = np.zeros((n, k), dtype)
+        target[np.arange(n), labels] = 1
+    elif labels.shape == (n, k):
+        target = labels.astype(dtype, copy=False)
+    else:
+        raise ValueError(
+            f"labels must have shape (N,) = ({n},) or (N, K) = {(n, k)}, got {labels.shape}"
+        )
+    if n == 0:
+        return 0.0, np.zeros((0, k), dtype)
+    z = logits.astype(np.float64, copy=False)
+    z = z - z.max(axis=1, keepdims=True)
+    log_softmax = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    loss = float(-(target * log_softmax).sum() / n)
+    grad = ((np.exp(log_softmax) - target) / n).astype(dtype)
+    return loss, grad
+
+
+#: Losses by name, for :meth:`Sequential.fit`.
+LOSSES = {"softmax_cross_entropy": softmax_cross_entropy}

@@ -1,0 +1,128 @@
+"""Optimizers: update a list of weight arrays in place from their gradients.
+
+Both keep their state (velocities, moments) per position in the list they are
+given, so one optimizer serves one model (its ``weights`` order is fixed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Adam"]
+
+
+def _positive(value, name: str) -> float:
+    value = float(value)
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _fraction(value, name: str) -> float:
+    value = float(value)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {value}")
+    return value
+
+
+class Optimizer:
+    """Base: ``apply(weights, grads)`` updates every weight array in place."""
+
+    def __init__(self, learning_rate: float):
+        self.learning_rate = _positive(learning_rate, "learning_rate")
+        self.iterations = 0
+        self._state: list | None = None
+
+    def apply(self, weights, grads) -> None:
+        """One step: ``weights[i] -= update(grads[i])``, in place.
+
+        Parameters
+        ----------
+        weights : list of ndarray
+            Updated in place.
+        grads : list of ndarray
+            Same shapes as ``weights``.
+        """
+        weights, grads = list(weights), list(grads)
+        if len(weights) != len(grads):
+            raise ValueError(f"{len(weights)} weight arrays but {len(grads)} gradients")
+        for w, g in zip(weights, grads):
+            if w.shape != g.shape:
+                raise ValueError(f"a gradient of shape {g.shape} for a weight of shape {w.shape}")
+        if self._state is None:
+            self._state = [self._new_state(w) for w in weights]
+        elif [s[0].shape for s in self._state] != [w.shape for w in weights]:
+            raise ValueError("this optimizer was used with other weights; make a new one")
+        self.iterations += 1
+        for w, g, state in zip(weights, grads, self._state):
+            self._update(w, g.astype(w.dtype, copy=False), state)
+
+    def _new_state(self, w):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _update(self, w, g, state):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with (Nesterov) momentum, as Keras.
+
+    ``v = momentum * v - lr * g``; ``w += v`` (or ``w += momentum * v - lr * g``
+    with ``nesterov=True``).
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.01
+    momentum : float in [0, 1), default 0
+    nesterov : bool, default False
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+        super().__init__(learning_rate)
+        self.momentum = _fraction(momentum, "momentum")
+        self.nesterov = bool(nesterov)
+
+    def _new_state(self, w):
+        return [np.zeros_like(w)]
+
+    def _update(self, w, g, state):
+        (v,) = state
+        v *= self.momentum
+        v -= self.learning_rate * g
+        if self.nesterov:
+            w += self.momentum * v - self.learning_rate * g
+        else:
+            w += v
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), with Keras's defaults.
+
+    ``m = b1 m + (1 - b1) g``; ``v = b2 v + (1 - b2) g^2``;
+    ``w -= lr_t * m / (sqrt(v) + eps)`` with ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)``.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.001
+    beta_1, beta_2 : float in [0, 1), default 0.9, 0.999
+    epsilon : float, default 1e-7
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate)
+        self.beta_1 = _fraction(beta_1, "beta_1")
+        self.beta_2 = _fraction(beta_2, "beta_2")
+        self.epsilon = _positive(epsilon, "epsilon")
+
+    def _new_state(self, w):
+        return [np.zeros_like(w), np.zeros_like(w)]
+
+    def _update(self, w, g, state):
+        m, v = state
+        t = self.iterations
+        m *= self.beta_1
+        m += (1 - self.beta_1) * g
+        v *= self.beta_2
+        v += (1 - self.beta_2) * (g * g)
+        lr_t = self.learning_rate * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        w -= (lr_t * m / (np.sqrt(v) + self.epsilon)).astype(w.dtype, copy=False)
