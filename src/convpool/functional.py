@@ -265,13 +265,19 @@ def conv2d_backward(
     grad_x = np.empty(nhwc, call.dtype) if input_grad else None
     grad_kernel = np.zeros(call.kernel.shape, call.dtype)
     grad_bias = np.zeros(call.kernel.shape[3], call.dtype)
+    w = call.win
+    pointwise = (w.kh, w.kw, w.sh, w.sw, w.pt, w.pb, w.pl, w.pr, call.groups) == (1,) * 5 + (0,) * 4
     if gy.size and call.kernel.shape[2] and grad_kernel.size:
-        w = call.win
+        if pointwise and grad_x is not None:
+            # A 1x1 conv's input gradient is the 1x1 conv of grad_out with the
+            # kernel transposed: the forward kernel does it, in one GEMM pass.
+            _core.conv2d_nhwc(gy, np.ascontiguousarray(call.kernel.transpose(0, 1, 3, 2)), None,
+                              grad_x, 1, 1, 1, 1, 0, 0, 1, get_num_threads())
         _core.conv2d_backward_nhwc(
             gy,
             to_nhwc(call.x, call.data_format, call.dtype),
             np.ascontiguousarray(call.kernel),
-            grad_x,
+            None if pointwise else grad_x,
             grad_kernel.reshape(-1),
             grad_bias,
             w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,

@@ -369,6 +369,9 @@ class Dense(_KernelBias, Layer):
         if self.use_bias:
             self._weights["bias"] = np.zeros(self.units, dtype)
 
+    # Dense runs on NumPy's matmul (BLAS), the fastest choice for the large
+    # weight matrices of classifier heads; unlike convpool's own kernels, its
+    # bits may depend on BLAS's thread count and blocking.
     def _call(self, x):
         self.compute_output_shape(x.shape)
         dtype = compute_dtype(x, "x")
@@ -383,12 +386,8 @@ class Dense(_KernelBias, Layer):
         dtype = grad_out.dtype
         x2 = x.astype(dtype, copy=False).reshape(-1, x.shape[-1])
         g2 = grad_out.reshape(-1, self.units)
-        grads = [x2.T @ g2]
-        if self.use_bias:
-            grads.append(g2.sum(axis=0))
-        grad_x = None
-        if input_grad:
-            grad_x = (g2 @ self._weight("kernel", dtype).T).reshape(x.shape)
+        grads = [x2.T @ g2] + ([g2.sum(axis=0)] if self.use_bias else [])
+        grad_x = (g2 @ self._weight("kernel", dtype).T).reshape(x.shape) if input_grad else None
         return grad_x, grads
 
     def receptive_field(self, field, jump, input_shape):
