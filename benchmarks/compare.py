@@ -47,13 +47,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 # ---------------------------------------------------------------- workloads
-def _conv(name, title, n, h, w, c, oc, k, stride, padding, groups=1, note=""):
+def _conv(name, title, n, h, w, c, oc, k, stride, padding, groups=1, backward=False):
     return dict(name=name, title=title, op="conv", shape=(n, h, w, c), oc=oc, k=k,
-                stride=stride, padding=padding, groups=groups, note=note)
+                stride=stride, padding=padding, groups=groups, backward=backward)
 
 
-def _pool(name, title, op, n, h, w, c, k):
-    return dict(name=name, title=title, op=op, shape=(n, h, w, c), k=k, stride=k, padding="valid")
+def _pool(name, title, op, n, h, w, c, k, backward=False):
+    return dict(name=name, title=title, op=op, shape=(n, h, w, c), k=k, stride=k, padding="valid",
+                backward=backward)
 
 
 WORKLOADS = [
@@ -65,6 +66,11 @@ WORKLOADS = [
     _conv("conv1x1_64_128", "conv 1x1, 64->128, (8,112,112,64)", 8, 112, 112, 64, 128, 1, 1, "valid"),
     _conv("depthwise3x3", "depthwise 3x3 same, groups=64, (8,112,112,64)", 8, 112, 112, 64, 64, 3, 1,
           "same", groups=64),
+    # Backward passes (issue 4): every gradient, from (grad_out, x, kernel).
+    _conv("conv3x3_64_backward", "conv 3x3 64->64 backward (grad x, kernel, bias)", 8, 112, 112, 64,
+          64, 3, 1, "same", backward=True),
+    _pool("pool_max_backward", "full-HD max_pool2d 2x2 backward, N=64", "max", 64, 1920, 1080, 3, 2,
+          backward=True),
 ]
 
 
@@ -79,54 +85,69 @@ def out_shape(wl):
 
 
 def flops(wl):
+    """Multiply-adds x 2 (the backward pass does the forward's work twice)."""
     if wl["op"] != "conv":
         return 0
     n, oh, ow, oc = out_shape(wl)
     cin_g = wl["shape"][3] // wl["groups"]
-    return 2 * n * oh * ow * oc * cin_g * wl["k"] ** 2
+    return (2 if wl["backward"] else 1) * 2 * n * oh * ow * oc * cin_g * wl["k"] ** 2
 
 
 def traffic_bytes(wl):
-    return 4 * (int(np.prod(wl["shape"])) + int(np.prod(out_shape(wl))))
+    """Inputs read once and results written once (backward: x and grad_out in, grad_x out)."""
+    x, y = int(np.prod(wl["shape"])), int(np.prod(out_shape(wl)))
+    return 4 * (2 * x + y if wl["backward"] else x + y)
 
 
 def make_inputs(wl, seed=0):
+    """x, the kernel (conv) and grad_out (backward workloads), float32."""
     rng = np.random.default_rng(seed)
-    x = rng.random(wl["shape"], dtype=np.float32)
-    kernel = None
+    inputs = {"x": rng.random(wl["shape"], dtype=np.float32)}
     if wl["op"] == "conv":
         cin_g = wl["shape"][3] // wl["groups"]
-        kernel = (rng.random((wl["k"], wl["k"], cin_g, wl["oc"]), dtype=np.float32) - 0.5) * 0.2
-    return x, kernel
+        inputs["kernel"] = (rng.random((wl["k"], wl["k"], cin_g, wl["oc"]), dtype=np.float32)
+                            - 0.5) * 0.2
+    if wl["backward"]:
+        inputs["grad"] = rng.standard_normal(out_shape(wl), dtype=np.float32)
+    return inputs
 
 
 # ---------------------------------------------------------- implementations
-def impl_convpool(wl, x, kernel, threads):
+def _convpool_like(module, wl, inputs):
+    """The workload as calls of convpool's functions (or the same in convpool.reference)."""
+    x, kernel, g = inputs["x"], inputs.get("kernel"), inputs.get("grad")
+    if wl["op"] == "conv":
+        conv_kw = dict(strides=wl["stride"], padding=wl["padding"], groups=wl["groups"])
+        if wl["backward"]:
+            return lambda: module.conv2d_backward(g, x, kernel, **conv_kw)
+        return lambda: module.conv2d(x, kernel, **conv_kw)
+    name = "max_pool2d" if wl["op"] == "max" else "avg_pool2d"
+    if wl["backward"]:
+        return lambda: getattr(module, name + "_backward")(g, x, wl["k"])
+    return lambda: getattr(module, name)(x, wl["k"])
+
+
+def impl_convpool(wl, inputs, threads):
     import convpool
 
     convpool.set_num_threads(threads)
-    if wl["op"] == "conv":
-        return lambda: convpool.conv2d(x, kernel, strides=wl["stride"], padding=wl["padding"],
-                                       groups=wl["groups"])
-    fn = convpool.max_pool2d if wl["op"] == "max" else convpool.avg_pool2d
-    return lambda: fn(x, wl["k"])
+    return _convpool_like(convpool, wl, inputs)
 
 
-def impl_reference(wl, x, kernel, threads):
+def impl_reference(wl, inputs, threads):
     from convpool import reference
 
-    if wl["op"] == "conv":
-        return lambda: reference.conv2d(x, kernel, strides=wl["stride"], padding=wl["padding"],
-                                        groups=wl["groups"])
-    fn = reference.max_pool2d if wl["op"] == "max" else reference.avg_pool2d
-    return lambda: fn(x, wl["k"])
+    return _convpool_like(reference, wl, inputs)
 
 
-def impl_onnxruntime(wl, x, kernel, threads):
-    import onnx
+def impl_onnxruntime(wl, inputs, threads):
+    import onnx  # noqa: F401
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
+    if wl["backward"]:
+        return None  # an inference engine: no gradients
+    x, kernel = inputs["x"], inputs.get("kernel")
     x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # prepared in advance
     k, s = wl["k"], wl["stride"]
     pad = (k - 1) // 2 if wl["padding"] == "same" else 0
@@ -155,14 +176,29 @@ def impl_onnxruntime(wl, x, kernel, threads):
     return lambda: sess.run(None, {"X": x_nchw})[0]
 
 
-def impl_torch(wl, x, kernel, threads):
+def impl_torch(wl, inputs, threads):
     import torch
     import torch.nn.functional as F
 
     torch.set_num_threads(threads)
+    x, kernel = inputs["x"], inputs.get("kernel")
     xt = torch.from_numpy(x).permute(0, 3, 1, 2)  # NCHW view, channels_last memory
     k, s = wl["k"], wl["stride"]
     pad = (k - 1) // 2 if wl["padding"] == "same" else 0
+    if wl["backward"]:
+        # Time only the backward: autograd on a graph built once (retained).
+        gt = torch.from_numpy(inputs["grad"]).permute(0, 3, 1, 2)
+        xg = xt.detach().requires_grad_(True)
+        if wl["op"] == "conv":
+            wg = (torch.from_numpy(kernel).permute(3, 2, 0, 1)
+                  .contiguous(memory_format=torch.channels_last).requires_grad_(True))
+            bg = torch.zeros(wl["oc"], requires_grad=True)
+            yt = F.conv2d(xg, wg, bg, stride=s, padding=pad, groups=wl["groups"])
+            wrt = (xg, wg, bg)
+        else:
+            yt = (F.max_pool2d if wl["op"] == "max" else F.avg_pool2d)(xg, k, s)
+            wrt = (xg,)
+        return lambda: torch.autograd.grad(yt, wrt, gt, retain_graph=True)
     if wl["op"] == "conv":
         wt = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
 
@@ -181,8 +217,10 @@ def impl_torch(wl, x, kernel, threads):
 _TF_THREADS = None
 
 
-def impl_tensorflow(wl, x, kernel, threads):
+def impl_tensorflow(wl, inputs, threads):
     global _TF_THREADS
+    if wl["backward"]:
+        return None  # not measured: the goals compare the backward passes with PyTorch
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
@@ -192,6 +230,7 @@ def impl_tensorflow(wl, x, kernel, threads):
         _TF_THREADS = threads
     elif _TF_THREADS != threads:
         return None  # TF fixes its thread count once per process
+    x, kernel = inputs["x"], inputs.get("kernel")
     xt = tf.constant(x)
     k, s = wl["k"], wl["stride"]
     pad = wl["padding"].upper()
@@ -272,12 +311,12 @@ def measure_machine(threads):
 SETTLE_S = 0.2
 
 def time_workload(wl, impls, threads, repeat, progress):
-    x, kernel = make_inputs(wl)
+    inputs = make_inputs(wl)
     # The bandwidth floor, measured in the same rounds: NumPy reading the input
     # once (one core draws about the whole memory bandwidth of this machine).
-    fns = {"(read input)": x.max}
+    fns = {"(read input)": inputs["x"].max}
     for name in impls:
-        fn = IMPLS[name](wl, x, kernel, threads)
+        fn = IMPLS[name](wl, inputs, threads)
         if fn is None:
             continue
         fn()  # warm-up (and first-touch of any cached state)
@@ -297,7 +336,8 @@ def time_workload(wl, impls, threads, repeat, progress):
 def thread_scaling(wl, repeat, threads, progress):
     import convpool
 
-    x, kernel = make_inputs(wl)
+    inputs = make_inputs(wl)
+    x, kernel = inputs["x"], inputs["kernel"]
     t = {1: [], threads: []}
     for r in range(repeat):
         for nt in (1, threads):

@@ -165,3 +165,34 @@ def test_baseline_variant_passes_the_kernel_tests():
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and " failed" not in proc.stdout
+
+
+# ------------------------------------------- max-pool gradient: the vector run
+RUN_CASES = [
+    dict(pool=(2, 2), padding="valid"),
+    dict(pool=(3, 3), padding="valid"),
+    dict(pool=(2, 3), padding=((1, 0), (2, 0))),
+    dict(pool=(2, 2), padding="same"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("w", [7, 12, 13, 31])
+@pytest.mark.parametrize("cfg", RUN_CASES, ids=lambda c: case_id(pool=c["pool"], padding=c["padding"]))
+def test_max_pool_backward_vector_run_matches_reference(cfg, w, c, dtype, rng):
+    """Windows that tile the input (stride = pool size) with C <= 4 take a
+    4-lane vector run in the interior (AVX2); the row ends, other C and the
+    portable variant take the scalar loop.  Without overlap every cell gets
+    at most one value, so the result must equal the reference exactly: this
+    checks the run's bounds, its spilling stores and its tie and NaN rules."""
+    from convpool import reference
+
+    x = rng.integers(-3, 4, size=(2, 8, w, c)).astype(dtype)  # many ties
+    x[0, 2, 5 % w, 0] = np.nan
+    x[1, 3, 1, :] = -np.inf
+    kw = dict(pool_size=cfg["pool"], strides=cfg["pool"], padding=cfg["padding"])
+    g = rng.standard_normal(convpool.max_pool2d(x, **kw).shape).astype(dtype)
+    got = convpool.max_pool2d_backward(g, x, **kw)
+    want = reference.max_pool2d_backward(g, x, **kw)
+    assert_bitwise_equal(got, want, (cfg, w, c), what="max-pool gradient vs reference")

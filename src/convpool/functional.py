@@ -296,8 +296,10 @@ def _pool_backward(grad_out, x, pool_size, strides, padding, data_format, is_max
     call = PoolCall(x, pool_size, strides, padding, data_format)
     gy = grad_out_nhwc(grad_out, call)
     xn = to_nhwc(call.x, call.data_format, call.dtype)
-    grad_x = np.zeros(xn.shape, call.dtype)
-    if grad_x.size and gy.size:
+    grad_x = _memory.empty(xn.shape, call.dtype)  # every element is written by the kernel
+    if not gy.size:
+        grad_x[...] = 0
+    elif grad_x.size:
         w = call.win
         _core.pool2d_backward_nhwc(
             xn,  # read by max pooling only

@@ -280,52 +280,103 @@ static void pool_unit_rows(const cp_pool_geom *g, int64_t unit, int64_t *n, int6
     }
 }
 
-#define DEFINE_POOL_BWD(T, SUFFIX)                                                           \
+#define DEFINE_POOL_BWD(T, SUFFIX, RUN)                                                      \
     void cp_maxpool2d_bwd_unit_##SUFFIX(const cp_pool_geom *g, const T *x, const T *gy,      \
                                         T *gx, int64_t unit, void *scratch)                  \
     {                                                                                        \
         const int64_t C = g->c, rs = g->w * C;                                               \
         int64_t n, lo, hi, oh_lo, oh_hi;                                                     \
-        T *const m = (T *)scratch;                                                           \
-        int64_t *const at = (int64_t *)(m + C);                                              \
+        T *CP_RESTRICT const m = (T *)scratch;                                               \
+        int64_t *CP_RESTRICT const at = (int64_t *)(m + C);                                  \
         pool_unit_rows(g, unit, &n, &lo, &hi, &oh_lo, &oh_hi);                               \
-        if (hi > lo)                                                                         \
-            memset(gx + (n * g->h + lo) * rs, 0, (size_t)((hi - lo) * rs) * sizeof(T));      \
+        const T *const xn = x + n * g->h * rs;                                               \
+        T *const gxn = gx + n * g->h * rs;                                                   \
+        /* A vector run over the interior windows, where the ISA has one: they */          \
+        /* tile the input (stride = pool size), C <= 4, and 4-lane loads from */           \
+        /* them stay inside the row (of x) and the gradient row.              */           \
+        int64_t o0 = 0, o1 = 0;                                                              \
+        const int64_t ih0_band = oh_lo * g->sh - g->pt;                                      \
+        if (RUN != NULL && g->sh == g->kh && g->sw == g->kw && C <= 4 && oh_hi == oh_lo + 1 &&  \
+            ih0_band >= 0 && ih0_band + g->kh <= g->h) {                                     \
+            const int64_t extra = (4 + C - 1) / C - 1; /* pixels a 4-lane load reads on */   \
+            o0 = (g->pl + g->sw - 1) / g->sw;                                                \
+            o1 = (g->w - 1 - extra + g->pl - g->kw + 1) / g->sw + 1; /* last col + extra < W */ \
+            if (g->w - 1 - extra + g->pl - g->kw + 1 < 0)                                    \
+                o1 = 0;                                                                      \
+            if (o1 > g->ow - extra)                                                          \
+                o1 = g->ow - extra;                                                          \
+            if (o1 < o0)                                                                     \
+                o1 = o0;                                                                     \
+        }                                                                                    \
+        for (int64_t r = lo; r < hi; r++) { /* zero all but what the run writes */          \
+            T *row = gxn + r * rs;                                                           \
+            if (o1 > o0 && r >= ih0_band && r < ih0_band + g->kh) {                          \
+                const int64_t cs = (o0 * g->sw - g->pl) * C, ce = (o1 * g->sw - g->pl) * C;  \
+                memset(row, 0, (size_t)cs * sizeof(T));                                      \
+                memset(row + ce, 0, (size_t)(rs - ce) * sizeof(T));                          \
+            } else {                                                                         \
+                memset(row, 0, (size_t)rs * sizeof(T));                                      \
+            }                                                                                \
+        }                                                                                    \
+        if (o1 > o0)                                                                         \
+            RUN(g, xn + ih0_band * rs, gy + (n * g->oh + oh_lo) * g->ow * C,                 \
+                gxn + ih0_band * rs, o0, o1);                                                \
         for (int64_t oh = oh_lo; oh < oh_hi; oh++) {                                         \
             const int64_t ih0 = oh * g->sh - g->pt;                                          \
             const int64_t r0 = ih0 < 0 ? 0 : ih0;                                            \
             const int64_t r1 = ih0 + g->kh < g->h ? ih0 + g->kh : g->h;                      \
-            for (int64_t ow = 0; ow < g->ow; ow++) {                                         \
+            const T *grad = gy + (n * g->oh + oh) * g->ow * C;                               \
+            for (int64_t ow = 0; ow < g->ow; ow++, grad += C) {                              \
+                if (ow >= o0 && ow < o1)                                                     \
+                    continue; /* done by the run */                                         \
                 const int64_t iw0 = ow * g->sw - g->pl;                                      \
                 const int64_t c0 = iw0 < 0 ? 0 : iw0;                                        \
                 const int64_t c1 = iw0 + g->kw < g->w ? iw0 + g->kw : g->w;                  \
-                /* the first maximum in row-major order; offsets within the image */        \
-                const T *first = x + (n * g->h + r0) * rs + c0 * C;                          \
-                for (int64_t c = 0; c < C; c++) {                                            \
-                    m[c] = first[c];                                                         \
-                    at[c] = r0 * rs + c0 * C;                                                \
-                }                                                                            \
-                for (int64_t r = r0; r < r1; r++)                                            \
-                    for (int64_t s = (r == r0 ? c0 + 1 : c0); s < c1; s++) {                 \
-                        const T *v = x + (n * g->h + r) * rs + s * C;                        \
-                        for (int64_t c = 0; c < C; c++)                                      \
-                            if (v[c] > m[c] || v[c] != v[c]) {                               \
-                                m[c] = v[c];                                                 \
-                                at[c] = r * rs + s * C;                                      \
+                /* The first maximum in row-major order, a NaN replacing it     */         \
+                /* (branch-free: the data decides, not the branch predictor);   */         \
+                /* `at` is the winner's offset in the image.                     */        \
+                const int64_t first = r0 * rs + c0 * C;                                      \
+                if (C < 8) { /* per channel, the running maximum in registers */            \
+                    for (int64_t c = 0; c < C; c++) {                                        \
+                        T mc = xn[first + c];                                                \
+                        int64_t ac = first + c;                                              \
+                        for (int64_t r = r0; r < r1; r++)                                    \
+                            for (int64_t s = (r == r0 ? c0 + 1 : c0); s < c1; s++) {         \
+                                const int64_t off = r * rs + s * C + c;                      \
+                                const T v = xn[off];                                         \
+                                const int upd = (v > mc) | (v != v);                         \
+                                mc = upd ? v : mc;                                           \
+                                ac = upd ? off : ac;                                         \
                             }                                                                \
+                        at[c] = ac;                                                          \
                     }                                                                        \
-                const T *grad = gy + ((n * g->oh + oh) * g->ow + ow) * C;                    \
-                for (int64_t c = 0; c < C; c++) {                                            \
-                    const int64_t row_of = at[c] / rs;                                       \
-                    if (row_of >= lo && row_of < hi) {                                       \
-                        T *dst = gx + n * g->h * rs + at[c] + c;                             \
-                        *dst = *dst + grad[c];                                               \
+                } else { /* vectorised over the channels */                                 \
+                    for (int64_t c = 0; c < C; c++) {                                        \
+                        m[c] = xn[first + c];                                                \
+                        at[c] = first + c;                                                   \
                     }                                                                        \
+                    for (int64_t r = r0; r < r1; r++)                                        \
+                        for (int64_t s = (r == r0 ? c0 + 1 : c0); s < c1; s++) {             \
+                            const T *CP_RESTRICT v = xn + r * rs + s * C;                    \
+                            const int64_t off = r * rs + s * C;                              \
+                            for (int64_t c = 0; c < C; c++) {                                \
+                                const int upd = (v[c] > m[c]) | (v[c] != v[c]);              \
+                                m[c] = upd ? v[c] : m[c];                                    \
+                                at[c] = upd ? off + c : at[c];                               \
+                            }                                                                \
+                        }                                                                    \
+                }                                                                            \
+                if (g->sh >= g->kh) { /* band: every window lies in this unit */           \
+                    for (int64_t c = 0; c < C; c++)                                          \
+                        gxn[at[c]] = gxn[at[c]] + grad[c];                                   \
+                } else { /* one input row: only the winners in it */                        \
+                    for (int64_t c = 0; c < C; c++)                                          \
+                        if (at[c] >= lo * rs && at[c] < hi * rs)                             \
+                            gxn[at[c]] = gxn[at[c]] + grad[c];                               \
                 }                                                                            \
             }                                                                                \
         }                                                                                    \
-    }                                                                                        \
-                                                                                             \
+    }                                                                                             \
     void cp_avgpool2d_bwd_unit_##SUFFIX(const cp_pool_geom *g, const T *gy, T *gx,           \
                                         int64_t unit, void *scratch)                         \
     {                                                                                        \
@@ -367,5 +418,55 @@ static void pool_unit_rows(const cp_pool_geom *g, int64_t unit, int64_t *n, int6
         }                                                                                    \
     }
 
-DEFINE_POOL_BWD(float, f32)
-DEFINE_POOL_BWD(double, f64)
+DEFINE_POOL_BWD(float, f32, cp_active.maxpool_bwd_run_f32)
+DEFINE_POOL_BWD(double, f64, cp_active.maxpool_bwd_run_f64)
+
+#if CP_BUILD_AVX2
+#include <immintrin.h>
+
+/* The vector run (see cp_maxbwd_run_f32_fn): one window per iteration, its C
+ * channels in the lanes of a 4-lane vector; the running maximum and the
+ * winner's cell number (as a float) follow the scalar rule
+ * (v > m || v != v), then every cell is stored: grad_out at the winner, 0
+ * elsewhere.  A 4-lane store spills past a C < 4 pixel into cells written
+ * after it; stores that would spill past the run are done exactly. */
+#define DEFINE_MAXBWD_RUN(T, SUFFIX, V, LOADU, STOREU, CMP, OR, BLENDV, SET1, ZERO)            \
+    CP_TARGET_AVX2 void cp_maxpool2d_bwd_run_##SUFFIX##__avx2(                                 \
+        const cp_pool_geom *g, const T *xw, const T *grad, T *gw, int64_t o0, int64_t o1)      \
+    {                                                                                          \
+        const int64_t C = g->c, rs = g->w * C;                                                 \
+        const int64_t end = (o1 * g->sw - g->pl) * C; /* the run's end within a row */        \
+        T tmp[4];                                                                              \
+        for (int64_t o = o0; o < o1; o++) {                                                    \
+            const int64_t base = (o * g->sw - g->pl) * C;                                      \
+            V m = LOADU(xw + base), idx = ZERO();                                              \
+            int64_t k = 0;                                                                     \
+            for (int64_t r = 0; r < g->kh; r++)                                                \
+                for (int64_t s = 0; s < g->kw; s++, k++) {                                     \
+                    if (k == 0)                                                                \
+                        continue;                                                              \
+                    const V v = LOADU(xw + r * rs + base + s * C);                             \
+                    const V upd = OR(CMP(v, m, _CMP_GT_OQ), CMP(v, v, _CMP_UNORD_Q));          \
+                    m = BLENDV(m, v, upd);                                                     \
+                    idx = BLENDV(idx, SET1((T)k), upd);                                        \
+                }                                                                              \
+            const V gv = LOADU(grad + o * C);                                                  \
+            k = 0;                                                                             \
+            for (int64_t r = 0; r < g->kh; r++)                                                \
+                for (int64_t s = 0; s < g->kw; s++, k++) {                                     \
+                    const V out = BLENDV(ZERO(), gv, CMP(idx, SET1((T)k), _CMP_EQ_OQ));        \
+                    const int64_t at = base + s * C;                                           \
+                    if (at + 4 <= end) {                                                       \
+                        STOREU(gw + r * rs + at, out);                                         \
+                    } else {                                                                   \
+                        STOREU(tmp, out);                                                      \
+                        memcpy(gw + r * rs + at, tmp, (size_t)C * sizeof(T));                  \
+                    }                                                                          \
+                }                                                                              \
+        }                                                                                      \
+    }
+DEFINE_MAXBWD_RUN(float, f32, __m128, _mm_loadu_ps, _mm_storeu_ps, _mm_cmp_ps, _mm_or_ps,
+                  _mm_blendv_ps, _mm_set1_ps, _mm_setzero_ps)
+DEFINE_MAXBWD_RUN(double, f64, __m256d, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_cmp_pd,
+                  _mm256_or_pd, _mm256_blendv_pd, _mm256_set1_pd, _mm256_setzero_pd)
+#endif

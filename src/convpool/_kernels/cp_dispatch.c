@@ -35,6 +35,7 @@ static const cp_dispatch_table table_baseline = {
     cp_dwconv2d_nhwc_f32__baseline,  cp_dwconv2d_nhwc_f64__baseline,
     cp_maxpool2d_nhwc_f32__baseline, cp_maxpool2d_nhwc_f64__baseline,
     cp_avgpool2d_nhwc_f32__baseline, cp_avgpool2d_nhwc_f64__baseline,
+    NULL,                            NULL,
 };
 
 #if CP_BUILD_AVX2
@@ -43,6 +44,7 @@ static const cp_dispatch_table table_avx2 = {
     cp_dwconv2d_nhwc_f32__avx2,  cp_dwconv2d_nhwc_f64__avx2,
     cp_maxpool2d_nhwc_f32__avx2, cp_maxpool2d_nhwc_f64__avx2,
     cp_avgpool2d_nhwc_f32__avx2, cp_avgpool2d_nhwc_f64__avx2,
+    cp_maxpool2d_bwd_run_f32__avx2, cp_maxpool2d_bwd_run_f64__avx2,
 };
 #endif
 
@@ -51,6 +53,7 @@ cp_dispatch_table cp_active = {
     cp_dwconv2d_nhwc_f32__baseline,  cp_dwconv2d_nhwc_f64__baseline,
     cp_maxpool2d_nhwc_f32__baseline, cp_maxpool2d_nhwc_f64__baseline,
     cp_avgpool2d_nhwc_f32__baseline, cp_avgpool2d_nhwc_f64__baseline,
+    NULL,                            NULL,
 };
 static int active_isa = CP_ISA_BASELINE;
 

@@ -66,6 +66,16 @@ typedef void (*cp_pool_row_f32_fn)(const cp_pool_geom *g, const float *x, float 
 typedef void (*cp_pool_row_f64_fn)(const cp_pool_geom *g, const double *x, double *y,
                                    int64_t row, double *scratch);
 
+/* Max-pool gradient of windows [o0, o1) of one output row, for windows that
+ * tile the input (stride = pool size), lie wholly inside it, have C <= 4
+ * channels and are not the row's last (4-lane loads may read one pixel on):
+ * every cell of those windows is written (grad_out at the winner, else 0).
+ * xw: the window row's first input row; gw: the same in the gradient. */
+typedef void (*cp_maxbwd_run_f32_fn)(const cp_pool_geom *g, const float *xw, const float *grad,
+                                     float *gw, int64_t o0, int64_t o1);
+typedef void (*cp_maxbwd_run_f64_fn)(const cp_pool_geom *g, const double *xw,
+                                     const double *grad, double *gw, int64_t o0, int64_t o1);
+
 typedef struct {
     cp_gemm_f32_fn gemm_f32;
     cp_gemm_f64_fn gemm_f64;
@@ -75,6 +85,8 @@ typedef struct {
     cp_pool_row_f64_fn maxpool_f64;
     cp_pool_row_f32_fn avgpool_f32;
     cp_pool_row_f64_fn avgpool_f64;
+    cp_maxbwd_run_f32_fn maxpool_bwd_run_f32; /* NULL: the portable loop does it all */
+    cp_maxbwd_run_f64_fn maxpool_bwd_run_f64;
 } cp_dispatch_table;
 
 /* im2col: the patches of flat output pixels [p0, p0 + count) for group grp,
@@ -108,6 +120,10 @@ extern cp_dispatch_table cp_active;
 CP_DECLARE_VARIANTS(baseline)
 #if CP_BUILD_AVX2
 CP_DECLARE_VARIANTS(avx2)
+void cp_maxpool2d_bwd_run_f32__avx2(const cp_pool_geom *, const float *, const float *, float *,
+                                    int64_t, int64_t);
+void cp_maxpool2d_bwd_run_f64__avx2(const cp_pool_geom *, const double *, const double *,
+                                    double *, int64_t, int64_t);
 #endif
 
 #endif /* CP_INTERNAL_H */
