@@ -13,8 +13,9 @@
  *     column matrix is never built.
  *   conv2d, weight gradient: the output pixels are cut into a fixed number of
  *     chunks (set by the geometry, not the threads); a chunk's partial
- *     dW = patches^T @ grad_out is summed tile by tile, then the partials are
- *     added in chunk order.  The bias gradient likewise.
+ *     dW^T = grad_out^T @ patches is summed tile by tile (the GEMM micro-kernel
+ *     with grad_out^T as A and the patches packed in panels as B), then the
+ *     partials are added in chunk order.  The bias gradient likewise.
  *   max_pool2d: the gradient goes to the first maximum of each window in
  *     row-major order (a NaN replaces the running maximum, as in the
  *     forward's op and PyTorch), summed over overlapping windows in (oh, ow)
@@ -26,8 +27,11 @@
 
 #include "cp_internal.h"
 
-/* Bytes aimed at for one thread's tiles (any value gives the same bits). */
+/* Bytes aimed at for one thread's tiles (any value gives the same bits): the
+ * data gradient's column tile, and the weight gradient's patches (twice: as
+ * gathered and transposed), whose width is the GEMM's reduction length. */
 #define CP_BWD_TILE_BYTES (64 * 1024)
+#define CP_BWD_WT_BYTES (512 * 1024)
 /* The weight gradient is reduced over at most this many chunks. */
 #define CP_BWD_MAX_CHUNKS 64
 /* ... of at least this many output pixels each. */
@@ -48,9 +52,9 @@ void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize)
     b->kwcg = g->kw * g->cg;
     b->dx_panels = (b->kwcg + nr - 1) / nr;
     b->dx_tile = round_down_mr(CP_BWD_TILE_BYTES / (b->kwcg * itemsize));
-    /* The weight gradient's tile: patches (tile x K), transposed (K x tile), a
-     * packed grad_out tile (tile x NR per panel) and a K x NR product. */
-    b->wt_tile = round_down_mr(CP_BWD_TILE_BYTES / ((2 * g->k + g->ocg + nr) * itemsize));
+    /* The weight gradient's tile: patches (tile x K) and the same in panels,
+     * grad_out transposed (OCg x tile) and an OCg x NR product. */
+    b->wt_tile = round_down_mr(CP_BWD_WT_BYTES / ((2 * g->k + nr + g->ocg) * itemsize));
     if (b->wt_tile > pixels)
         b->wt_tile = pixels;
     {
@@ -89,7 +93,10 @@ int64_t cp_convbwd_dw_scratch_elems(const cp_convbwd_geom *b, int64_t nr)
 {
     const cp_conv_geom *g = &b->f;
     const int64_t is = nr == CP_NR_F32 ? 4 : 8;
-    return 2 * lines(b->wt_tile * g->k, is) + g->panels * b->wt_tile * nr + g->k * nr;
+    const int64_t kpanels = (g->k + nr - 1) / nr;
+    /* patches, patches in K panels, grad_out transposed, one product tile */
+    return lines(b->wt_tile * g->k, is) + kpanels * b->wt_tile * nr +
+           lines(g->ocg * b->wt_tile, is) + g->ocg * nr;
 }
 
 int64_t cp_convbwd_partial_elems(const cp_convbwd_geom *b)
@@ -168,39 +175,45 @@ int64_t cp_convbwd_partial_elems(const cp_convbwd_geom *b)
     {                                                                                        \
         const cp_conv_geom *g = &b->f;                                                       \
         const int64_t pixels = g->n * g->oh * g->ow, K = g->k;                               \
+        const int64_t kpanels = (K + (NR) - 1) / (NR);                                       \
         const int64_t begin = chunk * b->chunk;                                              \
         const int64_t end = begin + b->chunk < pixels ? begin + b->chunk : pixels;           \
-        const int64_t tk = lines(b->wt_tile * K, sizeof(T));                                 \
-        T *const patches = scratch;                     /* tile x K */                       \
-        T *const at = patches + tk;                     /* K x tile */                       \
-        T *const gpack = at + tk;                       /* panels x tile x NR */             \
-        T *const prod = gpack + g->panels * b->wt_tile * (NR); /* K x NR */                  \
+        T *const patches = scratch;                                /* tile x K */            \
+        T *const bpack = patches + lines(b->wt_tile * K, sizeof(T)); /* kpanels x tile x NR */ \
+        T *const gt = bpack + kpanels * b->wt_tile * (NR);         /* OCg x tile */          \
+        T *const prod = gt + lines(g->ocg * b->wt_tile, sizeof(T)); /* OCg x NR */           \
         T *const bias_part = partial + K * g->oc;                                            \
         memset(partial, 0, (size_t)(K * g->oc + g->oc) * sizeof(T));                         \
         for (int64_t p0 = begin; p0 < end; p0 += b->wt_tile) {                               \
             const int64_t cnt = end - p0 < b->wt_tile ? end - p0 : b->wt_tile;               \
             for (int64_t grp = 0; grp < g->groups; grp++) {                                  \
+                /* dW_grp^T (OCg x K) += grad_out_tile^T @ patches: A = grad_out^T */       \
+                /* (OCg rows over the tile's pixels), B = the patches in panels.   */       \
                 cp_gather_patches(g, (const char *)x, sizeof(T), p0, cnt, grp,               \
                                   (char *)patches);                                          \
-                for (int64_t k = 0; k < K; k++)                                              \
-                    for (int64_t i = 0; i < cnt; i++)                                        \
-                        at[k * cnt + i] = patches[i * K + k];                                \
-                for (int64_t p = 0; p < g->panels; p++)                                      \
+                for (int64_t pk = 0; pk < kpanels; pk++)                                     \
                     for (int64_t i = 0; i < cnt; i++) {                                      \
-                        T *dst = gpack + (p * cnt + i) * (NR);                               \
-                        const T *src = gy + (p0 + i) * g->oc + grp * g->ocg + p * (NR);      \
+                        T *dst = bpack + (pk * cnt + i) * (NR);                              \
+                        const T *src = patches + i * K + pk * (NR);                          \
+                        const int64_t valid = K - pk * (NR) < (NR) ? K - pk * (NR) : (NR);   \
                         for (int64_t j = 0; j < (NR); j++)                                   \
-                            dst[j] = p * (NR) + j < g->ocg ? src[j] : (T)0;                  \
+                            dst[j] = j < valid ? src[j] : (T)0;                              \
                     }                                                                        \
-                const T *seg[1] = {at};                                                      \
-                for (int64_t p = 0; p < g->panels; p++) {                                    \
-                    const int64_t nr = g->ocg - p * (NR) < (NR) ? g->ocg - p * (NR) : (NR);  \
-                    GEMM(K, 1, seg, cnt, cnt, gpack + p * cnt * (NR), prod, (NR), nr, NULL,  \
-                         0);                                                                 \
-                    for (int64_t k = 0; k < K; k++) {                                        \
-                        T *CP_RESTRICT dst = partial + k * g->oc + grp * g->ocg + p * (NR);  \
+                for (int64_t i = 0; i < cnt; i++) {                                          \
+                    const T *src = gy + (p0 + i) * g->oc + grp * g->ocg;                     \
+                    for (int64_t oc = 0; oc < g->ocg; oc++)                                  \
+                        gt[oc * cnt + i] = src[oc];                                          \
+                }                                                                            \
+                const T *seg[1] = {gt};                                                      \
+                for (int64_t pk = 0; pk < kpanels; pk++) {                                   \
+                    const int64_t nr = K - pk * (NR) < (NR) ? K - pk * (NR) : (NR);          \
+                    GEMM(g->ocg, 1, seg, cnt, cnt, bpack + pk * cnt * (NR), prod, (NR), nr,  \
+                         NULL, 0);                                                           \
+                    for (int64_t oc = 0; oc < g->ocg; oc++) {                                \
+                        T *CP_RESTRICT dst = partial + (grp * g->ocg + oc) * K + pk * (NR);  \
+                        const T *CP_RESTRICT src = prod + oc * (NR);                         \
                         for (int64_t j = 0; j < nr; j++)                                     \
-                            dst[j] = dst[j] + prod[k * (NR) + j];                            \
+                            dst[j] = dst[j] + src[j];                                        \
                     }                                                                        \
                 }                                                                            \
             }                                                                                \
@@ -210,22 +223,24 @@ int64_t cp_convbwd_partial_elems(const cp_convbwd_geom *b)
         }                                                                                    \
     }                                                                                        \
                                                                                              \
-    /* gk[k, :] (and, for k == 0, gb) = the chunk partials summed in chunk order. */         \
+    /* gk[k, :] (and, for k == 0, gb) = the chunk partials summed in chunk order; */     \
+    /* a chunk's partial holds dW transposed, [OC][K], then the bias.           */     \
     void cp_conv2d_bwd_weight_reduce_##SUFFIX(const cp_convbwd_geom *b, const T *partials,   \
                                               T *gk, T *gb, int64_t k)                       \
     {                                                                                        \
-        const int64_t oc_n = b->f.oc, stride = cp_convbwd_partial_elems(b);                  \
+        const int64_t oc_n = b->f.oc, K = b->f.k, stride = cp_convbwd_partial_elems(b);      \
         if (gk != NULL) {                                                                    \
             T *CP_RESTRICT dst = gk + k * oc_n;                                              \
-            memcpy(dst, partials + k * oc_n, (size_t)oc_n * sizeof(T));                      \
+            for (int64_t oc = 0; oc < oc_n; oc++)                                            \
+                dst[oc] = partials[oc * K + k];                                              \
             for (int64_t ch = 1; ch < b->chunks; ch++) {                                     \
-                const T *CP_RESTRICT src = partials + ch * stride + k * oc_n;                \
+                const T *CP_RESTRICT src = partials + ch * stride + k;                       \
                 for (int64_t oc = 0; oc < oc_n; oc++)                                        \
-                    dst[oc] = dst[oc] + src[oc];                                             \
+                    dst[oc] = dst[oc] + src[oc * K];                                         \
             }                                                                                \
         }                                                                                    \
         if (gb != NULL && k == 0) {                                                          \
-            const int64_t off = b->f.k * oc_n;                                               \
+            const int64_t off = K * oc_n;                                                    \
             memcpy(gb, partials + off, (size_t)oc_n * sizeof(T));                            \
             for (int64_t ch = 1; ch < b->chunks; ch++)                                       \
                 for (int64_t oc = 0; oc < oc_n; oc++)                                        \
