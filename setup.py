@@ -13,6 +13,9 @@ CONVPOOL_OPENMP = auto | 1 | 0
     ``0`` builds without OpenMP.
 CONVPOOL_DEBUG = 1
     Cython bounds/wraparound checks on and ``-O0 -g``: for debugging only.
+CONVPOOL_SANITIZE = 1
+    AddressSanitizer + UndefinedBehaviorSanitizer (gcc/clang); the tests then
+    run with the ASan runtime preloaded: see tools/sanitize.sh.
 
 The default build never uses ``-march=native``: the wheel must run on any
 x86-64 CPU.  SIMD variants are compiled per function with
@@ -82,6 +85,7 @@ class BuildExt(build_ext):
                 stacklevel=1,
             )
         debug = os.environ.get("CONVPOOL_DEBUG") == "1"
+        sanitize = os.environ.get("CONVPOOL_SANITIZE") == "1"
         for ext in self.extensions:
             if self.compiler.compiler_type != "msvc":
                 ext.extra_compile_args += [
@@ -99,6 +103,11 @@ class BuildExt(build_ext):
                     "-Wno-unused-function",
                     "-Wno-unreachable-code",
                 ]
+            if sanitize and self.compiler.compiler_type != "msvc":
+                flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                         "-fno-omit-frame-pointer", "-g"]
+                ext.extra_compile_args += flags
+                ext.extra_link_args += flags
             if omp is not None:
                 ext.extra_compile_args += omp[0]
                 ext.extra_link_args += omp[1]

@@ -301,8 +301,8 @@ static void pool_unit_rows(const cp_pool_geom *g, int64_t unit, int64_t *n, int6
     {                                                                                        \
         const int64_t C = g->c, rs = g->w * C;                                               \
         int64_t n, lo, hi, oh_lo, oh_hi;                                                     \
-        T *CP_RESTRICT const m = (T *)scratch;                                               \
-        int64_t *CP_RESTRICT const at = (int64_t *)(m + C);                                  \
+        int64_t *CP_RESTRICT const at = (int64_t *)scratch; /* 8-byte aligned first */       \
+        T *CP_RESTRICT const m = (T *)(at + C);                                              \
         pool_unit_rows(g, unit, &n, &lo, &hi, &oh_lo, &oh_hi);                               \
         const T *const xn = x + n * g->h * rs;                                               \
         T *const gxn = gx + n * g->h * rs;                                                   \
