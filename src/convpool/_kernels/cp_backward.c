@@ -52,9 +52,9 @@ void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize)
     b->kwcg = g->kw * g->cg;
     b->dx_panels = (b->kwcg + nr - 1) / nr;
     b->dx_tile = round_down_mr(CP_BWD_TILE_BYTES / (b->kwcg * itemsize));
-    /* The weight gradient's tile: patches (tile x K) and the same in panels,
-     * grad_out transposed (OCg x tile) and an OCg x NR product. */
-    b->wt_tile = round_down_mr(CP_BWD_WT_BYTES / ((2 * g->k + nr + g->ocg) * itemsize));
+    /* The weight gradient's tile: its patches in panels (tile x K) and
+     * grad_out transposed (OCg x tile). */
+    b->wt_tile = round_down_mr(CP_BWD_WT_BYTES / ((g->k + nr + g->ocg) * itemsize));
     if (b->wt_tile > pixels)
         b->wt_tile = pixels;
     {
@@ -94,9 +94,9 @@ int64_t cp_convbwd_dw_scratch_elems(const cp_convbwd_geom *b, int64_t nr)
     const cp_conv_geom *g = &b->f;
     const int64_t is = nr == CP_NR_F32 ? 4 : 8;
     const int64_t kpanels = (g->k + nr - 1) / nr;
-    /* patches, patches in K panels, grad_out transposed, one product tile */
-    return lines(b->wt_tile * g->k, is) + kpanels * b->wt_tile * nr +
-           lines(g->ocg * b->wt_tile, is) + g->ocg * nr;
+    /* one patch, the tile's patches in K panels, grad_out transposed, a product */
+    return kpanels * nr + kpanels * b->wt_tile * nr + lines(g->ocg * b->wt_tile, is) +
+           g->ocg * nr;
 }
 
 int64_t cp_convbwd_partial_elems(const cp_convbwd_geom *b)
@@ -178,27 +178,26 @@ int64_t cp_convbwd_partial_elems(const cp_convbwd_geom *b)
         const int64_t kpanels = (K + (NR) - 1) / (NR);                                       \
         const int64_t begin = chunk * b->chunk;                                              \
         const int64_t end = begin + b->chunk < pixels ? begin + b->chunk : pixels;           \
-        T *const patches = scratch;                                /* tile x K */            \
-        T *const bpack = patches + lines(b->wt_tile * K, sizeof(T)); /* kpanels x tile x NR */ \
+        T *const patch = scratch;                                  /* kpanels x NR */        \
+        T *const bpack = patch + kpanels * (NR);                   /* kpanels x tile x NR */ \
         T *const gt = bpack + kpanels * b->wt_tile * (NR);         /* OCg x tile */          \
         T *const prod = gt + lines(g->ocg * b->wt_tile, sizeof(T)); /* OCg x NR */           \
         T *const bias_part = partial + K * g->oc;                                            \
         memset(partial, 0, (size_t)(K * g->oc + g->oc) * sizeof(T));                         \
+        memset(patch, 0, (size_t)(kpanels * (NR)) * sizeof(T)); /* the tail stays zero */    \
         for (int64_t p0 = begin; p0 < end; p0 += b->wt_tile) {                               \
             const int64_t cnt = end - p0 < b->wt_tile ? end - p0 : b->wt_tile;               \
             for (int64_t grp = 0; grp < g->groups; grp++) {                                  \
                 /* dW_grp^T (OCg x K) += grad_out_tile^T @ patches: A = grad_out^T */       \
                 /* (OCg rows over the tile's pixels), B = the patches in panels.   */       \
-                cp_gather_patches(g, (const char *)x, sizeof(T), p0, cnt, grp,               \
-                                  (char *)patches);                                          \
-                for (int64_t pk = 0; pk < kpanels; pk++)                                     \
-                    for (int64_t i = 0; i < cnt; i++) {                                      \
-                        T *dst = bpack + (pk * cnt + i) * (NR);                              \
-                        const T *src = patches + i * K + pk * (NR);                          \
-                        const int64_t valid = K - pk * (NR) < (NR) ? K - pk * (NR) : (NR);   \
-                        for (int64_t j = 0; j < (NR); j++)                                   \
-                            dst[j] = j < valid ? src[j] : (T)0;                              \
-                    }                                                                        \
+                for (int64_t i = 0; i < cnt; i++) {                                          \
+                    /* one patch (zero padded to whole panels), then its panels */          \
+                    cp_gather_patches(g, (const char *)x, sizeof(T), p0 + i, 1, grp,         \
+                                      (char *)patch);                                        \
+                    for (int64_t pk = 0; pk < kpanels; pk++)                                 \
+                        memcpy(bpack + (pk * cnt + i) * (NR), patch + pk * (NR),             \
+                               (NR) * sizeof(T));                                            \
+                }                                                                            \
                 for (int64_t i = 0; i < cnt; i++) {                                          \
                     const T *src = gy + (p0 + i) * g->oc + grp * g->ocg;                     \
                     for (int64_t oc = 0; oc < g->ocg; oc++)                                  \
