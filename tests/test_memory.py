@@ -99,3 +99,88 @@ def test_results_through_out_and_layouts_still_work(rng, small_cache):
 def test_set_buffer_cache_rejects(bad, exc):
     with pytest.raises(exc, match="max_bytes"):
         convpool.set_buffer_cache(bad)
+
+
+# ------------------------------------------------------------------- workspace
+def _lines(nbytes):
+    return -(-nbytes // 64) * 64
+
+
+def _conv_bound(x_shape, k_shape, groups, b, threads):
+    """conv2d's documented workspace bound (convpool._memory's docstring)."""
+    kh, kw, cg, oc = k_shape
+    nr, k = 64 // b, kh * kw * cg
+    packed = _lines(groups * -(-(oc // groups) // nr) * k * nr * b)
+    return packed + threads * _lines(max(48 << 10, 6 * k * b))
+
+
+def _conv_backward_bound(k_shape, groups, b, threads):
+    kh, kw, cg, oc = k_shape
+    nr, k, ocg = 64 // b, kh * kw * cg, oc // groups
+    dx = _lines(kh * groups * -(-(kw * cg) // nr) * ocg * nr * b)
+    dx += threads * _lines(max(64 << 10, 6 * kw * cg * b))
+    dw = threads * (_lines(max(512 << 10, 6 * (k + nr + ocg) * b)) + (k + nr + ocg * nr) * b + 128)
+    dw += _lines(64 * (k + 1) * oc * b)
+    return dx + dw
+
+
+WORKSPACE_CASES = [
+    ((2, 30, 40, 8), (3, 3, 8, 20), dict(padding="same")),        # ROWS
+    ((2, 5, 7, 8), (3, 3, 8, 17), dict()),                       # GATHER
+    ((2, 30, 40, 16), (1, 1, 16, 48), dict()),                   # POINTWISE
+    ((2, 30, 40, 16), (3, 3, 1, 16), dict(groups=16)),           # DEPTHWISE
+    ((1, 20, 30, 300), (3, 3, 75, 8), dict(groups=4, strides=2)),  # groups, long K
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("xs, ks, kw", WORKSPACE_CASES, ids=["rows", "gather", "pointwise",
+                                                            "depthwise", "grouped"])
+def test_workspace_within_documented_bounds(xs, ks, kw, dtype, rng):
+    from convpool._kernels import _core
+
+    b = np.dtype(dtype).itemsize
+    threads = convpool.get_num_threads()
+    x = rng.standard_normal(xs).astype(dtype)
+    k = rng.standard_normal(ks).astype(dtype)
+    y = convpool.conv2d(x, k, **kw)
+    used = _core.last_workspace_bytes()
+    assert 0 < used <= _conv_bound(xs, ks, kw.get("groups", 1), b, threads)
+    convpool.conv2d_backward(y, x, k, **kw)
+    used = _core.last_workspace_bytes()
+    assert 0 < used <= _conv_backward_bound(ks, kw.get("groups", 1), b, threads)
+    for pool in (convpool.max_pool2d, convpool.avg_pool2d):
+        pool(x, (2, 3), padding="same")
+        assert 0 < _core.last_workspace_bytes() <= threads * _lines(3 * max(8192, 3 * xs[3]) * b)
+    convpool.max_pool2d_backward(convpool.max_pool2d(x, 2), x, 2)
+    ow = xs[2] // 2
+    assert 0 < _core.last_workspace_bytes() <= threads * _lines(max(xs[3] * 16, ow * xs[3] * 8))
+
+
+def test_workspace_limit_raises_before_writing(rng):
+    x = rng.standard_normal((2, 30, 40, 8)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 8, 20)).astype(np.float32)
+    old = convpool.get_workspace_limit()
+    out = np.full((2, 28, 38, 20), 7.0, np.float32)
+    pooled = np.full((2, 15, 20, 8), 7.0, np.float32)
+    try:
+        convpool.set_workspace_limit(1000)
+        with pytest.raises(MemoryError, match=r"conv2d needs \d+ bytes of workspace"):
+            convpool.conv2d(x, k, out=out)
+        with pytest.raises(MemoryError, match=r"max_pool2d needs \d+ bytes"):
+            convpool.max_pool2d(x, 2, out=pooled)
+        with pytest.raises(MemoryError, match=r"conv2d_backward needs \d+ bytes"):
+            convpool.conv2d_backward(np.ones((2, 28, 38, 20), np.float32), x, k)
+        assert (out == 7).all() and (pooled == 7).all()
+    finally:
+        convpool.set_workspace_limit(old)
+    assert convpool.get_workspace_limit() == old
+    convpool.conv2d(x, k, out=out)  # fits again
+    assert not (out == 7).all()
+
+
+@pytest.mark.parametrize("bad, exc", [(0, ValueError), (-5, ValueError), (2.5, TypeError),
+                                      (True, TypeError)])
+def test_set_workspace_limit_rejects(bad, exc):
+    with pytest.raises(exc, match="max_bytes"):
+        convpool.set_workspace_limit(bad)

@@ -7,7 +7,7 @@ layers.  See README.md.
 
 from . import reference
 from ._config import show_config
-from ._memory import get_buffer_cache, set_buffer_cache
+from ._memory import get_buffer_cache, get_workspace_limit, set_buffer_cache, set_workspace_limit
 from ._threads import get_num_threads, set_num_threads
 from .functional import (
     avg_pool2d,
@@ -38,6 +38,8 @@ __all__ = [
     "show_config",
     "set_buffer_cache",
     "get_buffer_cache",
+    "set_workspace_limit",
+    "get_workspace_limit",
     "Layer",
     "Dense",
     "Conv2D",

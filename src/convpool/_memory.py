@@ -19,6 +19,27 @@ goes back to a small cache and the next result of a similar size reuses it.
 Every array returned starts on a 64-byte boundary: NumPy promises only 16,
 and the kernels write whole cache lines (non-temporal stores for large
 outputs).
+
+Workspace
+---------
+Besides its result, a call allocates a workspace, all of it before any
+output is written: at most ``get_workspace_limit()`` bytes (1 GiB by
+default), else MemoryError saying how many bytes it needed, with nothing
+written.  With b the item size (4 or 8), NR = 64 / b, T threads, every part
+rounded up to 64 bytes, and K = KH * KW * C_in / groups:
+
+- conv2d: the packed kernel ``groups * ceil(C_out/groups / NR) * K * NR * b``
+  plus, per thread, an im2col tile of at most ``max(48 KiB, 6 * K * b)``
+  (depthwise: ``C * b``; 1x1 stride 1 unpadded: none);
+- max_pool2d / avg_pool2d: per thread ``3 * max(8192, KW * C) * b``;
+- conv2d_backward: for the input gradient, ``KH * groups * ceil(KW*C_in/groups
+  / NR) * C_out/groups * NR * b`` plus per thread ``max(64 KiB, 6 * KW *
+  C_in/groups * b)``; for the kernel gradient, per thread at most
+  ``max(512 KiB, 6 * (K + NR + C_out/groups) * b) + (K + NR + C_out/groups *
+  NR) * b``, plus at most 64 chunk partials of ``(K + 1) * C_out * b``;
+- the pool gradients: per thread ``max(C * 16, OW * C * 8)``.
+
+``tests/test_memory.py`` checks these bounds against what the kernels ask for.
 """
 
 from __future__ import annotations
@@ -29,7 +50,8 @@ import threading
 
 import numpy as np
 
-__all__ = ["empty", "set_buffer_cache", "get_buffer_cache"]
+__all__ = ["empty", "set_buffer_cache", "get_buffer_cache", "set_workspace_limit",
+           "get_workspace_limit"]
 
 ALIGN = 64
 MIN_CACHED_BYTES = 16 << 20
@@ -150,3 +172,28 @@ def get_buffer_cache() -> dict:
     """The cache's limit and what it holds now: ``{"max_bytes", "cached_bytes", "buffers"}``."""
     with _lock:
         return {"max_bytes": _limit, "cached_bytes": _free_bytes, "buffers": len(_free)}
+
+
+def set_workspace_limit(max_bytes: int) -> None:
+    """Cap the workspace one call may allocate (see the module docstring).
+
+    Parameters
+    ----------
+    max_bytes : int
+        Positive.  A call that needs more raises MemoryError before writing
+        anything.
+    """
+    from ._kernels import _core
+
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
+        raise TypeError(f"max_bytes must be an int, got {max_bytes!r}")
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+    _core.set_workspace_limit(min(int(max_bytes), 2**63 - 1))
+
+
+def get_workspace_limit() -> int:
+    """The workspace cap in bytes (default 1 GiB)."""
+    from ._kernels import _core
+
+    return _core.get_workspace_limit()

@@ -201,6 +201,42 @@ cdef inline int _team_size(int n_threads, int64_t units, double work) noexcept:
     return n_threads if n_threads > 0 else 1
 
 
+cdef inline int64_t _lines(int64_t nbytes) noexcept nogil:
+    return (nbytes + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
+
+
+# The workspace cap (bytes a call may allocate besides its result), and what
+# the last call needed (for the tests of the documented bounds).
+cdef int64_t _workspace_limit = 1 << 30
+cdef int64_t _last_workspace = 0
+
+
+def set_workspace_limit(int64_t nbytes):
+    """Cap the workspace of one call at ``nbytes`` (validated by convpool._memory)."""
+    global _workspace_limit
+    _workspace_limit = nbytes
+
+
+def get_workspace_limit():
+    return _workspace_limit
+
+
+def last_workspace_bytes():
+    """Workspace bytes the last kernel call (from any thread) needed."""
+    return _last_workspace
+
+
+cdef int _reserve(str op, int64_t total, str detail) except -1:
+    """Check a call's workspace against the cap before anything is allocated."""
+    global _last_workspace
+    _last_workspace = total
+    if total > _workspace_limit:
+        raise MemoryError(
+            f"convpool.{op} needs {total} bytes of workspace ({detail}), more than the "
+            f"limit of {_workspace_limit} bytes: raise it with convpool.set_workspace_limit")
+    return 0
+
+
 cdef void *_alloc_or_raise(size_t nbytes, str what) except NULL:
     cdef void *p = cp_aligned_alloc(nbytes)
     if p == NULL:
@@ -236,8 +272,10 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
     cdef int nt = _team_size(n_threads, units, <double>g.n * g.oh * g.ow * g.k * g.oc)
     # Per-thread scratch, rounded to whole cache lines so threads never share one.
     cdef int64_t stride = (cp_conv_scratch_elems(&g) * sizeof(floating) + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
-    cdef floating *packed = <floating *> _alloc_or_raise(
-        cp_conv_packed_elems(&g, nr) * sizeof(floating), "packed weights")
+    cdef int64_t packed_bytes = _lines(cp_conv_packed_elems(&g, nr) * sizeof(floating))
+    _reserve("conv2d", packed_bytes + nt * stride,
+             f"packed kernel {packed_bytes} + {nt} threads x {stride} scratch")
+    cdef floating *packed = <floating *> _alloc_or_raise(packed_bytes, "packed weights")
     cdef char *scratch = <char *> cp_aligned_alloc(nt * stride)
     if scratch == NULL:
         cp_aligned_free(packed)
@@ -287,6 +325,8 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
     cdef int64_t rows = g.n * g.oh
     cdef int nt = _team_size(n_threads, rows, <double>g.n * g.oh * g.ow * g.c * g.kh * g.kw)
     cdef int64_t stride = (cp_pool_scratch_elems(&g) * sizeof(floating) + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
+    _reserve("max_pool2d" if is_max else "avg_pool2d", nt * stride,
+             f"{nt} threads x {stride} scratch")
     cdef char *scratch = <char *> _alloc_or_raise(nt * stride, "pooling scratch")
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef floating *yp = &y[0, 0, 0, 0]
@@ -305,10 +345,6 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
                     cp_avgpool2d_nhwc_row_f64(&g, xp, yp, r, <double *> (scratch + threadid() * stride))
     finally:
         cp_aligned_free(scratch)
-
-
-cdef inline int64_t _lines(int64_t nbytes) noexcept nogil:
-    return (nbytes + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
 
 
 @cython.boundscheck(False)
@@ -354,17 +390,22 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
     cdef floating *gkp = NULL
     cdef floating *gbp = NULL
     cdef int64_t r, ch, k
+    cdef int64_t dx_packed = _lines(cp_convbwd_dx_packed_elems(&b, nr) * sizeof(floating))
+    cdef int64_t part_bytes = _lines(b.chunks * part_elems * sizeof(floating))
+    _reserve("conv2d_backward",
+             (dx_packed + nt_dx * dx_stride if want_dx else 0)
+             + (nt_dw * dw_stride + part_bytes if want_dw else 0),
+             f"input gradient: packed kernel {dx_packed} + {nt_dx} threads x {dx_stride}; "
+             f"weight gradient: {nt_dw} threads x {dw_stride} + {b.chunks} chunk partials")
     try:
         # Everything is allocated before any gradient is written.
         if want_dx:
-            packed = <floating *> _alloc_or_raise(
-                cp_convbwd_dx_packed_elems(&b, nr) * sizeof(floating), "packed weights")
+            packed = <floating *> _alloc_or_raise(dx_packed, "packed weights")
             dx_scratch = <char *> _alloc_or_raise(nt_dx * dx_stride, "col2im scratch")
             gxp = &gx[0, 0, 0, 0]
         if want_dw:
             dw_scratch = <char *> _alloc_or_raise(nt_dw * dw_stride, "im2col scratch")
-            partials = <floating *> _alloc_or_raise(
-                b.chunks * part_elems * sizeof(floating), "partial weight gradients")
+            partials = <floating *> _alloc_or_raise(part_bytes, "partial weight gradients")
             if gk is not None:
                 gkp = &gk[0]
             if gb is not None:
@@ -423,6 +464,8 @@ def pool2d_backward_nhwc(const floating[:, :, :, ::1] x,
     cdef int64_t units = cp_poolbwd_units(&g)
     cdef int nt = _team_size(n_threads, units, <double>g.n * g.h * g.w * g.c * g.kh * g.kw)
     cdef int64_t stride = _lines(cp_poolbwd_scratch_bytes(&g))
+    _reserve("max_pool2d_backward" if is_max else "avg_pool2d_backward", nt * stride,
+             f"{nt} threads x {stride} scratch")
     cdef char *scratch = <char *> _alloc_or_raise(nt * stride, "pooling scratch")
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *gyp = &gy[0, 0, 0, 0]
