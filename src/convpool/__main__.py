@@ -13,15 +13,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._progress import Progress
 
 SEED_SHAPE = (64, 1920, 1080, 3)
 
 
-def _random_batch(shape, seed: int, progress: Progress) -> np.ndarray:
+def _random_batch(shape: tuple[int, ...], seed: int, progress: Progress) -> NDArray[np.float32]:
     rng = np.random.default_rng(seed)
     x = np.empty(shape, dtype=np.float32)
     for start, stop in progress.chunks("generating input", shape[0], 1):
@@ -29,7 +32,7 @@ def _random_batch(shape, seed: int, progress: Progress) -> np.ndarray:
     return x
 
 
-def _conv_tolerance(x_absmax: float, kernel: np.ndarray) -> np.ndarray:
+def _conv_tolerance(x_absmax: float, kernel: NDArray[Any]) -> NDArray[np.float64]:
     """Per output channel bound on |convpool - reference|.
 
     Each output is a sum of K = kh * kw * C_in products.  Summed in float32 in
@@ -40,10 +43,11 @@ def _conv_tolerance(x_absmax: float, kernel: np.ndarray) -> np.ndarray:
     k = kernel.shape[0] * kernel.shape[1] * kernel.shape[2]
     u = np.finfo(np.float32).eps / 2
     w1 = np.abs(kernel.astype(np.float64)).reshape(k, -1).sum(axis=0)
-    return 2 * k * u * x_absmax * w1
+    tol: NDArray[np.float64] = 2 * k * u * x_absmax * w1
+    return tol
 
 
-def validate(argv=None) -> int:
+def validate(argv: Sequence[str] | None = None) -> int:
     import convpool
     from convpool import reference
 
@@ -81,6 +85,7 @@ def validate(argv=None) -> int:
     pool = convpool.MaxPool2D(2)
     conv.build(x.shape)
     kernel = conv.kernel
+    assert kernel is not None  # built just above
     print(f"Conv2D output      {conv.compute_output_shape(x.shape)}, "
           f"{conv.count_params()} parameters (kernel {kernel.shape})")
     print(f"MaxPool2D output   {pool.compute_output_shape(conv.compute_output_shape(x.shape))}, "
@@ -98,6 +103,7 @@ def validate(argv=None) -> int:
         t1 = time.perf_counter()
         p = pool(y)
         times.append((t1 - t0, time.perf_counter() - t1))
+    assert y is not None and p is not None  # --repeat >= 1: the loop ran
     t_conv = float(np.median([t[0] for t in times]))
     t_pool = float(np.median([t[1] for t in times]))
 
@@ -118,7 +124,10 @@ def validate(argv=None) -> int:
     tol = _conv_tolerance(x_absmax, kernel)  # per output channel
     err_conv = np.abs(y.astype(np.float64) - y_ref)
     err_pool = np.abs(p.astype(np.float64) - p_ref)
-    scale = max(float(np.abs(y_ref).max()), np.finfo(np.float32).tiny)
+    # mypy < 2 finds no overload of max() for a float and a numpy.float32.
+    scale = max(  # type: ignore[call-overload, unused-ignore]
+        float(np.abs(y_ref).max()), np.finfo(np.float32).tiny
+    )
     conv_ok = bool(np.all(err_conv <= tol)) and bool(np.array_equal(np.isnan(y), np.isnan(y_ref)))
     # max is 1-Lipschitz per channel, so the pooled results obey the same bound;
     # and pooling the same input must agree exactly.
@@ -139,9 +148,12 @@ def validate(argv=None) -> int:
     return 0 if ok else 1
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"validate": validate, "config": lambda _: (__import__("convpool").show_config(), 0)[1]}
+    commands: dict[str, Callable[[list[str]], int]] = {
+        "validate": validate,
+        "config": lambda _: (__import__("convpool").show_config(), 0)[1],
+    }
     if not argv or argv[0] not in commands:
         print("usage: python -m convpool {validate,config} [options]\n"
               "  validate  check convpool against the NumPy reference on the seed's full-HD batch\n"

@@ -8,8 +8,13 @@ received.  It never modifies its inputs.
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
+from typing import Any, SupportsIndex, TypeAlias, TypeVar, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._shapes import IntPair, Padding, Window2D
 
 __all__ = [
     "DATA_FORMATS",
@@ -24,8 +29,13 @@ __all__ = [
 
 DATA_FORMATS = ("channels_last", "channels_first")
 
+_T = TypeVar("_T")
 
-def check_data_format(data_format) -> str:
+#: A result or gradient: float32 or float64.
+FloatArray: TypeAlias = NDArray[np.floating[Any]]
+
+
+def check_data_format(data_format: object) -> str:
     """Return ``data_format`` if it is 'channels_last' or 'channels_first'."""
     if data_format is None:
         return "channels_last"
@@ -39,7 +49,7 @@ def check_data_format(data_format) -> str:
 ACTIVATIONS = (None, "relu")
 
 
-def check_activation(activation):
+def check_activation(activation: object) -> str | None:
     """``activation`` if it is None or 'relu' (case-insensitive), else ValueError."""
     if activation is None:
         return None
@@ -48,12 +58,12 @@ def check_activation(activation):
     raise ValueError(f"activation must be None, 'linear' or 'relu', got {activation!r}")
 
 
-def positive_int(value, name: str, *, minimum: int = 1) -> int:
+def positive_int(value: object, name: str, *, minimum: int = 1) -> int:
     """``value`` as an int >= minimum, else TypeError / ValueError naming ``name``."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got the bool {value!r}")
     try:
-        value = operator.index(value)
+        value = operator.index(cast(SupportsIndex, value))  # a TypeError is the check
     except TypeError:
         raise TypeError(f"{name} must be an int, got {value!r}") from None
     if value < minimum:
@@ -62,7 +72,7 @@ def positive_int(value, name: str, *, minimum: int = 1) -> int:
     return value
 
 
-def as_array(value, name: str) -> np.ndarray:
+def as_array(value: object, name: str) -> NDArray[Any]:
     """``np.asarray(value)``, with a TypeError naming ``name`` for non-arrays."""
     if value is None:
         raise TypeError(f"{name} must be an array, got None")
@@ -73,7 +83,7 @@ def as_array(value, name: str) -> np.ndarray:
     return arr
 
 
-def compute_dtype(x: np.ndarray, name: str = "x") -> np.dtype:
+def compute_dtype(x: NDArray[Any], name: str = "x") -> np.dtype[np.floating[Any]]:
     """The dtype a call on ``x`` computes in: float32 or float64.
 
     float32 and float64 stay as they are; integers, bools and float16 are
@@ -90,7 +100,7 @@ def compute_dtype(x: np.ndarray, name: str = "x") -> np.dtype:
     )
 
 
-def cast_weights(w: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+def cast_weights(w: NDArray[Any], name: str, dtype: np.dtype[Any]) -> NDArray[Any]:
     """Weights in the compute ``dtype``: ints and bools are converted, another float is a TypeError."""
     kind = w.dtype.kind
     if w.dtype == dtype:
@@ -105,7 +115,7 @@ def cast_weights(w: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
     raise TypeError(f"{name} has dtype {w.dtype}, which convpool does not support")
 
 
-def check_rank4(x: np.ndarray, name: str, data_format: str) -> None:
+def check_rank4(x: NDArray[Any], name: str, data_format: str) -> None:
     """Raise ValueError unless ``x`` is 4-D."""
     if x.ndim != 4:
         layout = "(N, H, W, C)" if data_format == "channels_last" else "(N, C, H, W)"
@@ -115,16 +125,19 @@ def check_rank4(x: np.ndarray, name: str, data_format: str) -> None:
         )
 
 
-def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+def _overlaps(a: NDArray[Any], b: NDArray[Any]) -> bool:
     if not np.may_share_memory(a, b):
         return False
     try:
-        return bool(np.shares_memory(a, b, max_work=10_000))
+        # numpy's stub allows only max_work -1 or 0; the runtime takes any bound.
+        return bool(np.shares_memory(a, b, max_work=10_000))  # type: ignore[arg-type, unused-ignore]
     except np.exceptions.TooHardError:
         return True  # cannot prove they are disjoint: treat as overlapping
 
 
-def check_out(out, shape: tuple, dtype: np.dtype, inputs: dict) -> np.ndarray | None:
+def check_out(
+    out: object, shape: tuple[int, ...], dtype: np.dtype[Any], inputs: Mapping[str, object]
+) -> NDArray[Any] | None:
     """Validate an ``out=`` array: exact shape and dtype, C-contiguous, writeable, no overlap."""
     if out is None:
         return None
@@ -169,7 +182,27 @@ class ConvCall:
         Output shape in ``data_format``.
     """
 
-    def __init__(self, x, kernel, bias, strides, padding, dilation_rate, groups, data_format):
+    x: NDArray[Any]
+    kernel: NDArray[Any]
+    bias: NDArray[Any] | None
+    dtype: np.dtype[np.floating[Any]]
+    data_format: str
+    groups: int
+    win: Window2D
+    nhwc_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    def __init__(
+        self,
+        x: ArrayLike,
+        kernel: ArrayLike,
+        bias: ArrayLike | None,
+        strides: IntPair,
+        padding: Padding,
+        dilation_rate: IntPair,
+        groups: SupportsIndex,
+        data_format: str | None,
+    ) -> None:
         from ._shapes import window_2d
 
         self.data_format = check_data_format(data_format)
@@ -226,7 +259,21 @@ class PoolCall:
         As in :class:`ConvCall`.
     """
 
-    def __init__(self, x, pool_size, strides, padding, data_format):
+    x: NDArray[Any]
+    dtype: np.dtype[np.floating[Any]]
+    data_format: str
+    win: Window2D
+    nhwc_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    def __init__(
+        self,
+        x: ArrayLike,
+        pool_size: IntPair,
+        strides: IntPair | None,
+        padding: Padding,
+        data_format: str | None,
+    ) -> None:
         from ._shapes import as_pair, window_2d
 
         self.data_format = check_data_format(data_format)
@@ -248,7 +295,7 @@ class PoolCall:
         self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)
 
 
-def to_nhwc_shape(shape: tuple, data_format: str) -> tuple:
+def to_nhwc_shape(shape: tuple[_T, ...], data_format: str) -> tuple[_T, ...]:
     """(N, H, W, C) from a shape in ``data_format``."""
     if data_format == "channels_first":
         n, c, h, w = shape
@@ -256,7 +303,7 @@ def to_nhwc_shape(shape: tuple, data_format: str) -> tuple:
     return tuple(shape)
 
 
-def from_nhwc_shape(shape: tuple, data_format: str) -> tuple:
+def from_nhwc_shape(shape: tuple[_T, ...], data_format: str) -> tuple[_T, ...]:
     """A shape in ``data_format`` from (N, H, W, C)."""
     if data_format == "channels_first":
         n, h, w, c = shape
@@ -264,14 +311,14 @@ def from_nhwc_shape(shape: tuple, data_format: str) -> tuple:
     return tuple(shape)
 
 
-def to_nhwc(x: np.ndarray, data_format: str, dtype: np.dtype) -> np.ndarray:
+def to_nhwc(x: NDArray[Any], data_format: str, dtype: np.dtype[Any]) -> NDArray[Any]:
     """``x`` as a C-contiguous NHWC array of ``dtype``; a copy only when needed."""
     if data_format == "channels_first":
         x = x.transpose(0, 2, 3, 1)
     return np.ascontiguousarray(x, dtype=dtype)
 
 
-def grad_out_nhwc(grad_out, call) -> np.ndarray:
+def grad_out_nhwc(grad_out: ArrayLike, call: ConvCall | PoolCall) -> NDArray[Any]:
     """``grad_out`` of a backward pass, checked against the forward ``call``.
 
     Its shape must be the forward output's (``call.out_shape``, in the call's

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from typing import Any
 
 from ._kernels import _core
 
@@ -57,7 +58,7 @@ def _openmp_runtime() -> str:
     return "linked (library path not found)"
 
 
-def config() -> dict:
+def config() -> dict[str, Any]:
     """The build and run-time configuration as a dict (see :func:`show_config`)."""
     from ._threads import get_num_threads
 
@@ -77,7 +78,7 @@ def config() -> dict:
     }
 
 
-def show_config() -> dict:
+def show_config() -> dict[str, Any]:
     """Print and return the build and run-time configuration.
 
     Returns

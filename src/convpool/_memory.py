@@ -47,8 +47,10 @@ from __future__ import annotations
 import math
 import os
 import threading
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 __all__ = ["empty", "set_buffer_cache", "get_buffer_cache", "set_workspace_limit",
            "get_workspace_limit"]
@@ -66,7 +68,7 @@ def _default_limit() -> int:
 
 
 _lock = threading.Lock()
-_free: list[np.ndarray] = []  # dropped raw buffers, oldest first
+_free: list[NDArray[np.uint8]] = []  # dropped raw buffers, oldest first
 _free_bytes = 0
 _limit = _default_limit()
 
@@ -81,7 +83,12 @@ class _Lease:
 
     __slots__ = ("_raw", "__array_interface__")
 
-    def __init__(self, raw: np.ndarray, offset: int, shape: tuple, dtype: np.dtype):
+    _raw: NDArray[np.uint8] | None
+    __array_interface__: dict[str, Any]
+
+    def __init__(
+        self, raw: NDArray[np.uint8], offset: int, shape: tuple[int, ...], dtype: np.dtype[Any]
+    ) -> None:
         self._raw = raw
         self.__array_interface__ = {
             "shape": shape,
@@ -90,7 +97,7 @@ class _Lease:
             "version": 3,
         }
 
-    def __del__(self):
+    def __del__(self) -> None:
         raw, self._raw = self._raw, None
         try:
             _release(raw)
@@ -98,7 +105,7 @@ class _Lease:
             pass
 
 
-def _release(raw: np.ndarray | None) -> None:
+def _release(raw: NDArray[np.uint8] | None) -> None:
     global _free_bytes
     if raw is None:
         return
@@ -111,7 +118,7 @@ def _release(raw: np.ndarray | None) -> None:
             _free_bytes -= _free.pop(0).nbytes
 
 
-def _take(nbytes: int) -> np.ndarray | None:
+def _take(nbytes: int) -> NDArray[np.uint8] | None:
     """A dropped buffer of at least ``nbytes`` and at most twice that, or None."""
     global _free_bytes
     with _lock:
@@ -126,7 +133,7 @@ def _take(nbytes: int) -> np.ndarray | None:
         return raw
 
 
-def empty(shape: tuple, dtype) -> np.ndarray:
+def empty(shape: tuple[int, ...], dtype: DTypeLike) -> NDArray[Any]:
     """An uninitialised C-contiguous array, 64-byte aligned, recycled when large.
 
     Parameters
@@ -146,7 +153,8 @@ def empty(shape: tuple, dtype) -> np.ndarray:
     offset = -raw.ctypes.data % ALIGN
     if nbytes < MIN_CACHED_BYTES or _limit == 0:
         return raw[offset : offset + nbytes].view(dtype).reshape(shape)
-    return np.asarray(_Lease(raw, offset, tuple(shape), dtype))
+    leased: NDArray[Any] = np.asarray(_Lease(raw, offset, tuple(shape), dtype))
+    return leased
 
 
 def set_buffer_cache(max_bytes: int) -> None:
@@ -168,7 +176,7 @@ def set_buffer_cache(max_bytes: int) -> None:
             _free_bytes -= _free.pop(0).nbytes
 
 
-def get_buffer_cache() -> dict:
+def get_buffer_cache() -> dict[str, int]:
     """The cache's limit and what it holds now: ``{"max_bytes", "cached_bytes", "buffers"}``."""
     with _lock:
         return {"max_bytes": _limit, "cached_bytes": _free_bytes, "buffers": len(_free)}

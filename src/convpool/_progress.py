@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from typing import TextIO
 
 __all__ = ["Progress"]
 
@@ -11,7 +13,7 @@ __all__ = ["Progress"]
 class Progress:
     """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
 
-    def __init__(self, stream=None, width=30):
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.tty = self.stream.isatty()
         self.width = width
@@ -31,7 +33,7 @@ class Progress:
             self.stream.write(f"  {label:<28} {done}/{total} done in {elapsed:.1f} s  {suffix}\n")
         self.stream.flush()
 
-    def chunks(self, label: str, total: int, step: int):
+    def chunks(self, label: str, total: int, step: int) -> Iterator[tuple[int, int]]:
         """Yield ``(start, stop)`` chunks of ``range(total)``, updating the bar."""
         started = time.perf_counter()
         self.update(label, 0, total, started)

@@ -18,10 +18,12 @@ sees them.
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, SupportsIndex, TypeAlias, Union, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = [
     "Window2D",
@@ -35,13 +37,21 @@ __all__ = [
 
 INT64_MAX = 2**63 - 1
 
+#: What :func:`as_pair` accepts: one int for both axes, or ``(height, width)``
+#: (a tuple, list, range or 1-D integer array of two ints).
+IntPair: TypeAlias = Union[SupportsIndex, Sequence[SupportsIndex], NDArray[np.integer[Any]]]
 
-def _as_int(value, name: str) -> int:
+#: What :func:`resolve_padding` accepts: ``"valid"`` or ``"same"`` (any case),
+#: an int, ``(ph, pw)``, or ``((top, bottom), (left, right))``.
+Padding: TypeAlias = Union[str, IntPair, Sequence[Sequence[SupportsIndex]]]
+
+
+def _as_int(value: object, name: str) -> int:
     """``value`` as a Python int; bool and non-integers are a TypeError."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got the bool {value!r}")
     try:
-        return operator.index(value)
+        return operator.index(cast(SupportsIndex, value))  # a TypeError is the check
     except TypeError:
         raise TypeError(
             f"{name} must be an int or a pair of ints, got {value!r} "
@@ -49,7 +59,7 @@ def _as_int(value, name: str) -> int:
         ) from None
 
 
-def as_pair(value, name: str, *, minimum: int | None = 1) -> tuple[int, int]:
+def as_pair(value: IntPair, name: str, *, minimum: int | None = 1) -> tuple[int, int]:
     """Normalise an int or a pair of ints to a ``(height, width)`` pair.
 
     Parameters
@@ -111,7 +121,7 @@ def output_length(n: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
 
 
 def resolve_padding(
-    padding, in_hw: tuple[int, int], window_hw: tuple[int, int], strides: tuple[int, int]
+    padding: Padding, in_hw: tuple[int, int], window_hw: tuple[int, int], strides: tuple[int, int]
 ) -> tuple[int, int, int, int]:
     """Turn any accepted ``padding`` form into ``(top, bottom, left, right)``.
 
@@ -142,7 +152,7 @@ def resolve_padding(
                 out = -(-n // s)  # ceil(n / s)
                 total = max((out - 1) * s + k - n, 0)
                 pads += [total // 2, total - total // 2]
-            return tuple(pads)
+            return cast("tuple[int, int, int, int]", tuple(pads))
         raise ValueError(
             f"padding must be 'valid', 'same', an int, a pair (ph, pw) or "
             f"((top, bottom), (left, right)); got the string {padding!r}"
@@ -150,11 +160,12 @@ def resolve_padding(
     if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
         isinstance(p, (tuple, list)) for p in padding
     ):
-        (top, bottom) = as_pair(padding[0], "padding", minimum=0)
-        (left, right) = as_pair(padding[1], "padding", minimum=0)
+        sides = cast("Sequence[Sequence[SupportsIndex]]", padding)  # checked just above
+        (top, bottom) = as_pair(sides[0], "padding", minimum=0)
+        (left, right) = as_pair(sides[1], "padding", minimum=0)
         return (top, bottom, left, right)
     try:
-        ph, pw = as_pair(padding, "padding", minimum=0)
+        ph, pw = as_pair(cast(IntPair, padding), "padding", minimum=0)  # else TypeError
     except TypeError:
         raise TypeError(
             f"padding must be 'valid', 'same', an int, a pair (ph, pw) or "
@@ -201,10 +212,10 @@ class Window2D:
 
 def window_2d(
     in_hw: tuple[int, int],
-    window,
-    strides,
-    padding,
-    dilation_rate=1,
+    window: IntPair,
+    strides: IntPair,
+    padding: Padding,
+    dilation_rate: IntPair = 1,
     *,
     window_name: str = "kernel_size",
     context: str = "",

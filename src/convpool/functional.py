@@ -9,11 +9,15 @@ before any kernel runs.
 
 from __future__ import annotations
 
+from typing import Any, SupportsIndex
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _memory
 from ._checks import (
     ConvCall,
+    FloatArray,
     PoolCall,
     check_activation,
     check_out,
@@ -22,6 +26,7 @@ from ._checks import (
     to_nhwc_shape,
 )
 from ._kernels import _core
+from ._shapes import IntPair, Padding
 from ._threads import get_num_threads
 
 __all__ = [
@@ -34,7 +39,7 @@ __all__ = [
 ]
 
 
-def _finish(y_nhwc: np.ndarray, out: np.ndarray | None, data_format: str) -> np.ndarray:
+def _finish(y_nhwc: NDArray[Any], out: NDArray[Any] | None, data_format: str) -> NDArray[Any]:
     """Return the NHWC result in ``data_format``, through ``out`` when given."""
     if data_format == "channels_first":
         y = y_nhwc.transpose(0, 3, 1, 2)
@@ -48,7 +53,7 @@ def _finish(y_nhwc: np.ndarray, out: np.ndarray | None, data_format: str) -> np.
     return y_nhwc
 
 
-def _nhwc_result(call, out: np.ndarray | None) -> np.ndarray:
+def _nhwc_result(call: ConvCall | PoolCall, out: NDArray[Any] | None) -> NDArray[Any]:
     """The array the kernel writes: ``out`` itself when it is already NHWC."""
     if out is not None and call.data_format == "channels_last":
         return out
@@ -56,18 +61,18 @@ def _nhwc_result(call, out: np.ndarray | None) -> np.ndarray:
 
 
 def conv2d(
-    x,
-    kernel,
-    bias=None,
-    strides=1,
-    padding="valid",
-    dilation_rate=1,
-    groups=1,
-    data_format="channels_last",
-    out=None,
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    strides: IntPair = 1,
+    padding: Padding = "valid",
+    dilation_rate: IntPair = 1,
+    groups: SupportsIndex = 1,
+    data_format: str = "channels_last",
+    out: FloatArray | None = None,
     *,
-    activation=None,
-):
+    activation: str | None = None,
+) -> FloatArray:
     """2-D convolution (cross-correlation, as in Keras and PyTorch).
 
     ``y[n, i, j, o] = bias[o] + sum over (a, b, c) of
@@ -142,7 +147,16 @@ def conv2d(
     return _finish(y, out, call.data_format)
 
 
-def _pool(x, pool_size, strides, padding, data_format, out, is_max, count_include_pad):
+def _pool(
+    x: ArrayLike,
+    pool_size: IntPair,
+    strides: IntPair | None,
+    padding: Padding,
+    data_format: str,
+    out: NDArray[Any] | None,
+    is_max: bool,
+    count_include_pad: bool,
+) -> NDArray[Any]:
     call = PoolCall(x, pool_size, strides, padding, data_format)
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
     y = _nhwc_result(call, out)
@@ -160,7 +174,14 @@ def _pool(x, pool_size, strides, padding, data_format, out, is_max, count_includ
     return _finish(y, out, call.data_format)
 
 
-def max_pool2d(x, pool_size, strides=None, padding="valid", data_format="channels_last", out=None):
+def max_pool2d(
+    x: ArrayLike,
+    pool_size: IntPair,
+    strides: IntPair | None = None,
+    padding: Padding = "valid",
+    data_format: str = "channels_last",
+    out: FloatArray | None = None,
+) -> FloatArray:
     """2-D max pooling.
 
     Parameters
@@ -188,14 +209,14 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", data_format="channel
 
 
 def avg_pool2d(
-    x,
-    pool_size,
-    strides=None,
-    padding="valid",
-    data_format="channels_last",
-    count_include_pad=False,
-    out=None,
-):
+    x: ArrayLike,
+    pool_size: IntPair,
+    strides: IntPair | None = None,
+    padding: Padding = "valid",
+    data_format: str = "channels_last",
+    count_include_pad: bool | np.bool_ = False,
+    out: FloatArray | None = None,
+) -> FloatArray:
     """2-D average pooling.
 
     Parameters
@@ -223,24 +244,24 @@ def avg_pool2d(
 
 
 # ------------------------------------------------------------------ backward
-def _from_nhwc(a: np.ndarray, data_format: str) -> np.ndarray:
+def _from_nhwc(a: NDArray[Any], data_format: str) -> NDArray[Any]:
     if data_format == "channels_first":
         return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
     return a
 
 
 def conv2d_backward(
-    grad_out,
-    x,
-    kernel,
-    strides=1,
-    padding="valid",
-    dilation_rate=1,
-    groups=1,
-    data_format="channels_last",
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    kernel: ArrayLike,
+    strides: IntPair = 1,
+    padding: Padding = "valid",
+    dilation_rate: IntPair = 1,
+    groups: SupportsIndex = 1,
+    data_format: str = "channels_last",
     *,
-    input_grad=True,
-):
+    input_grad: bool = True,
+) -> tuple[FloatArray | None, FloatArray, FloatArray]:
     """Gradients of :func:`conv2d` with respect to its input, kernel and bias.
 
     Parameters
@@ -292,7 +313,16 @@ def conv2d_backward(
     return grad_x, grad_kernel, grad_bias
 
 
-def _pool_backward(grad_out, x, pool_size, strides, padding, data_format, is_max, count_include_pad):
+def _pool_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    pool_size: IntPair,
+    strides: IntPair | None,
+    padding: Padding,
+    data_format: str,
+    is_max: bool,
+    count_include_pad: bool,
+) -> NDArray[Any]:
     call = PoolCall(x, pool_size, strides, padding, data_format)
     gy = grad_out_nhwc(grad_out, call)
     xn = to_nhwc(call.x, call.data_format, call.dtype)
@@ -313,8 +343,14 @@ def _pool_backward(grad_out, x, pool_size, strides, padding, data_format, is_max
     return _from_nhwc(grad_x, call.data_format)
 
 
-def max_pool2d_backward(grad_out, x, pool_size, strides=None, padding="valid",
-                        data_format="channels_last"):
+def max_pool2d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    pool_size: IntPair,
+    strides: IntPair | None = None,
+    padding: Padding = "valid",
+    data_format: str = "channels_last",
+) -> FloatArray:
     """Gradient of :func:`max_pool2d` with respect to its input.
 
     Each window's gradient goes to its maximum: the first one in row-major
@@ -334,8 +370,15 @@ def max_pool2d_backward(grad_out, x, pool_size, strides=None, padding="valid",
     return _pool_backward(grad_out, x, pool_size, strides, padding, data_format, True, False)
 
 
-def avg_pool2d_backward(grad_out, x, pool_size, strides=None, padding="valid",
-                        data_format="channels_last", count_include_pad=False):
+def avg_pool2d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    pool_size: IntPair,
+    strides: IntPair | None = None,
+    padding: Padding = "valid",
+    data_format: str = "channels_last",
+    count_include_pad: bool | np.bool_ = False,
+) -> FloatArray:
     """Gradient of :func:`avg_pool2d` with respect to its input.
 
     Each window adds ``grad_out / divisor`` to each of its real cells (the

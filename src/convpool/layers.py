@@ -26,11 +26,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, SupportsIndex, TypeAlias, TypeVar, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import functional
 from ._checks import (
+    FloatArray,
     as_array,
     cast_weights,
     check_activation,
@@ -40,11 +44,28 @@ from ._checks import (
     positive_int,
     to_nhwc_shape,
 )
-from ._shapes import as_pair, receptive_field_step, resolve_padding, window_2d
+from ._shapes import (
+    IntPair,
+    Padding,
+    Window2D,
+    as_pair,
+    receptive_field_step,
+    resolve_padding,
+    window_2d,
+)
 
 __all__ = ["Layer", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "ReLU", "LAYERS"]
 
-_name_counters: defaultdict = defaultdict(itertools.count)
+#: A shape as the layers see it: the batch axis (or any other) may be None.
+Shape: TypeAlias = tuple[int | None, ...]
+#: A shape as the layers take it: any sequence of ints and Nones.
+ShapeLike: TypeAlias = Sequence[int | None]
+#: A (height, width) pair, or None (receptive fields once positions are mixed).
+OptionalPair: TypeAlias = tuple[int, int] | None
+
+_L = TypeVar("_L", bound="Layer")
+
+_name_counters: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
 
 
 def _default_name(cls_name: str) -> str:
@@ -54,38 +75,44 @@ def _default_name(cls_name: str) -> str:
     return snake if n == 0 else f"{snake}_{n}"
 
 
-def _float_dtype(dtype):
+def _float_dtype(dtype: DTypeLike | None) -> np.dtype[np.floating[Any]] | None:
     if dtype is None:
         return None
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32, float64 or None, got {dtype}")
-    return dtype
+    return cast("np.dtype[np.floating[Any]]", dtype)  # float32 or float64, checked above
 
 
-def _check_padding_form(padding) -> None:
+def _check_padding_form(padding: Padding) -> None:
     """Reject an unknown or negative padding at construction time."""
     resolve_padding(padding, (1, 1), (1, 1), (1, 1))
 
 
-def _as_bool(value, name: str) -> bool:
+def _as_bool(value: object, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return bool(value)
 
 
-def _relu_inplace(y: np.ndarray) -> np.ndarray:
+def _relu_inplace(y: NDArray[Any]) -> NDArray[Any]:
     """max(0, y) in place, keeping NaN (as the fused conv kernel does)."""
     y[y < 0] = 0
     return y
 
 
-def _relu_grad(grad_out: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _relu_grad(grad_out: NDArray[Any], y: NDArray[Any]) -> NDArray[Any]:
     """The gradient through a ReLU whose output was ``y``: passes where y > 0."""
     return np.where(y > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
 
 
-def _glorot_uniform(rng, shape, fan_in, fan_out, dtype):
+def _glorot_uniform(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    fan_in: int,
+    fan_out: int,
+    dtype: np.dtype[Any],
+) -> NDArray[Any]:
     limit = math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out > 0 else 0.0
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
@@ -109,27 +136,30 @@ class Layer:
 
     _weight_names: tuple[str, ...] = ()
 
-    def __init__(self, *, name=None, seed=None, dtype=None):
+    def __init__(
+        self, *, name: str | None = None, seed: int | None = None, dtype: DTypeLike | None = None
+    ) -> None:
         self.name = name if name is not None else _default_name(type(self).__name__)
         self.seed = seed
         self.dtype = _float_dtype(dtype)
         self.built = False
-        self.input_shape: tuple | None = None
-        self._weights: dict[str, np.ndarray] = {}
-        self.grads: list[np.ndarray] = []  # set by backward, aligned with weights
-        self._saved = None  # (x, y) of the last forward(training=True)
+        self.input_shape: Shape | None = None
+        self._weights: dict[str, NDArray[Any]] = {}
+        self.grads: list[NDArray[Any]] = []  # set by backward, aligned with weights
+        # (x, y) of the last forward(training=True)
+        self._saved: tuple[NDArray[Any], NDArray[Any]] | None = None
 
     # ---- weights ------------------------------------------------------------
     @property
-    def weights(self) -> list[np.ndarray]:
+    def weights(self) -> list[NDArray[Any]]:
         """The weight arrays (kernel first, then bias if any); empty before build."""
         return [self._weights[n] for n in self._weight_names if n in self._weights]
 
-    def get_weights(self) -> list[np.ndarray]:
+    def get_weights(self) -> list[NDArray[Any]]:
         """Copies of :attr:`weights`."""
         return [w.copy() for w in self.weights]
 
-    def set_weights(self, weights) -> None:
+    def set_weights(self, weights: Iterable[ArrayLike]) -> None:
         """Replace the weights with copies of ``weights`` (same count and shapes).
 
         Raises
@@ -177,7 +207,7 @@ class Layer:
         return int(sum(w.size for w in self.weights))
 
     # ---- building and calling ------------------------------------------------
-    def build(self, input_shape) -> None:
+    def build(self, input_shape: ShapeLike) -> None:
         """Create the weights for inputs of ``input_shape`` (batch may be None)."""
         input_shape = tuple(input_shape)
         self.compute_output_shape(input_shape)  # validates the shape
@@ -187,11 +217,11 @@ class Layer:
         self.input_shape = input_shape
         self.built = True
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> NDArray[Any]:
         """The layer's output for ``x`` (inference: nothing is kept for backward)."""
         return self.forward(x)
 
-    def forward(self, x, training=False):
+    def forward(self, x: ArrayLike, training: bool = False) -> NDArray[Any]:
         """The layer's output for ``x``; ``training=True`` keeps what backward needs.
 
         Parameters
@@ -215,7 +245,7 @@ class Layer:
         self._saved = (x, y) if training else None
         return y
 
-    def backward(self, grad_out, input_grad=True):
+    def backward(self, grad_out: ArrayLike, input_grad: bool = True) -> NDArray[Any] | None:
         """Back-propagate ``grad_out`` through the last ``forward(x, training=True)``.
 
         Parameters
@@ -247,23 +277,27 @@ class Layer:
         self.grads = [g.astype(w.dtype, copy=False) for g, w in zip(grads, self.weights)]
         return grad_x
 
-    def _backward(self, grad_out, x, y, input_grad):  # pragma: no cover - abstract
+    def _backward(  # pragma: no cover - abstract
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
         raise NotImplementedError
 
-    def _weight(self, name: str, dtype) -> np.ndarray:
+    def _weight(self, name: str, dtype: np.dtype[Any]) -> NDArray[Any]:
         w = self._weights[name]
         return w if w.dtype == dtype else w.astype(dtype)
 
-    def _build_weights(self, input_shape, dtype) -> None:
+    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
         pass
 
-    def _call(self, x):  # pragma: no cover - abstract
+    def _call(self, x: NDArray[Any]) -> NDArray[Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def compute_output_shape(self, input_shape) -> tuple:  # pragma: no cover - abstract
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def receptive_field(self, field, jump, input_shape):
+    def receptive_field(
+        self, field: OptionalPair, jump: OptionalPair, input_shape: ShapeLike
+    ) -> tuple[OptionalPair, OptionalPair]:
         """Receptive field and jump on the network input after this layer.
 
         Parameters
@@ -280,12 +314,12 @@ class Layer:
         """
         return field, jump
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this layer (JSON-friendly)."""
         return {"name": self.name}
 
     @classmethod
-    def from_config(cls, config: dict) -> "Layer":
+    def from_config(cls: type[_L], config: dict[str, Any]) -> _L:
         """A new layer from :meth:`get_config`'s output (weights not included)."""
         return cls(**config)
 
@@ -297,18 +331,22 @@ class Layer:
 class _KernelBias:
     """The ``kernel`` / ``bias`` pair of Dense and Conv2D (``use_bias`` decides the bias)."""
 
-    def _init_kernel_bias(self, use_bias, activation) -> None:
+    # Declared for the type checker; Layer defines them.
+    _weights: dict[str, NDArray[Any]]
+    _weight_names: tuple[str, ...]
+
+    def _init_kernel_bias(self, use_bias: bool | np.bool_, activation: str | None) -> None:
         self.use_bias = _as_bool(use_bias, "use_bias")
         self._weight_names = ("kernel", "bias") if self.use_bias else ("kernel",)
         self.activation = check_activation(activation)
 
     @property
-    def kernel(self):
+    def kernel(self) -> NDArray[Any] | None:
         """The kernel ndarray, or None before build."""
         return self._weights.get("kernel")
 
     @property
-    def bias(self):
+    def bias(self) -> NDArray[Any] | None:
         """The bias ndarray of shape (units or filters,), or None (not built or no bias)."""
         return self._weights.get("bias")
 
@@ -340,13 +378,21 @@ class Dense(_KernelBias, Layer):
     ((2, 3), 6)
     """
 
-    def __init__(self, units, use_bias=True, activation=None, *, name=None, seed=None,
-                 dtype=None):
+    def __init__(
+        self,
+        units: SupportsIndex,
+        use_bias: bool | np.bool_ = True,
+        activation: str | None = None,
+        *,
+        name: str | None = None,
+        seed: int | None = None,
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__(name=name, seed=seed, dtype=dtype)
         self.units = positive_int(units, "units")
         self._init_kernel_bias(use_bias, activation)  # kernel (d_in, units), bias (units,)
 
-    def compute_output_shape(self, input_shape) -> tuple:
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         input_shape = tuple(input_shape)
         if len(input_shape) < 2:
             raise ValueError(
@@ -355,15 +401,16 @@ class Dense(_KernelBias, Layer):
             )
         if input_shape[-1] is None:
             raise ValueError(f"Dense needs a known last axis, got shape {input_shape}")
-        if self.built and input_shape[-1] != self.kernel.shape[0]:
+        if self.built and input_shape[-1] != self._weights["kernel"].shape[0]:
             raise ValueError(
-                f"Dense layer {self.name!r} was built for {self.kernel.shape[0]} input "
-                f"features, got input shape {input_shape}"
+                f"Dense layer {self.name!r} was built for {self._weights['kernel'].shape[0]} "
+                f"input features, got input shape {input_shape}"
             )
         return input_shape[:-1] + (self.units,)
 
-    def _build_weights(self, input_shape, dtype):
+    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
         d_in = input_shape[-1]
+        assert d_in is not None  # compute_output_shape rejects an unknown last axis
         rng = np.random.default_rng(self.seed)
         self._weights["kernel"] = _glorot_uniform(rng, (d_in, self.units), d_in, self.units, dtype)
         if self.use_bias:
@@ -372,15 +419,17 @@ class Dense(_KernelBias, Layer):
     # Dense runs on NumPy's matmul (BLAS), the fastest choice for the large
     # weight matrices of classifier heads; unlike convpool's own kernels, its
     # bits may depend on BLAS's thread count and blocking.
-    def _call(self, x):
+    def _call(self, x: NDArray[Any]) -> NDArray[Any]:
         self.compute_output_shape(x.shape)
         dtype = compute_dtype(x, "x")
-        y = np.matmul(x.astype(dtype, copy=False), self._weight("kernel", dtype))
+        y: NDArray[Any] = np.matmul(x.astype(dtype, copy=False), self._weight("kernel", dtype))
         if self.use_bias:
             y += self._weight("bias", dtype)
         return _relu_inplace(y) if self.activation == "relu" else y
 
-    def _backward(self, grad_out, x, y, input_grad):
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
         if self.activation == "relu":
             grad_out = _relu_grad(grad_out, y)
         dtype = grad_out.dtype
@@ -390,14 +439,16 @@ class Dense(_KernelBias, Layer):
         grad_x = (g2 @ self._weight("kernel", dtype).T).reshape(x.shape) if input_grad else None
         return grad_x, grads
 
-    def receptive_field(self, field, jump, input_shape):
+    def receptive_field(
+        self, field: OptionalPair, jump: OptionalPair, input_shape: ShapeLike
+    ) -> tuple[OptionalPair, OptionalPair]:
         # On an image (rank 4) Dense acts on each pixel's channels; on a
         # flattened input it mixes every position.
         if len(input_shape) == 4:
             return field, jump
         return None, None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"units": self.units, "use_bias": self.use_bias, "activation": self.activation,
                 "name": self.name, "seed": self.seed,
                 "dtype": None if self.dtype is None else self.dtype.name}
@@ -406,7 +457,18 @@ class Dense(_KernelBias, Layer):
 class _Spatial(Layer):
     """Common part of the sliding-window layers (Conv2D and the pools)."""
 
-    def __init__(self, window, strides, padding, data_format, *, window_name, name, seed, dtype):
+    def __init__(
+        self,
+        window: IntPair,
+        strides: IntPair | None,
+        padding: Padding,
+        data_format: str,
+        *,
+        window_name: str,
+        name: str | None,
+        seed: int | None,
+        dtype: DTypeLike | None,
+    ) -> None:
         super().__init__(name=name, seed=seed, dtype=dtype)
         self._window_name = window_name
         self._window = as_pair(window, window_name)
@@ -416,7 +478,9 @@ class _Spatial(Layer):
         self.data_format = check_data_format(data_format)
         self.dilation_rate = (1, 1)
 
-    def _resolve(self, input_shape):
+    def _resolve(
+        self, input_shape: ShapeLike
+    ) -> tuple[Window2D, tuple[int | None, int, int, int | None]]:
         """The Window2D of this layer on ``input_shape`` (validates the shape)."""
         input_shape = tuple(input_shape)
         if len(input_shape) != 4:
@@ -435,14 +499,17 @@ class _Spatial(Layer):
         )
         return win, (n, h, w, c)
 
-    def _max_pad(self):
+    def _max_pad(self) -> tuple[int, int] | None:
         return None
 
-    def receptive_field(self, field, jump, input_shape):
+    def receptive_field(
+        self, field: OptionalPair, jump: OptionalPair, input_shape: ShapeLike
+    ) -> tuple[OptionalPair, OptionalPair]:
         if field is None:
             return None, None
         win, _ = self._resolve(input_shape)
-        return receptive_field_step(field, jump, win)
+        # jump is None only together with field (see Sequential.summary).
+        return receptive_field_step(field, cast("tuple[int, int]", jump), win)
 
 
 class Conv2D(_KernelBias, _Spatial):
@@ -487,20 +554,20 @@ class Conv2D(_KernelBias, _Spatial):
 
     def __init__(
         self,
-        filters,
-        kernel_size,
-        strides=1,
-        padding="valid",
-        dilation_rate=1,
-        groups=1,
-        use_bias=True,
-        data_format="channels_last",
-        activation=None,
+        filters: SupportsIndex,
+        kernel_size: IntPair,
+        strides: IntPair = 1,
+        padding: Padding = "valid",
+        dilation_rate: IntPair = 1,
+        groups: SupportsIndex = 1,
+        use_bias: bool | np.bool_ = True,
+        data_format: str = "channels_last",
+        activation: str | None = None,
         *,
-        name=None,
-        seed=None,
-        dtype=None,
-    ):
+        name: str | None = None,
+        seed: int | None = None,
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__(
             kernel_size, strides, padding, data_format,
             window_name="kernel_size", name=name, seed=seed, dtype=dtype,
@@ -514,24 +581,27 @@ class Conv2D(_KernelBias, _Spatial):
         # kernel (KH, KW, C_in // groups, filters), bias (filters,)
         self._init_kernel_bias(use_bias, activation)
 
-    def compute_output_shape(self, input_shape) -> tuple:
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         win, (n, h, w, c) = self._resolve(input_shape)
         if c is not None and c % self.groups:
             raise ValueError(
                 f"groups={self.groups} must divide the input channels, got input shape "
                 f"{tuple(input_shape)} ({c} channels)"
             )
-        if self.built and c is not None and c // self.groups != self.kernel.shape[2]:
-            raise ValueError(
-                f"Conv2D layer {self.name!r} was built for {self.kernel.shape[2] * self.groups} "
-                f"input channels, got input shape {tuple(input_shape)}"
-            )
+        if self.built and c is not None:
+            cg = self._weights["kernel"].shape[2]
+            if c // self.groups != cg:
+                raise ValueError(
+                    f"Conv2D layer {self.name!r} was built for {cg * self.groups} "
+                    f"input channels, got input shape {tuple(input_shape)}"
+                )
         return from_nhwc_shape((n, win.oh, win.ow, self.filters), self.data_format)
 
-    def _build_weights(self, input_shape, dtype):
+    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
         _, _, _, c = to_nhwc_shape(input_shape, self.data_format)
         kh, kw = self.kernel_size
-        shape = (kh, kw, c // self.groups, self.filters)
+        # An unknown C (None) fails here with the TypeError it always raised.
+        shape = (kh, kw, cast(int, c) // self.groups, self.filters)
         rng = np.random.default_rng(self.seed)
         # Keras's fans: receptive field size times the kernel's in/out axes.
         fan_in, fan_out = kh * kw * shape[2], kh * kw * shape[3]
@@ -539,7 +609,7 @@ class Conv2D(_KernelBias, _Spatial):
         if self.use_bias:
             self._weights["bias"] = np.zeros(self.filters, dtype)
 
-    def _call(self, x):
+    def _call(self, x: NDArray[Any]) -> FloatArray:
         dtype = compute_dtype(x, "x")
         return functional.conv2d(
             x,
@@ -553,7 +623,9 @@ class Conv2D(_KernelBias, _Spatial):
             activation=self.activation,
         )
 
-    def _backward(self, grad_out, x, y, input_grad):
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
         if self.activation == "relu":
             grad_out = _relu_grad(grad_out, y)
         grad_x, grad_kernel, grad_bias = functional.conv2d_backward(
@@ -569,7 +641,7 @@ class Conv2D(_KernelBias, _Spatial):
         )
         return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding,
                 "dilation_rate": self.dilation_rate, "groups": self.groups,
@@ -579,21 +651,29 @@ class Conv2D(_KernelBias, _Spatial):
 
 
 class _Pool2D(_Spatial):
-    def __init__(self, pool_size, strides, padding, data_format, *, name):
+    def __init__(
+        self,
+        pool_size: IntPair,
+        strides: IntPair | None,
+        padding: Padding,
+        data_format: str,
+        *,
+        name: str | None,
+    ) -> None:
         super().__init__(
             pool_size, strides, padding, data_format,
             window_name="pool_size", name=name, seed=None, dtype=None,
         )
         self.pool_size = self._window
 
-    def _max_pad(self):
+    def _max_pad(self) -> tuple[int, int]:
         return (self.pool_size[0] - 1, self.pool_size[1] - 1)
 
-    def compute_output_shape(self, input_shape) -> tuple:
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         win, (n, _, _, c) = self._resolve(input_shape)
         return from_nhwc_shape((n, win.oh, win.ow, c), self.data_format)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"pool_size": self.pool_size, "strides": self.strides, "padding": self.padding,
                 "data_format": self.data_format, "name": self.name}
 
@@ -623,16 +703,25 @@ class MaxPool2D(_Pool2D):
     (1, 4, 5, 3)
     """
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", data_format="channels_last",
-                 *, name=None):
+    def __init__(
+        self,
+        pool_size: IntPair = 2,
+        strides: IntPair | None = None,
+        padding: Padding = "valid",
+        data_format: str = "channels_last",
+        *,
+        name: str | None = None,
+    ) -> None:
         super().__init__(pool_size, strides, padding, data_format, name=name)
 
-    def _call(self, x):
+    def _call(self, x: NDArray[Any]) -> FloatArray:
         return functional.max_pool2d(
             x, self.pool_size, self.strides, self.padding, data_format=self.data_format
         )
 
-    def _backward(self, grad_out, x, y, input_grad):
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
         if not input_grad:
             return None, []
         return functional.max_pool2d_backward(
@@ -659,18 +748,28 @@ class AvgPool2D(_Pool2D):
     As :class:`MaxPool2D`.
     """
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", data_format="channels_last",
-                 count_include_pad=False, *, name=None):
+    def __init__(
+        self,
+        pool_size: IntPair = 2,
+        strides: IntPair | None = None,
+        padding: Padding = "valid",
+        data_format: str = "channels_last",
+        count_include_pad: bool | np.bool_ = False,
+        *,
+        name: str | None = None,
+    ) -> None:
         super().__init__(pool_size, strides, padding, data_format, name=name)
         self.count_include_pad = _as_bool(count_include_pad, "count_include_pad")
 
-    def _call(self, x):
+    def _call(self, x: NDArray[Any]) -> FloatArray:
         return functional.avg_pool2d(
             x, self.pool_size, self.strides, self.padding, data_format=self.data_format,
             count_include_pad=self.count_include_pad,
         )
 
-    def _backward(self, grad_out, x, y, input_grad):
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
         if not input_grad:
             return None, []
         return functional.avg_pool2d_backward(
@@ -678,7 +777,7 @@ class AvgPool2D(_Pool2D):
             data_format=self.data_format, count_include_pad=self.count_include_pad,
         ), []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "count_include_pad": self.count_include_pad}
 
 
@@ -698,24 +797,26 @@ class Flatten(Layer):
     (64, 1327104)
     """
 
-    def __init__(self, data_format="channels_last", *, name=None):
+    def __init__(self, data_format: str = "channels_last", *, name: str | None = None) -> None:
         super().__init__(name=name)
         self.data_format = check_data_format(data_format)
 
-    def compute_output_shape(self, input_shape) -> tuple:
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         input_shape = tuple(input_shape)
         if len(input_shape) < 1:
             raise ValueError(f"Flatten expects an input with a batch axis, got {input_shape}")
         rest = input_shape[1:]
-        size = None if any(d is None for d in rest) else math.prod(rest)
+        size = None if any(d is None for d in rest) else math.prod(cast("tuple[int, ...]", rest))
         return (input_shape[0], size)
 
-    def _call(self, x):
+    def _call(self, x: NDArray[Any]) -> NDArray[Any]:
         if self.data_format == "channels_first" and x.ndim == 4:
             x = x.transpose(0, 2, 3, 1)
         return np.reshape(x, (x.shape[0], -1))
 
-    def _backward(self, grad_out, x, y, input_grad):
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
         if not input_grad:
             return None, []
         if self.data_format == "channels_first" and x.ndim == 4:
@@ -723,7 +824,7 @@ class Flatten(Layer):
             return grad_out.reshape(n, h, w, c).transpose(0, 3, 1, 2), []
         return grad_out.reshape(x.shape), []
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"data_format": self.data_format, "name": self.name}
 
 
@@ -741,18 +842,22 @@ class ReLU(Layer):
     array([[0. , 0.5]], dtype=float32)
     """
 
-    def __init__(self, *, name=None):
+    def __init__(self, *, name: str | None = None) -> None:
         super().__init__(name=name)
 
-    def compute_output_shape(self, input_shape) -> tuple:
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         return tuple(input_shape)
 
-    def _call(self, x):
+    def _call(self, x: NDArray[Any]) -> NDArray[Any]:
         return _relu_inplace(x.astype(compute_dtype(x, "x"), copy=True))
 
-    def _backward(self, grad_out, x, y, input_grad):
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
         return (_relu_grad(grad_out, y) if input_grad else None), []
 
 
 #: Layer classes by name, for :meth:`Sequential.save` / :func:`convpool.load`.
-LAYERS = {cls.__name__: cls for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, ReLU)}
+LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, ReLU)
+}

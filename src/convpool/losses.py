@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
-from ._checks import as_array
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._checks import FloatArray, as_array
 
 __all__ = ["softmax_cross_entropy", "LOSSES"]
 
+#: A loss: ``f(output, y) -> (mean loss, gradient with respect to output)``.
+#: ``y`` is the labels as given to :meth:`Sequential.evaluate` (any array_like).
+Loss: TypeAlias = Callable[[NDArray[Any], ArrayLike], tuple[float, NDArray[Any]]]
 
-def softmax_cross_entropy(logits, labels):
+
+def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> tuple[float, FloatArray]:
     """Softmax cross-entropy, averaged over the batch, and its gradient.
 
     Parameters
@@ -56,4 +64,4 @@ def softmax_cross_entropy(logits, labels):
 
 
 #: Losses by name, for :meth:`Sequential.fit`.
-LOSSES = {"softmax_cross_entropy": softmax_cross_entropy}
+LOSSES: dict[str, Loss] = {"softmax_cross_entropy": softmax_cross_entropy}

@@ -11,28 +11,44 @@ whole input.
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, TypedDict, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ._checks import as_array, positive_int, to_nhwc_shape
 from ._progress import Progress
-from .layers import LAYERS, Layer, _default_name
-from .losses import LOSSES
+from .layers import LAYERS, Layer, OptionalPair, Shape, ShapeLike, _default_name
+from .losses import LOSSES, Loss
 from .optimizers import Adam, Optimizer
 
 __all__ = ["Sequential", "SummaryTable", "load"]
 
 
-def _fmt_pair(pair) -> str:
+def _fmt_pair(pair: tuple[int | None, int | None] | None) -> str:
     return "-" if pair is None else f"{pair[0]}x{pair[1]}"
 
 
-def _fmt_shape(shape) -> str:
+def _fmt_shape(shape: Shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (
         ",)" if len(shape) == 1 else ")"
     )
+
+
+class SummaryRow(TypedDict):
+    """One layer's row of :class:`SummaryTable` (see there)."""
+
+    name: str
+    type: str
+    output_shape: Shape
+    params: int
+    receptive_field: OptionalPair
+    jump: OptionalPair
+    whole_input: tuple[int | None, int | None] | None
 
 
 @dataclass
@@ -52,8 +68,8 @@ class SummaryTable:
     """
 
     name: str
-    input_shape: tuple
-    rows: list = field(default_factory=list)
+    input_shape: Shape
+    rows: list[SummaryRow] = field(default_factory=list)
     total_params: int = 0
 
     def __str__(self) -> str:
@@ -77,7 +93,7 @@ class SummaryTable:
         widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
         rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
 
-        def line(cells):
+        def line(cells: tuple[str, ...]) -> str:
             return "  ".join(
                 c.rjust(w) if i == 2 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
             ).rstrip()
@@ -111,10 +127,15 @@ class Sequential:
     332976
     """
 
-    def __init__(self, layers=None, input_shape=None, name=None):
+    def __init__(
+        self,
+        layers: Iterable[Layer] | None = None,
+        input_shape: ShapeLike | None = None,
+        name: str | None = None,
+    ) -> None:
         self.name = name if name is not None else _default_name("Sequential")
         self.layers: list[Layer] = []
-        self.input_shape: tuple | None = None
+        self.input_shape: Shape | None = None
         for layer in layers or []:
             self.add(layer)
         if input_shape is not None:
@@ -132,7 +153,7 @@ class Sequential:
     def built(self) -> bool:
         return self.input_shape is not None
 
-    def build(self, input_shape) -> None:
+    def build(self, input_shape: ShapeLike) -> None:
         """Build every layer for inputs of ``input_shape`` (batch may be None)."""
         shape = tuple(input_shape)
         for layer in self.layers:
@@ -142,14 +163,14 @@ class Sequential:
             shape = next_shape
         self.input_shape = tuple(input_shape)
 
-    def compute_output_shape(self, input_shape) -> tuple:
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         """Output shape for ``input_shape``, without building anything."""
         shape = tuple(input_shape)
         for layer in self.layers:
             shape = layer.compute_output_shape(shape)
         return shape
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> NDArray[Any]:
         x = as_array(x, "x")
         if not self.built:
             self.compute_output_shape(x.shape)  # validate every layer first
@@ -159,7 +180,7 @@ class Sequential:
         return x
 
     # ---- training -------------------------------------------------------------
-    def forward(self, x, training=False):
+    def forward(self, x: ArrayLike, training: bool = False) -> NDArray[Any]:
         """The model's output; ``training=True`` keeps what :meth:`backward` needs."""
         x = as_array(x, "x")
         if not self.built:
@@ -169,7 +190,7 @@ class Sequential:
             x = layer.forward(x, training=training)
         return x
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> None:
         """Back-propagate through every layer of the last ``forward(x, training=True)``.
 
         The weights' gradients go to each layer's ``.grads`` (and :attr:`grads`);
@@ -183,16 +204,17 @@ class Sequential:
         -------
         None
         """
-        grad = grad_out
+        grad: ArrayLike | None = grad_out
         for i in range(len(self.layers) - 1, -1, -1):
-            grad = self.layers[i].backward(grad, input_grad=i > 0)
+            # None only from the first layer (input_grad=False), the last step.
+            grad = self.layers[i].backward(cast("ArrayLike", grad), input_grad=i > 0)
 
     @property
-    def grads(self) -> list[np.ndarray]:
+    def grads(self) -> list[NDArray[Any]]:
         """The weights' gradients from the last :meth:`backward`, aligned with :attr:`weights`."""
         return [g for layer in self.layers for g in layer.grads]
 
-    def predict(self, x, batch_size=None):
+    def predict(self, x: ArrayLike, batch_size: int | None = None) -> NDArray[Any]:
         """The model's output for ``x``, computed ``batch_size`` samples at a time.
 
         Parameters
@@ -213,7 +235,13 @@ class Sequential:
             [self.forward(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         )
 
-    def evaluate(self, x, y, batch_size=None, loss="softmax_cross_entropy"):
+    def evaluate(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        batch_size: int | None = None,
+        loss: str | Loss = "softmax_cross_entropy",
+    ) -> tuple[float, float]:
         """Mean loss and accuracy (argmax of the output against the labels) on ``(x, y)``.
 
         Returns
@@ -225,8 +253,19 @@ class Sequential:
         value, _ = loss_fn(logits, y)
         return value, _accuracy(logits, y)
 
-    def fit(self, x, y, epochs=1, batch_size=32, optimizer=None, loss="softmax_cross_entropy",
-            validation_data=None, shuffle=True, seed=None, verbose=True):
+    def fit(
+        self,
+        x: ArrayLike,
+        y: ArrayLike,
+        epochs: int = 1,
+        batch_size: int = 32,
+        optimizer: Optimizer | None = None,
+        loss: str | Loss = "softmax_cross_entropy",
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        verbose: bool = True,
+    ) -> dict[str, list[float]]:
         """Train the model by mini-batch gradient descent.
 
         Parameters
@@ -264,7 +303,7 @@ class Sequential:
             raise TypeError(f"optimizer must be a convpool Optimizer, got {type(optimizer).__name__}")
         loss_fn = _loss(loss)
         rng = np.random.default_rng(seed)
-        history = {"loss": [], "accuracy": []}
+        history: dict[str, list[float]] = {"loss": [], "accuracy": []}
         if validation_data is not None:
             history["val_loss"], history["val_accuracy"] = [], []
         progress = Progress() if verbose else None
@@ -273,7 +312,8 @@ class Sequential:
         for epoch in range(epochs):
             order = rng.permutation(n) if shuffle else np.arange(n)
             started = time.perf_counter()
-            losses, hits = [], 0
+            losses: list[float] = []
+            hits: float = 0
             for step in range(steps):
                 idx = order[step * batch_size : (step + 1) * batch_size]
                 out = self.forward(x[idx], training=True)
@@ -300,7 +340,7 @@ class Sequential:
         return history
 
     # ---- saving -----------------------------------------------------------------
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         """The architecture: every layer's class and constructor arguments."""
         return {
             "name": self.name,
@@ -308,22 +348,23 @@ class Sequential:
             "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
         }
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Save the architecture and the weights to one ``.npz`` file (see :func:`load`)."""
         if not self.built:
             raise ValueError("the model is not built: there are no weights to save")
-        arrays = {f"weight_{i}": w for i, w in enumerate(self.weights)}
+        # Any: numpy's stub types savez's **kwds against its allow_pickle (bool) too.
+        arrays: dict[str, Any] = {f"weight_{i}": w for i, w in enumerate(self.weights)}
         np.savez(path, config=np.array(json.dumps(self.get_config())), **arrays)
 
     @property
-    def weights(self) -> list[np.ndarray]:
+    def weights(self) -> list[NDArray[Any]]:
         """All layers' weights, in layer order."""
         return [w for layer in self.layers for w in layer.weights]
 
-    def get_weights(self) -> list[np.ndarray]:
+    def get_weights(self) -> list[NDArray[Any]]:
         return [w for layer in self.layers for w in layer.get_weights()]
 
-    def set_weights(self, weights) -> None:
+    def set_weights(self, weights: Iterable[ArrayLike]) -> None:
         """Set all weights from a list in the order of :meth:`get_weights`."""
         weights = list(weights)
         expected = sum(len(layer.weights) for layer in self.layers)
@@ -344,7 +385,7 @@ class Sequential:
             )
         return sum(layer.count_params() for layer in self.layers)
 
-    def summary(self, print_fn=print) -> SummaryTable:
+    def summary(self, print_fn: Callable[[str], object] | None = print) -> SummaryTable:
         """Print and return a table of the layers.
 
         For each layer: its output shape, its parameter count, and its
@@ -364,15 +405,20 @@ class Sequential:
             raise ValueError(
                 "the model is not built: call it on an input, or pass input_shape / call build()"
             )
+        assert self.input_shape is not None  # self.built
         table = SummaryTable(self.name, self.input_shape)
         shape = self.input_shape
         image = len(shape) == 4
+        whole: tuple[int | None, int | None] | None
+        rf: OptionalPair
+        jump: OptionalPair
         if image:
-            data_format = next(
+            # The first data_format a layer sets (the generator skips None).
+            data_format = cast(str, next(
                 (getattr(layer, "data_format", None) for layer in self.layers
                  if getattr(layer, "data_format", None)),
                 "channels_last",
-            )
+            ))
             _, h, w, _ = to_nhwc_shape(shape, data_format)
             whole = (h, w)
             rf, jump = (1, 1), (1, 1)
@@ -401,7 +447,7 @@ class Sequential:
         return table
 
 
-def _loss(loss):
+def _loss(loss: str | Loss) -> Loss:
     if callable(loss):
         return loss
     if loss not in LOSSES:
@@ -409,7 +455,7 @@ def _loss(loss):
     return LOSSES[loss]
 
 
-def _accuracy(output, y) -> float:
+def _accuracy(output: ArrayLike, y: ArrayLike) -> float:
     """Share of rows whose argmax matches the label (class index or one-hot row)."""
     output = np.asarray(output)
     y = np.asarray(y)
@@ -419,7 +465,7 @@ def _accuracy(output, y) -> float:
     return float(np.mean(output.argmax(axis=1) == labels))
 
 
-def load(path) -> Sequential:
+def load(path: str | os.PathLike[str]) -> Sequential:
     """A Sequential model saved by :meth:`Sequential.save`, with its weights.
 
     Parameters
@@ -453,5 +499,5 @@ def load(path) -> Sequential:
     return model
 
 
-def _tuples(value):
+def _tuples(value: object) -> object:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

@@ -6,19 +6,23 @@ given, so one optimizer serves one model (its ``weights`` order is fixed).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = ["Optimizer", "SGD", "Adam"]
 
 
-def _positive(value, name: str) -> float:
+def _positive(value: float, name: str) -> float:
     value = float(value)
     if not value > 0:
         raise ValueError(f"{name} must be positive, got {value}")
     return value
 
 
-def _fraction(value, name: str) -> float:
+def _fraction(value: float, name: str) -> float:
     value = float(value)
     if not 0 <= value < 1:
         raise ValueError(f"{name} must lie in [0, 1), got {value}")
@@ -28,12 +32,12 @@ def _fraction(value, name: str) -> float:
 class Optimizer:
     """Base: ``apply(weights, grads)`` updates every weight array in place."""
 
-    def __init__(self, learning_rate: float):
+    def __init__(self, learning_rate: float) -> None:
         self.learning_rate = _positive(learning_rate, "learning_rate")
         self.iterations = 0
-        self._state: list | None = None
+        self._state: list[list[NDArray[Any]]] | None = None
 
-    def apply(self, weights, grads) -> None:
+    def apply(self, weights: Iterable[NDArray[Any]], grads: Iterable[NDArray[Any]]) -> None:
         """One step: ``weights[i] -= update(grads[i])``, in place.
 
         Parameters
@@ -57,10 +61,12 @@ class Optimizer:
         for w, g, state in zip(weights, grads, self._state):
             self._update(w, g.astype(w.dtype, copy=False), state)
 
-    def _new_state(self, w):  # pragma: no cover - abstract
+    def _new_state(self, w: NDArray[Any]) -> list[NDArray[Any]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _update(self, w, g, state):  # pragma: no cover - abstract
+    def _update(  # pragma: no cover - abstract
+        self, w: NDArray[Any], g: NDArray[Any], state: list[NDArray[Any]]
+    ) -> None:
         raise NotImplementedError
 
 
@@ -77,15 +83,17 @@ class SGD(Optimizer):
     nesterov : bool, default False
     """
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False):
+    def __init__(
+        self, learning_rate: float = 0.01, momentum: float = 0.0, nesterov: bool = False
+    ) -> None:
         super().__init__(learning_rate)
         self.momentum = _fraction(momentum, "momentum")
         self.nesterov = bool(nesterov)
 
-    def _new_state(self, w):
+    def _new_state(self, w: NDArray[Any]) -> list[NDArray[Any]]:
         return [np.zeros_like(w)]
 
-    def _update(self, w, g, state):
+    def _update(self, w: NDArray[Any], g: NDArray[Any], state: list[NDArray[Any]]) -> None:
         (v,) = state
         v *= self.momentum
         v -= self.learning_rate * g
@@ -108,16 +116,22 @@ class Adam(Optimizer):
     epsilon : float, default 1e-7
     """
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+    ) -> None:
         super().__init__(learning_rate)
         self.beta_1 = _fraction(beta_1, "beta_1")
         self.beta_2 = _fraction(beta_2, "beta_2")
         self.epsilon = _positive(epsilon, "epsilon")
 
-    def _new_state(self, w):
+    def _new_state(self, w: NDArray[Any]) -> list[NDArray[Any]]:
         return [np.zeros_like(w), np.zeros_like(w)]
 
-    def _update(self, w, g, state):
+    def _update(self, w: NDArray[Any], g: NDArray[Any], state: list[NDArray[Any]]) -> None:
         m, v = state
         t = self.iterations
         m *= self.beta_1

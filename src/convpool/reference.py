@@ -10,11 +10,22 @@ pixels; the only Python loop is over conv groups.
 
 from __future__ import annotations
 
+from typing import Any, SupportsIndex
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import ArrayLike, NDArray
 
-from ._checks import ConvCall, PoolCall, check_activation, check_out, grad_out_nhwc, to_nhwc
-from ._shapes import effective_size
+from ._checks import (
+    ConvCall,
+    FloatArray,
+    PoolCall,
+    check_activation,
+    check_out,
+    grad_out_nhwc,
+    to_nhwc,
+)
+from ._shapes import IntPair, Padding, Window2D, effective_size
 
 __all__ = [
     "conv2d",
@@ -26,22 +37,27 @@ __all__ = [
 ]
 
 
-def _windows(xp: np.ndarray, win) -> np.ndarray:
+def _windows(xp: NDArray[Any], win: Window2D) -> NDArray[Any]:
     """Every window of the padded NHWC ``xp``: a view of shape (N, OH, OW, C, KH, KW)."""
     eh, ew = effective_size(win.kh, win.dh), effective_size(win.kw, win.dw)
-    view = sliding_window_view(xp, (eh, ew), axis=(1, 2))
+    # NumPy < 2.3's stub takes one axis only; the runtime (any version) takes a tuple.
+    view: NDArray[Any] = sliding_window_view(  # type: ignore[call-overload, unused-ignore]
+        xp, (eh, ew), axis=(1, 2)
+    )
     view = view[:, :: win.sh, :: win.sw, :, :: win.dh, :: win.dw]
     assert view.shape[1:3] == (win.oh, win.ow) and view.shape[4:] == (win.kh, win.kw)
     return view
 
 
-def _pad(x: np.ndarray, win, value) -> np.ndarray:
+def _pad(x: NDArray[Any], win: Window2D, value: float) -> NDArray[Any]:
     return np.pad(
         x, ((0, 0), (win.pt, win.pb), (win.pl, win.pr), (0, 0)), constant_values=value
     )
 
 
-def _deliver(y_nhwc: np.ndarray, call, out) -> np.ndarray:
+def _deliver(
+    y_nhwc: NDArray[Any], call: ConvCall | PoolCall, out: NDArray[Any] | None
+) -> NDArray[Any]:
     y = y_nhwc if call.data_format == "channels_last" else y_nhwc.transpose(0, 3, 1, 2)
     y = np.ascontiguousarray(y, dtype=call.dtype)
     if out is None:
@@ -51,18 +67,18 @@ def _deliver(y_nhwc: np.ndarray, call, out) -> np.ndarray:
 
 
 def conv2d(
-    x,
-    kernel,
-    bias=None,
-    strides=1,
-    padding="valid",
-    dilation_rate=1,
-    groups=1,
-    data_format="channels_last",
-    out=None,
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    strides: IntPair = 1,
+    padding: Padding = "valid",
+    dilation_rate: IntPair = 1,
+    groups: SupportsIndex = 1,
+    data_format: str = "channels_last",
+    out: FloatArray | None = None,
     *,
-    activation=None,
-):
+    activation: str | None = None,
+) -> FloatArray:
     """Reference of :func:`convpool.conv2d` (same arguments, same result up to rounding)."""
     call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format)
     relu = check_activation(activation) == "relu"
@@ -87,7 +103,14 @@ def conv2d(
     return _deliver(y.reshape(call.nhwc_shape), call, out)
 
 
-def max_pool2d(x, pool_size, strides=None, padding="valid", data_format="channels_last", out=None):
+def max_pool2d(
+    x: ArrayLike,
+    pool_size: IntPair,
+    strides: IntPair | None = None,
+    padding: Padding = "valid",
+    data_format: str = "channels_last",
+    out: FloatArray | None = None,
+) -> FloatArray:
     """Reference of :func:`convpool.max_pool2d`: padding is -inf, NaN propagates."""
     call = PoolCall(x, pool_size, strides, padding, data_format)
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
@@ -97,14 +120,14 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", data_format="channel
 
 
 def avg_pool2d(
-    x,
-    pool_size,
-    strides=None,
-    padding="valid",
-    data_format="channels_last",
-    count_include_pad=False,
-    out=None,
-):
+    x: ArrayLike,
+    pool_size: IntPair,
+    strides: IntPair | None = None,
+    padding: Padding = "valid",
+    data_format: str = "channels_last",
+    count_include_pad: bool | np.bool_ = False,
+    out: FloatArray | None = None,
+) -> FloatArray:
     """Reference of :func:`convpool.avg_pool2d`: the window sum over the number of
     real cells (or over ``KH * KW`` with ``count_include_pad``)."""
     if not isinstance(count_include_pad, (bool, np.bool_)):
@@ -123,24 +146,34 @@ def avg_pool2d(
 
 
 # ------------------------------------------------------------------ backward
-def _from_nhwc(a: np.ndarray, call) -> np.ndarray:
+def _from_nhwc(a: NDArray[Any], call: ConvCall | PoolCall) -> NDArray[Any]:
     a = a if call.data_format == "channels_last" else a.transpose(0, 3, 1, 2)
     return np.ascontiguousarray(a, dtype=call.dtype)
 
 
-def _tap_slices(win, kh: int, kw: int):
+def _tap_slices(win: Window2D, kh: int, kw: int) -> tuple[slice, slice]:
     """Where tap (kh, kw) of every window lies in the padded input: two strided slices."""
     r0, c0 = kh * win.dh, kw * win.dw
     return (slice(r0, r0 + win.sh * (win.oh - 1) + 1, win.sh),
             slice(c0, c0 + win.sw * (win.ow - 1) + 1, win.sw))
 
 
-def _crop(xp: np.ndarray, win) -> np.ndarray:
+def _crop(xp: NDArray[Any], win: Window2D) -> NDArray[Any]:
     return xp[:, win.pt : xp.shape[1] - win.pb, win.pl : xp.shape[2] - win.pr]
 
 
-def conv2d_backward(grad_out, x, kernel, strides=1, padding="valid", dilation_rate=1, groups=1,
-                    data_format="channels_last", *, input_grad=True):
+def conv2d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    kernel: ArrayLike,
+    strides: IntPair = 1,
+    padding: Padding = "valid",
+    dilation_rate: IntPair = 1,
+    groups: SupportsIndex = 1,
+    data_format: str = "channels_last",
+    *,
+    input_grad: bool = True,
+) -> tuple[FloatArray | None, FloatArray, FloatArray]:
     """Reference of :func:`convpool.conv2d_backward`.
 
     grad_kernel: every window times grad_out, summed (tensordot); grad_bias:
@@ -177,8 +210,14 @@ def conv2d_backward(grad_out, x, kernel, strides=1, padding="valid", dilation_ra
     return grad_x, grad_kernel.astype(call.dtype), grad_bias.astype(call.dtype)
 
 
-def max_pool2d_backward(grad_out, x, pool_size, strides=None, padding="valid",
-                        data_format="channels_last"):
+def max_pool2d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    pool_size: IntPair,
+    strides: IntPair | None = None,
+    padding: Padding = "valid",
+    data_format: str = "channels_last",
+) -> FloatArray:
     """Reference of :func:`convpool.max_pool2d_backward`.
 
     The winner of each window: the last NaN if it holds any, else the first
@@ -208,8 +247,15 @@ def max_pool2d_backward(grad_out, x, pool_size, strides=None, padding="valid",
     return _from_nhwc(_crop(gxp, win), call)
 
 
-def avg_pool2d_backward(grad_out, x, pool_size, strides=None, padding="valid",
-                        data_format="channels_last", count_include_pad=False):
+def avg_pool2d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    pool_size: IntPair,
+    strides: IntPair | None = None,
+    padding: Padding = "valid",
+    data_format: str = "channels_last",
+    count_include_pad: bool | np.bool_ = False,
+) -> FloatArray:
     """Reference of :func:`convpool.avg_pool2d_backward`: grad_out / divisor added
     to every tap's strided positions of the padded input, then cropped."""
     if not isinstance(count_include_pad, (bool, np.bool_)):

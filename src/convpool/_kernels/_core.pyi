@@ -1,0 +1,90 @@
+"""Type stub of ``convpool._kernels._core`` (compiled from _core.pyx).
+
+Private: every kernel trusts its arguments (C-contiguous NHWC arrays of one
+float dtype, valid geometry, ``y`` not overlapping the inputs);
+``convpool.functional`` checks all of that first.  The kernels are Cython fused
+functions over ``float`` and ``double``: every array of one call must be
+float32, or every one float64.  They write their results into the ``y`` /
+``gx`` / ``gk`` / ``gb`` arrays and return None.
+"""
+
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+_F = TypeVar("_F", np.float32, np.float64)
+
+ISA_NAMES: dict[str, int]
+
+def compiler() -> str: ...
+def openmp_enabled() -> bool: ...
+def openmp_version() -> int: ...
+def omp_max_threads() -> int: ...
+def omp_set_max_threads(n: int) -> None: ...
+def _set_stream_threshold(nbytes: int) -> int: ...
+def isa_supported(name: str) -> bool: ...
+def isa_compiled(name: str) -> bool: ...
+def isa_select(name: str) -> None: ...
+def isa_selected() -> str: ...
+def set_workspace_limit(nbytes: int) -> None: ...
+def get_workspace_limit() -> int: ...
+def last_workspace_bytes() -> int: ...
+def conv2d_nhwc(
+    x: NDArray[_F],
+    kernel: NDArray[_F],
+    bias: NDArray[_F] | None,
+    y: NDArray[_F],
+    sh: int,
+    sw: int,
+    dh: int,
+    dw: int,
+    pt: int,
+    pl: int,
+    groups: int,
+    n_threads: int,
+    relu: bool = False,
+) -> None: ...
+def pool2d_nhwc(
+    x: NDArray[_F],
+    y: NDArray[_F],
+    is_max: bool,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    pt: int,
+    pl: int,
+    count_include_pad: bool,
+    n_threads: int,
+) -> None: ...
+def conv2d_backward_nhwc(
+    gy: NDArray[_F],
+    x: NDArray[_F],
+    kernel: NDArray[_F],
+    gx: NDArray[_F] | None,
+    gk: NDArray[_F] | None,
+    gb: NDArray[_F] | None,
+    sh: int,
+    sw: int,
+    dh: int,
+    dw: int,
+    pt: int,
+    pl: int,
+    groups: int,
+    n_threads: int,
+) -> None: ...
+def pool2d_backward_nhwc(
+    x: NDArray[_F],
+    gy: NDArray[_F],
+    gx: NDArray[_F],
+    is_max: bool,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    pt: int,
+    pl: int,
+    count_include_pad: bool,
+    n_threads: int,
+) -> None: ...
