@@ -311,11 +311,22 @@ def from_nhwc_shape(shape: tuple[_T, ...], data_format: str) -> tuple[_T, ...]:
     return tuple(shape)
 
 
+def kernel_ready(a: NDArray[Any], dtype: np.dtype[Any] | None = None) -> NDArray[Any]:
+    """``a`` as the kernels read it: C-contiguous and aligned to its item size.
+
+    NumPy allows misaligned arrays (``np.frombuffer`` at an odd offset, packed
+    records); a C kernel loading from one is undefined behaviour, so those are
+    copied.  A copy is made only when needed.
+    """
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.aligned else a.copy()
+
+
 def to_nhwc(x: NDArray[Any], data_format: str, dtype: np.dtype[Any]) -> NDArray[Any]:
-    """``x`` as a C-contiguous NHWC array of ``dtype``; a copy only when needed."""
+    """``x`` as a C-contiguous, aligned NHWC array of ``dtype``; a copy only when needed."""
     if data_format == "channels_first":
         x = x.transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(x, dtype=dtype)
+    return kernel_ready(x, dtype)
 
 
 def grad_out_nhwc(grad_out: ArrayLike, call: ConvCall | PoolCall) -> NDArray[Any]:

@@ -276,6 +276,9 @@ def window_2d(
                 f"{(pt, pb, pl, pr)}, strides {(sh, sw)}, dilation_rate {(dh, dw)}, "
                 f"{window_name} {(kh, kw)}, input {(h, w)}{suffix}"
             )
+    # A one-tap axis has no spacing to dilate: any dilation gives the same
+    # window, so it is normalised to 1 (and never reaches a 64-bit kernel).
+    dh, dw = (1 if kh == 1 else dh), (1 if kw == 1 else dw)
     return Window2D(kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, oh, ow)
 
 

@@ -22,6 +22,7 @@ from ._checks import (
     check_activation,
     check_out,
     grad_out_nhwc,
+    kernel_ready,
     to_nhwc,
     to_nhwc_shape,
 )
@@ -54,8 +55,9 @@ def _finish(y_nhwc: NDArray[Any], out: NDArray[Any] | None, data_format: str) ->
 
 
 def _nhwc_result(call: ConvCall | PoolCall, out: NDArray[Any] | None) -> NDArray[Any]:
-    """The array the kernel writes: ``out`` itself when it is already NHWC."""
-    if out is not None and call.data_format == "channels_last":
+    """The array the kernel writes: ``out`` itself when it is NHWC and aligned
+    (a misaligned ``out`` is filled from a temporary by :func:`_finish`)."""
+    if out is not None and call.data_format == "channels_last" and out.flags.aligned:
         return out
     return _memory.empty(call.nhwc_shape, call.dtype)
 
@@ -137,8 +139,8 @@ def conv2d(
     w = call.win
     _core.conv2d_nhwc(
         xn,
-        np.ascontiguousarray(call.kernel),
-        None if call.bias is None else np.ascontiguousarray(call.bias),
+        kernel_ready(call.kernel),
+        None if call.bias is None else kernel_ready(call.bias),
         y,
         w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,
         get_num_threads(),
@@ -161,6 +163,13 @@ def _pool(
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
     y = _nhwc_result(call, out)
     if y.size == 0:
+        return _finish(y, out, call.data_format)
+    n, h, w_, c = to_nhwc_shape(call.x.shape, call.data_format)
+    if h == 0 or w_ == 0:
+        # No real cell anywhere: every window holds padding only (as the
+        # reference computes it, max is -inf, the average 0/0 = NaN, or
+        # 0 / (KH * KW) = 0 when the padding counts).
+        y.fill(-np.inf if is_max else (0.0 if count_include_pad else np.nan))
         return _finish(y, out, call.data_format)
     w = call.win
     _core.pool2d_nhwc(
@@ -292,12 +301,12 @@ def conv2d_backward(
         if pointwise and grad_x is not None:
             # A 1x1 conv's input gradient is the 1x1 conv of grad_out with the
             # kernel transposed: the forward kernel does it, in one GEMM pass.
-            _core.conv2d_nhwc(gy, np.ascontiguousarray(call.kernel.transpose(0, 1, 3, 2)), None,
+            _core.conv2d_nhwc(gy, kernel_ready(call.kernel.transpose(0, 1, 3, 2)), None,
                               grad_x, 1, 1, 1, 1, 0, 0, 1, get_num_threads())
         _core.conv2d_backward_nhwc(
             gy,
             to_nhwc(call.x, call.data_format, call.dtype),
-            np.ascontiguousarray(call.kernel),
+            kernel_ready(call.kernel),
             None if pointwise else grad_x,
             grad_kernel.reshape(-1),
             grad_bias,

@@ -208,7 +208,7 @@ cdef inline int64_t _lines(int64_t nbytes) noexcept nogil:
 # The workspace cap (bytes a call may allocate besides its result), and what
 # the last call needed (for the tests of the documented bounds).
 cdef int64_t _workspace_limit = 1 << 30
-cdef int64_t _last_workspace = 0
+cdef object _last_workspace = 0
 
 
 def set_workspace_limit(int64_t nbytes):
@@ -226,8 +226,12 @@ def last_workspace_bytes():
     return _last_workspace
 
 
-cdef int _reserve(str op, int64_t total, str detail) except -1:
-    """Check a call's workspace against the cap before anything is allocated."""
+cdef int _reserve(str op, object total, str detail) except -1:
+    """Check a call's workspace against the cap before anything is allocated.
+
+    ``total`` is a Python int, so a size computed from huge window arguments
+    is compared exactly instead of wrapping around in 64 bits.
+    """
     global _last_workspace
     _last_workspace = total
     if total > _workspace_limit:
@@ -324,9 +328,13 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
 
     cdef int64_t rows = g.n * g.oh
     cdef int nt = _team_size(n_threads, rows, <double>g.n * g.oh * g.ow * g.c * g.kh * g.kw)
-    cdef int64_t stride = (cp_pool_scratch_elems(&g) * sizeof(floating) + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
-    _reserve("max_pool2d" if is_max else "avg_pool2d", nt * stride,
-             f"{nt} threads x {stride} scratch")
+    # The scratch grows with the pool width, an argument that costs nothing to
+    # pass: size it in Python ints, and in int64 only once it is under the cap.
+    cdef object need = (3 * ((<object>g.tile - 1) * g.sw + g.kw) * g.c * sizeof(floating)
+                        + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
+    _reserve("max_pool2d" if is_max else "avg_pool2d", nt * need,
+             f"{nt} threads x {need} scratch")
+    cdef int64_t stride = _lines(cp_pool_scratch_elems(&g) * sizeof(floating))
     cdef char *scratch = <char *> _alloc_or_raise(nt * stride, "pooling scratch")
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef floating *yp = &y[0, 0, 0, 0]

@@ -408,8 +408,9 @@ static void pool_unit_rows(const cp_pool_geom *g, int64_t unit, int64_t *n, int6
                 const int64_t iw0 = ow * g->sw - g->pl;                                      \
                 const int64_t c0 = iw0 < 0 ? 0 : iw0;                                        \
                 const int64_t c1 = iw0 + g->kw < g->w ? iw0 + g->kw : g->w;                  \
-                const T divisor = (T)(g->count_include_pad ? g->kh * g->kw                   \
-                                                           : (r1 - r0) * (c1 - c0));         \
+                /* in double: KH * KW may pass int64 (huge windows of padding) */       \
+                const T divisor = (T)(g->count_include_pad ? (double)g->kh * (double)g->kw   \
+                                                           : (double)((r1 - r0) * (c1 - c0))); \
                 const T *grad = gy + ((n * g->oh + oh) * g->ow + ow) * C;                    \
                 for (int64_t c = 0; c < C; c++)                                              \
                     share[ow * C + c] = grad[c] / divisor;                                   \

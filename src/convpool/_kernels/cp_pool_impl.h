@@ -160,8 +160,9 @@
             /* 3. average: divide by the cells counted */                                    \
             if (!(IS_MAX)) {                                                                 \
                 if (g->count_include_pad || (!padded && nrows == g->kh)) {                   \
-                    const T divisor = (T)(g->count_include_pad ? g->kh * g->kw               \
-                                                               : nrows * g->kw);             \
+                    /* in double: KH * KW may pass int64 (huge windows of padding) */   \
+                    const T divisor = (T)(g->count_include_pad ? (double)g->kh * (double)g->kw \
+                                                               : (double)(nrows * g->kw));   \
                     for (int64_t q = 0; q < cnt * C; q++)                                    \
                         out[q] = out[q] / divisor;                                           \
                 } else {                                                                     \
