@@ -821,6 +821,8 @@ def _rss():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc/self/statm")
+@pytest.mark.skipif(SANITIZED, reason="ASan holds freed memory in its quarantine, so RSS "
+                    "grows by design; ASan's own heap checks cover this build")
 def test_no_leaks_over_2000_calls(workspace_limit):
     rng = np.random.default_rng(11)
     x = rng.standard_normal((1, 16, 16, 8)).astype(np.float32)  # 8 KiB in, 16 KiB out
