@@ -18,8 +18,10 @@ gives bitwise the same output for any thread count.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import threading
+from collections.abc import Iterator
 
 from ._kernels import _core
 
@@ -30,6 +32,7 @@ _OMP_DEFAULT = _core.omp_max_threads()
 _requested: int | None = None  # set_num_threads(n), for every thread
 _setter: int | None = None  # the thread whose OpenMP count we wrote ...
 _written: int | None = None  # ... and the value written there
+_local = threading.local()  # .n: a count for this Python thread only (see task_threads)
 
 
 def _limited(icv: int) -> bool:
@@ -86,6 +89,27 @@ def get_num_threads() -> int:
     """
     if not _core.openmp_enabled():
         return 1
+    local: int | None = getattr(_local, "n", None)
+    if local is not None:
+        return local
     icv = _core.omp_max_threads()
     wanted = _requested if _requested is not None else icv
     return min(wanted, icv) if _limited(icv) else wanted
+
+
+@contextlib.contextmanager
+def task_threads(n: int | None) -> Iterator[None]:
+    """Run convpool's calls in this block, from this Python thread only, on ``n`` threads.
+
+    For tasks of a scheduler that runs several at once (convpool.dask): each
+    task sets its own count without touching the other threads' or the
+    process's.  It wins over set_num_threads and threadpoolctl limits; None
+    leaves the count as it is.
+    """
+    previous = getattr(_local, "n", None)
+    if n is not None:
+        _local.n = n
+    try:
+        yield
+    finally:
+        _local.n = previous

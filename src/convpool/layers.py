@@ -812,7 +812,8 @@ class Flatten(Layer):
     def _call(self, x: NDArray[Any]) -> NDArray[Any]:
         if self.data_format == "channels_first" and x.ndim == 4:
             x = x.transpose(0, 2, 3, 1)
-        return np.reshape(x, (x.shape[0], -1))
+        # The size, not -1: an empty batch has no size to infer it from.
+        return np.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
 
     def _backward(
         self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
