@@ -69,7 +69,7 @@ except ImportError as err:  # pragma: no cover - exercised only without dask
     ) from err
 
 from . import functional as F
-from ._checks import ConvCall, PoolCall, check_activation, check_data_format
+from ._checks import ConvCall, PoolCall, cast_weights, check_activation
 from ._shapes import IntPair, Padding, effective_size
 from ._threads import task_threads
 
@@ -392,6 +392,7 @@ def _check_grad_out(grad_out: object, call: ConvCall | PoolCall) -> da.Array:
             f"grad_out must have the forward output's shape {tuple(call.out_shape)} "
             f"(x shape {call.x.shape}, {call.data_format}), got {g.shape}"
         )
+    cast_weights(np.empty(0, g.dtype), "grad_out", call.dtype)  # the in-memory dtype rule
     return g
 
 
@@ -438,6 +439,8 @@ def conv2d_backward(
         blocks = [da.from_delayed(p[0], shape=(n,) + x.shape[1:], dtype=dt, meta=np.empty((0,) * 4, dt))
                   for p, n in zip(parts, batch)]
         grad_x = blocks[0] if len(blocks) == 1 else da.concatenate(blocks, axis=0)
+        # concatenate drops empty blocks: restore x's batch chunks (moves no data)
+        grad_x = grad_x.rechunk((batch,) + tuple(-1 for _ in x.shape[1:]))
     gk = da.stack([da.from_delayed(p[1], shape=call.kernel.shape, dtype=dt) for p in parts])
     gb = da.stack([da.from_delayed(p[2], shape=(call.kernel.shape[3],), dtype=dt) for p in parts])
     if len(parts) == 1:
@@ -529,7 +532,7 @@ def apply(model_or_layer: Any, x: da.Array, *, threads: int | None = None) -> da
     if not model.built:
         from ._checks import compute_dtype
 
-        dtype = compute_dtype(_stand_in(x) if x.ndim else np.zeros(()), "x")
+        dtype = compute_dtype(np.empty(0, x.dtype), "x")  # needs no shape: chunks may be unknown
         for layer in getattr(model, "layers", [model]):
             if getattr(layer, "dtype", None) is None:
                 layer.dtype = dtype
