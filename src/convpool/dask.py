@@ -527,6 +527,11 @@ def apply(model_or_layer: Any, x: da.Array, *, threads: int | None = None) -> da
         )
     if not isinstance(x, da.Array):
         raise TypeError(f"x must be a dask array, got {type(x).__name__}")
+    if any(np.isnan(d) for d in x.shape[1:]):  # the batch size may be unknown, a sample's not
+        raise ValueError(
+            f"x has unknown chunk sizes along its sample axes (shape {x.shape}): call "
+            f"x.compute_chunk_sizes() first"
+        )
     threads = _check_threads(threads)
     model = model_or_layer
     if not model.built:
