@@ -69,10 +69,12 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # pragma: no cover
 
 
-def reset_peak_rss() -> None:
-    """Start this process's peak resident memory afresh (Linux: clear_refs 5)."""
+def reset_peak_rss() -> int:
+    """Start this process's peak resident memory afresh (Linux: clear_refs 5); the RSS now."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
 
 
 def _write_frames(path: str, frames: int, chunk: int) -> None:
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             runs, mem_runs = [], []
             for r in range(args.repeat):  # interleaved: Dask, then in memory
                 shutil.rmtree(dst, ignore_errors=True)
-                client.run(reset_peak_rss)
+                before = client.run(reset_peak_rss)
                 t = time.perf_counter()
                 y = cpd.apply(model, read_stack(src))
                 da.to_npy_stack(dst, y, axis=0)
@@ -160,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 mem_runs.append(time.perf_counter() - t)
                 print(f"run {r + 1}: Dask {runs[-1]:.2f} s = {args.frames / runs[-1]:.0f} "
                       f"frames/s, worker peak RSS "
-                      + ", ".join(format_bytes(v) for v in peaks.values())
+                      + ", ".join(f"{format_bytes(v)} (from {format_bytes(before[w])})"
+                                  for w, v in peaks.items())
                       + f"; in memory {mem_runs[-1]:.3f} s = {args.batch / mem_runs[-1]:.0f} frames/s")
             dask_fps = args.frames / statistics.median(runs)
             mem_fps = args.batch / statistics.median(mem_runs)
