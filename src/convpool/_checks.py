@@ -58,6 +58,13 @@ def check_activation(activation: object) -> str | None:
     raise ValueError(f"activation must be None, 'linear' or 'relu', got {activation!r}")
 
 
+def check_bool(value: object, name: str) -> bool:
+    """``value`` as a bool; anything but a Python or NumPy bool is a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
 def positive_int(value: object, name: str, *, minimum: int = 1) -> int:
     """``value`` as an int >= minimum, else TypeError / ValueError naming ``name``."""
     if isinstance(value, bool):

@@ -69,7 +69,7 @@ except ImportError as err:  # pragma: no cover - exercised only without dask
     ) from err
 
 from . import functional as F
-from ._checks import ConvCall, PoolCall, cast_weights, check_activation
+from ._checks import ConvCall, PoolCall, cast_weights, check_activation, check_bool
 from ._shapes import IntPair, Padding, effective_size
 from ._threads import task_threads
 
@@ -373,10 +373,9 @@ def avg_pool2d(
     threads: int | None = None,
 ) -> da.Array:
     """:func:`convpool.avg_pool2d` on a dask array (chunked along any axes); bitwise the in-memory result."""
-    if not isinstance(count_include_pad, (bool, np.bool_)):
-        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
     return _pool(x, pool_size, strides, padding, data_format, threads, F.avg_pool2d,
-                 count_include_pad=bool(count_include_pad))
+                 count_include_pad=count_include_pad)
 
 
 # ---------------------------------------------------------------- backward ops
@@ -493,10 +492,9 @@ def avg_pool2d_backward(
     threads: int | None = None,
 ) -> da.Array:
     """:func:`convpool.avg_pool2d_backward` on dask arrays, split along the batch axis; bitwise."""
-    if not isinstance(count_include_pad, (bool, np.bool_)):
-        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
     return _pool_backward(grad_out, x, pool_size, strides, padding, data_format, threads,
-                          F.avg_pool2d_backward, count_include_pad=bool(count_include_pad))
+                          F.avg_pool2d_backward, count_include_pad=count_include_pad)
 
 
 # ----------------------------------------------------------------------- apply

@@ -20,6 +20,7 @@ from ._checks import (
     FloatArray,
     PoolCall,
     check_activation,
+    check_bool,
     check_out,
     grad_out_nhwc,
     kernel_ready,
@@ -247,9 +248,8 @@ def avg_pool2d(
     -------
     y : ndarray of shape (N, OH, OW, C), or (N, C, OH, OW) with channels_first
     """
-    if not isinstance(count_include_pad, (bool, np.bool_)):
-        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
-    return _pool(x, pool_size, strides, padding, data_format, out, False, bool(count_include_pad))
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
+    return _pool(x, pool_size, strides, padding, data_format, out, False, count_include_pad)
 
 
 # ------------------------------------------------------------------ backward
@@ -397,7 +397,6 @@ def avg_pool2d_backward(
     -------
     grad_x : ndarray of x's shape, in the compute dtype
     """
-    if not isinstance(count_include_pad, (bool, np.bool_)):
-        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
     return _pool_backward(grad_out, x, pool_size, strides, padding, data_format, False,
                           bool(count_include_pad))

@@ -21,6 +21,7 @@ from ._checks import (
     FloatArray,
     PoolCall,
     check_activation,
+    check_bool,
     check_out,
     grad_out_nhwc,
     to_nhwc,
@@ -130,8 +131,7 @@ def avg_pool2d(
 ) -> FloatArray:
     """Reference of :func:`convpool.avg_pool2d`: the window sum over the number of
     real cells (or over ``KH * KW`` with ``count_include_pad``)."""
-    if not isinstance(count_include_pad, (bool, np.bool_)):
-        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
     call = PoolCall(x, pool_size, strides, padding, data_format)
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
     x = to_nhwc(call.x, call.data_format, call.dtype)
@@ -258,8 +258,7 @@ def avg_pool2d_backward(
 ) -> FloatArray:
     """Reference of :func:`convpool.avg_pool2d_backward`: grad_out / divisor added
     to every tap's strided positions of the padded input, then cropped."""
-    if not isinstance(count_include_pad, (bool, np.bool_)):
-        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    count_include_pad = check_bool(count_include_pad, "count_include_pad")
     call = PoolCall(x, pool_size, strides, padding, data_format)
     g = grad_out_nhwc(grad_out, call)
     x = to_nhwc(call.x, call.data_format, call.dtype)
