@@ -15,12 +15,15 @@
    to an .npy stack.  Timed from the first read to the last write.
 3. The same model, in this process, on an in-memory batch of ``--batch``
    frames (the tutorial's 64) with every core: the throughput to match.
+4. The same reads, model and writes in plain processes (one per worker, one
+   thread each), without Dask: what the data path allows.
 
-Prints both throughputs (frames/s), their ratio, each worker's peak resident
-memory during the run (which includes the input pages it mapped) against the
-chunk and data sizes, and checks a few output frames against the in-memory
-model.  The stack's files are fresh, so the reads come from the page cache;
-a cold cache would make the run as fast as the disk.
+The three are timed in turn, ``--repeat`` rounds, and the medians compared.
+Prints the throughputs (frames/s), the ratios, each worker's peak resident
+memory during a run (which includes the input pages it mapped) and before
+it, and checks the first chunk's output against the in-memory model.  The
+stack's files are fresh, so the reads come from the page cache; a cold cache
+would make the run as fast as the disk.
 """
 
 from __future__ import annotations
