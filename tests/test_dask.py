@@ -32,6 +32,7 @@ import functools
 import importlib.machinery
 import os
 import re
+import subprocess
 import sys
 import threading
 
@@ -1286,3 +1287,21 @@ def test_cluster_matches_in_memory(op, cfg, client, rng, request):
             first = y.compute()
             assert_bitwise_equal(first, y.compute(), "cluster apply", what="two computes")
             _check_seed_model(model, x, dx, y, first)
+
+
+# ========================================================================== example
+def test_dask_fullhd_example_runs_small(tmp_path):
+    """examples/dask_fullhd.py end to end on 4 frames (2 chunks): it writes the
+    stack, runs the model on the cluster and in plain processes, and its own
+    check (the first chunk's output equals the in-memory model's) passes."""
+    example = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "dask_fullhd.py")
+    if not os.path.exists(example):
+        pytest.skip("examples/ is not next to the tests (installed package)")
+    proc = subprocess.run(
+        [sys.executable, example, "--frames", "4", "--chunk", "2", "--batch", "2",
+         "--repeat", "1", "--memory-limit", "1GiB", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "first chunk's output equals the in-memory model's: True" in proc.stdout, proc.stdout
+    assert not os.path.exists(tmp_path / "out-plain")
