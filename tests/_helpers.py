@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from hypothesis import strategies as st
 
 from convpool import reference
+from convpool._shapes import effective_size
 
 __all__ = [
     "DTYPE_TAG",
@@ -21,6 +23,7 @@ __all__ = [
     "assert_guard_intact",
     "avg_pool_tolerance",
     "case_id",
+    "conv_configs",
     "conv_tolerance",
     "gamma",
     "guarded",
@@ -462,3 +465,50 @@ def small_ints(rng, shape, dtype, bound: int = 8) -> np.ndarray:
     ndarray
     """
     return rng.integers(-bound, bound + 1, size=shape).astype(dtype)
+
+
+# --------------------------------------------------------------------- hypothesis
+@st.composite
+def conv_configs(draw, *, batches, heights, widths, dtypes, layouts, bias=False):
+    """A random conv2d case: groups, channels around the vector widths, kernel
+    1-4, stride 1-4, dilation 1-3 and every padding form, on an input the
+    window fits in plus a size drawn from ``heights`` / ``widths`` (minus one).
+
+    Returns a dict for ``case_id`` (with a ``bias`` flag when ``bias``) and a
+    ``seed`` for the data.
+    """
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg = draw(st.sampled_from([1, 2, 3, 5]))
+    ocg = draw(st.sampled_from([1, 2, 7, 8, 9, 15, 16, 17]))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    form = draw(st.sampled_from(["valid", "same", "int", "pair", "explicit"]))
+    p = st.integers(0, 3)
+    if form in ("valid", "same"):
+        padding, pads = form, (0, 0, 0, 0)
+    elif form == "int":
+        v = draw(p)
+        padding, pads = v, (v,) * 4
+    elif form == "pair":
+        a, b = draw(p), draw(p)
+        padding, pads = (a, b), (a, a, b, b)
+    else:
+        t, bo, le, ri = draw(p), draw(p), draw(p), draw(p)
+        padding, pads = ((t, bo), (le, ri)), (t, bo, le, ri)
+    # the smallest input the window fits in (any input fits under "same")
+    min_h = 1 if form == "same" else max(1, effective_size(kh, dh) - pads[0] - pads[1])
+    min_w = 1 if form == "same" else max(1, effective_size(kw, dw) - pads[2] - pads[3])
+    cfg = dict(
+        n=draw(st.sampled_from(batches)),
+        h=min_h + draw(st.sampled_from(heights)) - 1,
+        w=min_w + draw(st.sampled_from(widths)) - 1,
+        c=groups * cg, oc=groups * ocg,
+        kernel=(kh, kw), strides=(sh, sw), padding=padding, dilation=(dh, dw), groups=groups,
+    )
+    if bias:
+        cfg["bias"] = draw(st.booleans())
+    cfg.update(dtype=np.dtype(draw(st.sampled_from(dtypes))),
+               data_format=draw(st.sampled_from(layouts)),
+               seed=draw(st.integers(0, 2**32 - 1)))
+    return cfg

@@ -10,16 +10,17 @@ Three tiers (see /work/shared/notes/reliability.md):
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import convpool
 from convpool import reference
 from convpool._shapes import window_2d
+from _helpers import conv_configs as helper_conv_configs
 from _helpers import (
     assert_bitwise_equal,
     assert_conv_close,
@@ -396,38 +397,9 @@ def test_conv2d_out_sentinel_overwritten_everywhere(rng):
 PRIMES_AND_SMALL = [1, 2, 3, 4, 5, 6, 7, 8, 11, 13]
 
 
-@st.composite
-def conv_configs(draw):
-    groups = draw(st.sampled_from([1, 1, 2, 3]))
-    cg = draw(st.sampled_from([1, 2, 3, 5]))
-    ocg = draw(st.sampled_from([1, 2, 7, 8, 9, 15, 16, 17]))
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    form = draw(st.sampled_from(["valid", "same", "int", "pair", "explicit"]))
-    p = st.integers(0, 3)
-    if form in ("valid", "same"):
-        padding, pads = form, (0, 0, 0, 0)
-    elif form == "int":
-        v = draw(p)
-        padding, pads = v, (v, v, v, v)
-    elif form == "pair":
-        a, b = draw(p), draw(p)
-        padding, pads = (a, b), (a, a, b, b)
-    else:
-        t, bo, le, ri = draw(p), draw(p), draw(p), draw(p)
-        padding, pads = ((t, bo), (le, ri)), (t, bo, le, ri)
-    # smallest input the window fits in (any input fits under "same")
-    min_h = 1 if form == "same" else max(1, (kh - 1) * dh + 1 - pads[0] - pads[1])
-    min_w = 1 if form == "same" else max(1, (kw - 1) * dw + 1 - pads[2] - pads[3])
-    h = min_h + draw(st.sampled_from(PRIMES_AND_SMALL)) - 1
-    w = min_w + draw(st.sampled_from(PRIMES_AND_SMALL)) - 1
-    return dict(
-        n=draw(st.sampled_from([0, 1, 1, 2, 3])), h=h, w=w, c=groups * cg, oc=groups * ocg,
-        kernel=(kh, kw), strides=(sh, sw), padding=padding, dilation=(dh, dw), groups=groups,
-        bias=draw(st.booleans()), dtype=np.dtype(draw(st.sampled_from(DTYPES))),
-        data_format=draw(st.sampled_from(LAYOUTS)), seed=draw(st.integers(0, 2**32 - 1)),
-    )
+conv_configs = functools.partial(
+    helper_conv_configs, batches=[0, 1, 1, 2, 3], heights=PRIMES_AND_SMALL,
+    widths=PRIMES_AND_SMALL, dtypes=DTYPES, layouts=LAYOUTS, bias=True)
 
 
 def test_conv2d_hypothesis_sweep():
