@@ -38,6 +38,7 @@ from ._checks import (
     as_array,
     cast_weights,
     check_activation,
+    check_bool,
     check_data_format,
     compute_dtype,
     from_nhwc_shape,
@@ -87,12 +88,6 @@ def _float_dtype(dtype: DTypeLike | None) -> np.dtype[np.floating[Any]] | None:
 def _check_padding_form(padding: Padding) -> None:
     """Reject an unknown or negative padding at construction time."""
     resolve_padding(padding, (1, 1), (1, 1), (1, 1))
-
-
-def _as_bool(value: object, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
 
 
 def _relu_inplace(y: NDArray[Any]) -> NDArray[Any]:
@@ -336,7 +331,7 @@ class _KernelBias:
     _weight_names: tuple[str, ...]
 
     def _init_kernel_bias(self, use_bias: bool | np.bool_, activation: str | None) -> None:
-        self.use_bias = _as_bool(use_bias, "use_bias")
+        self.use_bias = check_bool(use_bias, "use_bias")
         self._weight_names = ("kernel", "bias") if self.use_bias else ("kernel",)
         self.activation = check_activation(activation)
 
@@ -759,7 +754,7 @@ class AvgPool2D(_Pool2D):
         name: str | None = None,
     ) -> None:
         super().__init__(pool_size, strides, padding, data_format, name=name)
-        self.count_include_pad = _as_bool(count_include_pad, "count_include_pad")
+        self.count_include_pad = check_bool(count_include_pad, "count_include_pad")
 
     def _call(self, x: NDArray[Any]) -> FloatArray:
         return functional.avg_pool2d(
