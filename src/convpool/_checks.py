@@ -344,10 +344,20 @@ def grad_out_nhwc(grad_out: ArrayLike, call: ConvCall | PoolCall) -> NDArray[Any
     integers are cast.  Returns it as C-contiguous NHWC in the compute dtype.
     """
     grad_out = as_array(grad_out, "grad_out")
-    if grad_out.shape != tuple(call.out_shape):
-        raise ValueError(
-            f"grad_out must have the forward output's shape {tuple(call.out_shape)} "
-            f"(x shape {call.x.shape}, {call.data_format}), got {grad_out.shape}"
-        )
+    check_grad_out(grad_out.shape, grad_out.dtype, call)
     grad_out = cast_weights(grad_out, "grad_out", call.dtype)
     return to_nhwc(grad_out, call.data_format, call.dtype)
+
+
+def check_grad_out(shape: tuple[int, ...], dtype: np.dtype[Any], call: ConvCall | PoolCall) -> None:
+    """Raise unless a grad_out of ``shape`` and ``dtype`` fits the forward ``call``.
+
+    The shape must be the forward output's; a float dtype other than the
+    computation's is a TypeError (integers are cast).
+    """
+    if tuple(shape) != tuple(call.out_shape):
+        raise ValueError(
+            f"grad_out must have the forward output's shape {tuple(call.out_shape)} "
+            f"(x shape {call.x.shape}, {call.data_format}), got {tuple(shape)}"
+        )
+    cast_weights(np.empty(0, dtype), "grad_out", call.dtype)

@@ -69,7 +69,7 @@ except ImportError as err:  # pragma: no cover - exercised only without dask
     ) from err
 
 from . import functional as F
-from ._checks import ConvCall, PoolCall, cast_weights, check_activation, check_bool
+from ._checks import ConvCall, PoolCall, check_activation, check_bool, check_grad_out
 from ._shapes import IntPair, Padding, effective_size
 from ._threads import task_threads
 
@@ -229,10 +229,13 @@ def _forward(
     k_eff: tuple[int, int],
     block_fn: Callable[..., np.ndarray],
     weights: tuple[Any, ...],
-    merge_channels: bool,
-    out_channels: int,
+    out_channels: int | None,
 ) -> da.Array:
-    """Run ``block_fn(slab, *weights, padding=...)`` over the blocks of ``x``."""
+    """Run ``block_fn(slab, *weights, padding=...)`` over the blocks of ``x``.
+
+    ``out_channels``: the output's channel count, for an op that needs every
+    input channel at once (channel chunks are merged); None keeps them.
+    """
     h_ax, w_ax, c_ax = _axes(call.data_format)
     win = call.win
     rows = _pieces(x.chunks[h_ax], x.shape[h_ax], k_eff[0], win.sh, win.pt, win.oh)
@@ -250,12 +253,11 @@ def _forward(
             index[h_ax], index[w_ax] = slice(r0, r1), slice(c0, c1)
             slab = x[tuple(index)]
             merged = {h_ax: -1, w_ax: -1}
-            if merge_channels:
-                merged[c_ax] = -1
-            slab = slab.rechunk(merged)
             adjust: dict[str, Any] = {"h": o1h - o0h, "w": o1w - o0w}
-            if merge_channels:
+            if out_channels is not None:
+                merged[c_ax] = -1
                 adjust["c"] = out_channels
+            slab = slab.rechunk(merged)
             ind = "nhwc" if call.data_format == "channels_last" else "nchw"
             piece = da.blockwise(
                 functools.partial(block_fn, padding=((top, bottom), (left, right))),
@@ -273,11 +275,9 @@ def _forward(
     return grid[0] if len(grid) == 1 else da.concatenate(grid, axis=h_ax)
 
 
-def _single(a: Any, name: str) -> Any:
+def _single(a: np.ndarray | None) -> da.Array | None:
     """A small in-memory argument (kernel, bias) as one dask block, referenced once by every task."""
-    if a is None:
-        return None
-    return da.from_array(np.asarray(a), chunks=-1, name=f"convpool-{name}-{dask.base.tokenize(np.asarray(a))}")
+    return None if a is None else da.from_array(a, chunks=-1)
 
 
 # ----------------------------------------------------------------- forward ops
@@ -320,14 +320,14 @@ def conv2d(
     block = _in_task(_conv_block, threads, _cluster_plan())
     fn = functools.partial(block, strides=(win.sh, win.sw), dilation_rate=(win.dh, win.dw),
                            groups=call.groups, data_format=call.data_format,
-                           activation=activation, dtype=call.dtype)
-    return _forward(x, call, k_eff, fn, (_single(call.kernel, "kernel"), _single(call.bias, "bias")),
-                    True, call.kernel.shape[3])
+                           activation=activation)
+    return _forward(x, call, k_eff, fn, (_single(call.kernel), _single(call.bias)),
+                    call.kernel.shape[3])
 
 
-def _conv_block(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None, *,
-                dtype: np.dtype[Any], **kwargs: Any) -> np.ndarray:
-    return np.asarray(F.conv2d(x, kernel, bias, **kwargs), dtype)
+def _conv_block(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None,
+                **kwargs: Any) -> np.ndarray:
+    return F.conv2d(x, kernel, bias, **kwargs)
 
 
 def _pool(x: da.Array, pool_size: IntPair, strides: IntPair | None, padding: Padding,
@@ -339,14 +339,13 @@ def _pool(x: da.Array, pool_size: IntPair, strides: IntPair | None, padding: Pad
     win = call.win
     block = functools.partial(_in_task(_pool_block, threads, _cluster_plan()), fn=fn,
                               pool_size=(win.kh, win.kw), strides=(win.sh, win.sw),
-                              data_format=call.data_format, dtype=call.dtype, **extra)
-    return _forward(x, call, (win.kh, win.kw), block, (), False, 0)
+                              data_format=call.data_format, **extra)
+    return _forward(x, call, (win.kh, win.kw), block, (), None)
 
 
-def _pool_block(*arrays: np.ndarray, fn: Callable[..., np.ndarray], dtype: np.dtype[Any],
-                **kwargs: Any) -> np.ndarray:
+def _pool_block(*arrays: np.ndarray, fn: Callable[..., np.ndarray], **kwargs: Any) -> np.ndarray:
     """``fn(x)`` (forward) or ``fn(grad_out, x)`` (backward) on one block."""
-    return np.asarray(fn(*arrays, **kwargs), dtype)
+    return fn(*arrays, **kwargs)
 
 
 def max_pool2d(
@@ -386,12 +385,7 @@ def _whole_samples(a: da.Array, batch_chunks: tuple[int, ...]) -> da.Array:
 
 def _check_grad_out(grad_out: object, call: ConvCall | PoolCall) -> da.Array:
     g = _as_dask(grad_out, "grad_out")
-    if g.shape != tuple(call.out_shape):
-        raise ValueError(
-            f"grad_out must have the forward output's shape {tuple(call.out_shape)} "
-            f"(x shape {call.x.shape}, {call.data_format}), got {g.shape}"
-        )
-    cast_weights(np.empty(0, g.dtype), "grad_out", call.dtype)  # the in-memory dtype rule
+    check_grad_out(g.shape, g.dtype, call)
     return g
 
 
@@ -437,9 +431,8 @@ def conv2d_backward(
     if input_grad:
         blocks = [da.from_delayed(p[0], shape=(n,) + x.shape[1:], dtype=dt, meta=np.empty((0,) * 4, dt))
                   for p, n in zip(parts, batch)]
-        grad_x = blocks[0] if len(blocks) == 1 else da.concatenate(blocks, axis=0)
         # concatenate drops empty blocks: restore x's batch chunks (moves no data)
-        grad_x = grad_x.rechunk((batch,) + tuple(-1 for _ in x.shape[1:]))
+        grad_x = da.concatenate(blocks, axis=0).rechunk((batch, -1, -1, -1))
     gk = da.stack([da.from_delayed(p[1], shape=call.kernel.shape, dtype=dt) for p in parts])
     gb = da.stack([da.from_delayed(p[2], shape=(call.kernel.shape[3],), dtype=dt) for p in parts])
     if len(parts) == 1:
@@ -459,9 +452,9 @@ def _pool_backward(grad_out: da.Array, x: da.Array, pool_size: IntPair,
     block = functools.partial(
         _in_task(_pool_block, threads, _cluster_plan()), fn=fn, pool_size=(win.kh, win.kw),
         strides=(win.sh, win.sw), padding=((win.pt, win.pb), (win.pl, win.pr)),
-        data_format=call.data_format, dtype=call.dtype, **extra)
-    return da.map_blocks(block, _whole_samples(g, batch),
-                         _whole_samples(x, batch), chunks=_whole_samples(x, batch).chunks,
+        data_format=call.data_format, **extra)
+    xs = _whole_samples(x, batch)
+    return da.map_blocks(block, _whole_samples(g, batch), xs, chunks=xs.chunks,
                          dtype=call.dtype, meta=np.empty((0,) * 4, call.dtype))
 
 
