@@ -52,7 +52,7 @@ cdef extern from "cp_kernels.h" nogil:
                                  const double *bias, double *y, int64_t unit, double *scratch)
 
     void cp_pool_plan(cp_pool_geom *g, int64_t itemsize)
-    int64_t cp_pool_scratch_elems(const cp_pool_geom *g)
+    int64_t cp_pool_scratch_bytes(const cp_pool_geom *g, int64_t itemsize)
     void cp_maxpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y,
                                    int64_t row, float *scratch)
     void cp_maxpool2d_nhwc_row_f64(const cp_pool_geom *g, const double *x, double *y,
@@ -229,8 +229,8 @@ def last_workspace_bytes():
 cdef int _reserve(str op, object total, str detail) except -1:
     """Check a call's workspace against the cap before anything is allocated.
 
-    ``total`` is a Python int, so a size computed from huge window arguments
-    is compared exactly instead of wrapping around in 64 bits.
+    ``total`` is a Python int: threads x scratch may pass int64 even when one
+    thread's scratch does not.
     """
     global _last_workspace
     _last_workspace = total
@@ -328,13 +328,14 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
 
     cdef int64_t rows = g.n * g.oh
     cdef int nt = _team_size(n_threads, rows, <double>g.n * g.oh * g.ow * g.c * g.kh * g.kw)
-    # The scratch grows with the pool width, an argument that costs nothing to
-    # pass: size it in Python ints, and in int64 only once it is under the cap.
-    cdef object need = (3 * ((<object>g.tile - 1) * g.sw + g.kw) * g.c * sizeof(floating)
-                        + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
-    _reserve("max_pool2d" if is_max else "avg_pool2d", nt * need,
-             f"{nt} threads x {need} scratch")
-    cdef int64_t stride = _lines(cp_pool_scratch_elems(&g) * sizeof(floating))
+    cdef int64_t stride = cp_pool_scratch_bytes(&g, sizeof(floating))
+    cdef str op = "max_pool2d" if is_max else "avg_pool2d"
+    if stride < 0:  # past int64: a pool width near 2**62
+        raise MemoryError(
+            f"convpool.{op} needs more than 2**63 bytes of workspace (pool width {g.kw}, "
+            f"{g.c} channels), more than the limit of {_workspace_limit} bytes")
+    stride = _lines(stride)
+    _reserve(op, nt * <object>stride, f"{nt} threads x {stride} scratch")
     cdef char *scratch = <char *> _alloc_or_raise(nt * stride, "pooling scratch")
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef floating *yp = &y[0, 0, 0, 0]

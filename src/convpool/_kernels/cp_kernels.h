@@ -111,7 +111,7 @@ void cp_conv2d_nhwc_unit_f64(const cp_conv_geom *g, const double *x, const doubl
 
 /* ---- pooling ------------------------------------------------------------ */
 void cp_pool_plan(cp_pool_geom *g, int64_t itemsize);
-int64_t cp_pool_scratch_elems(const cp_pool_geom *g);
+int64_t cp_pool_scratch_bytes(const cp_pool_geom *g, int64_t itemsize);
 
 void cp_maxpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y, int64_t row,
                                float *scratch);

@@ -129,10 +129,15 @@ void cp_pool_plan(cp_pool_geom *g, int64_t itemsize)
     g->stream = g->n * g->oh * g->ow * g->c * itemsize >= cp_stream_threshold;
 }
 
-/* v (span * C) and u (span * C) for the widest tile. */
-int64_t cp_pool_scratch_elems(const cp_pool_geom *g)
+/* Bytes of v, u and the staging row, span * C elements each, for the widest
+ * tile (span = (tile - 1) * sw + KW); -1 when that passes int64, as a huge
+ * pool width can make it (the pool width is an argument, not an array). */
+int64_t cp_pool_scratch_bytes(const cp_pool_geom *g, int64_t itemsize)
 {
-    return 3 * ((g->tile - 1) * g->sw + g->kw) * g->c; /* v, u and the staging row */
+    const int64_t span_max = (INT64_MAX - CP_ALIGN) / (3 * itemsize) / g->c; /* room to round */
+    if (g->kw > span_max || g->tile - 1 > (span_max - g->kw) / g->sw)
+        return -1;
+    return 3 * ((g->tile - 1) * g->sw + g->kw) * g->c * itemsize;
 }
 
 void cp_maxpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y, int64_t row,
