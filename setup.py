@@ -12,14 +12,20 @@ CONVPOOL_OPENMP = auto | 1 | 0
     with a warning when the probe fails; ``1`` makes a failed probe an error;
     ``0`` builds without OpenMP.
 CONVPOOL_DEBUG = 1
-    Cython bounds/wraparound checks on and ``-O0 -g``: for debugging only.
+    Cython bounds/wraparound checks on, the C kernels' contracts asserted
+    (CP_ASSERT) and ``-O0 -g``: for debugging only.
 CONVPOOL_SANITIZE = 1
     AddressSanitizer + UndefinedBehaviorSanitizer (gcc/clang); the tests then
     run with the ASan runtime preloaded: see tools/sanitize.sh.
+CONVPOOL_EMULATE_AVX512 = 1
+    Compile the AVX-512 variant for AVX2 against SIMDe's emulation of the
+    AVX-512 intrinsics (Debian's libsimde-dev), so its logic can be tested on
+    a CPU without AVX-512: see tools/emulate_avx512.sh.  Never for a release.
 
 The default build never uses ``-march=native``: the wheel must run on any
-x86-64 CPU.  SIMD variants are compiled per function with
-``__attribute__((target(...)))`` and chosen at import (see cp_dispatch.c).
+x86-64 CPU.  SIMD variants are compiled with
+target pragmas, one translation unit per ISA (cp_isa_<name>.c, cp_target.h),
+and chosen at import (see cp_dispatch.c).
 """
 
 import os
@@ -31,8 +37,10 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 KERNEL_DIR = os.path.join("src", "convpool", "_kernels")
-C_SOURCES = ["cp_dispatch.c", "cp_gemm.c", "cp_conv.c", "cp_pool.c", "cp_backward.c"]
-HEADERS = ["cp_kernels.h", "cp_internal.h", "cp_pool_impl.h"]
+# The generic drivers, then one translation unit per ISA variant (cp_isa_list.h).
+C_SOURCES = ["cp_dispatch.c", "cp_conv.c", "cp_pool.c", "cp_backward.c",
+             "cp_isa_baseline.c", "cp_isa_avx2.c", "cp_isa_avx512.c"]
+HEADERS = sorted(name for name in os.listdir(KERNEL_DIR) if name.endswith(".h"))
 
 OPENMP_PROBE = textwrap.dedent(
     """
@@ -86,7 +94,13 @@ class BuildExt(build_ext):
             )
         debug = os.environ.get("CONVPOOL_DEBUG") == "1"
         sanitize = os.environ.get("CONVPOOL_SANITIZE") == "1"
+        emulate = os.environ.get("CONVPOOL_EMULATE_AVX512") == "1"
         for ext in self.extensions:
+            if debug:
+                ext.define_macros.append(("CP_DEBUG", "1"))
+            if emulate:
+                ext.define_macros.append(("CP_EMULATE_AVX512", "1"))
+                ext.include_dirs.append(os.path.join("tools", "avx512_emulation"))
             if self.compiler.compiler_type != "msvc":
                 ext.extra_compile_args += [
                     "-O0" if debug else "-O3",

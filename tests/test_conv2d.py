@@ -33,6 +33,9 @@ from _helpers import (
     to_layout,
 )
 
+# Every test runs on each ISA variant of the C registry that this CPU can run.
+pytestmark = pytest.mark.usefixtures("isa")
+
 DTYPES = (np.float32, np.float64)
 LAYOUTS = ("channels_last", "channels_first")
 

@@ -1,27 +1,57 @@
 """The kernels' internal paths give bitwise identical results.
 
-conv2d feeds its micro-kernel in one of four ways (cp_conv.c): ROWS (A read in
-place from the input, borders gathered), GATHER (im2col tiles across rows, for
-narrow outputs), POINTWISE (1x1: the input is A) and DEPTHWISE (a direct
-kernel).  Large outputs are written with non-temporal stores.  Each output is
-the same ordered sum whichever path computes it, so equal inputs must give
-equal bits; these tests pin that down by computing the same values twice
-through different paths.
+conv2d computes with one of the algorithms of the C kernels' table
+(``convpool.conv2d_plan`` names the one a call uses): ROWS (A read in place
+from the input, borders gathered), GATHER (im2col tiles across rows),
+POINTWISE (1x1: the input is A) and DEPTHWISE (a direct kernel).  Large
+outputs are written with non-temporal stores.  Each output is the same ordered
+sum whichever path computes it, so equal inputs must give equal bits; these
+tests force every applicable algorithm on the same call (no test depends on
+the plan's thresholds) and compare.  Every test runs on each ISA variant this
+CPU can run (the ``isa`` fixture).
 """
 
 import numpy as np
 import pytest
 
 import convpool
+from convpool import functional
+from convpool._checks import ConvCall
 from convpool._kernels import _core
 
 from _helpers import assert_bitwise_equal, case_id
 
 DTYPES = [np.float32, np.float64]
 
+pytestmark = pytest.mark.usefixtures("isa")
+
 
 def _data(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
+
+
+def _call(x, kernel, bias, kw):
+    return ConvCall(x, kernel, bias, kw.get("strides", 1), kw.get("padding", "valid"),
+                    kw.get("dilation_rate", 1), kw.get("groups", 1), "channels_last")
+
+
+def _every_algorithm(x, kernel, bias, **kw):
+    """{algorithm: result} for every algorithm that can compute this call."""
+    out = {}
+    for name in _core.CONV_ALGORITHMS:
+        try:
+            functional._plan(_call(x, kernel, bias, kw), name)
+        except ValueError:
+            continue
+        out[name] = functional._conv2d(_call(x, kernel, bias, kw), None, False, name)
+    return out
+
+
+def _assert_all_equal(results, cfg, need):
+    assert need <= set(results), f"{cfg}: expected {need} among {sorted(results)}"
+    first = results["gather"]
+    for name, got in results.items():
+        assert_bitwise_equal(got, first, cfg, what=f"{name.upper()} vs GATHER")
 
 
 # ------------------------------------------------------------- ROWS vs GATHER
@@ -30,7 +60,6 @@ ROW_CASES = [
     dict(c=3, oc=16, kernel=(3, 3), strides=1, padding="same", dilation=1, groups=1),
     dict(c=5, oc=7, kernel=(3, 2), strides=(1, 2), padding=((1, 2), (0, 1)), dilation=1, groups=1),
     dict(c=8, oc=20, kernel=(3, 3), strides=1, padding=2, dilation=(2, 2), groups=1),
-    # (explicit padding: "same" with stride 2 may pad a crop differently on the left)
     dict(c=8, oc=16, kernel=(3, 3), strides=2, padding=((1, 1), (1, 0)), dilation=1, groups=4),
     dict(c=6, oc=33, kernel=(2, 3), strides=1, padding="valid", dilation=(1, 3), groups=3),
     dict(c=16, oc=17, kernel=(1, 1), strides=(2, 3), padding="valid", dilation=1, groups=1),
@@ -38,42 +67,35 @@ ROW_CASES = [
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("width", [7, 61])
 @pytest.mark.parametrize("cfg", ROW_CASES, ids=[case_id(**c) for c in ROW_CASES])
-def test_rows_path_equals_gather_path(cfg, dtype, rng):
-    """A wide image takes ROWS; the same image cropped to a narrow output takes
-    GATHER; the columns they share must match bit for bit."""
+def test_rows_path_equals_gather_path(cfg, width, dtype, rng):
+    """ROWS and GATHER forced on the same narrow and wide images: same bits."""
     kw = dict(strides=cfg["strides"], padding=cfg["padding"], dilation_rate=cfg["dilation"],
               groups=cfg["groups"])
     sw = cfg["strides"] if isinstance(cfg["strides"], int) else cfg["strides"][1]
-    x = _data(rng, (2, 13, 40 * sw + 17, cfg["c"]), dtype)
+    x = _data(rng, (2, 13, width * sw + 5, cfg["c"]), dtype)
     kernel = _data(rng, cfg["kernel"] + (cfg["c"] // cfg["groups"], cfg["oc"]), dtype)
     bias = _data(rng, (cfg["oc"],), dtype)
-    wide = convpool.conv2d(x, kernel, bias, **kw)
-    assert wide.shape[2] >= 24, "the wide case must take the ROWS path"
-    narrow = None
-    for width in range(x.shape[2], 0, -1):  # the widest crop whose output is narrow (< 24)
-        candidate = convpool.conv2d(x[:, :, :width], kernel, bias, **kw)
-        if candidate.shape[2] < 24:
-            narrow = candidate
-            break
-    assert narrow is not None and narrow.shape[2] >= 2
-    # Padding on the right differs between the two, so compare the columns
-    # whose windows see no right padding in the crop.
-    keep = narrow.shape[2] - 2
-    assert_bitwise_equal(narrow[:, :, :keep], wide[:, :, :keep], cfg, what="GATHER vs ROWS")
+    results = _every_algorithm(x, kernel, bias, **kw)
+    _assert_all_equal(results, cfg, {"rows", "gather"})
+    assert_bitwise_equal(convpool.conv2d(x, kernel, bias, **kw), results["gather"], cfg,
+                         what="conv2d's own choice vs GATHER")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("c, oc", [(3, 16), (64, 128), (17, 9)])
 def test_pointwise_path_equals_rows_path(c, oc, dtype, rng):
-    """1x1 stride 1 without padding is POINTWISE; with padding 1 it is ROWS, and
-    its interior is the same computation."""
+    """1x1 stride 1 without padding: POINTWISE, ROWS and GATHER forced agree;
+    with padding 1 (ROWS or GATHER) its interior is the same computation."""
     x = _data(rng, (2, 9, 31, c), dtype)
     kernel = _data(rng, (1, 1, c, oc), dtype)
     bias = _data(rng, (oc,), dtype)
-    plain = convpool.conv2d(x, kernel, bias)
+    results = _every_algorithm(x, kernel, bias)
+    _assert_all_equal(results, (c, oc), {"pointwise", "rows", "gather"})
     padded = convpool.conv2d(x, kernel, bias, padding=1)
-    assert_bitwise_equal(padded[:, 1:-1, 1:-1], plain, (c, oc), what="ROWS vs POINTWISE")
+    assert_bitwise_equal(padded[:, 1:-1, 1:-1], results["pointwise"], (c, oc),
+                         what="padded vs POINTWISE")
 
 
 DW_CASES = [
@@ -87,18 +109,19 @@ DW_CASES = [
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("cfg", DW_CASES, ids=[case_id(**c) for c in DW_CASES])
 def test_depthwise_path_equals_gemm_path(cfg, dtype, rng):
-    """groups = C_in = C_out runs the direct depthwise kernel; a channel
-    multiplier of 2 runs the GEMM path.  With the kernel duplicated, every
-    other output channel of the latter is the former, bit for bit."""
+    """groups = C_in = C_out: DEPTHWISE, ROWS and GATHER forced agree; and a
+    channel multiplier of 2 (the GEMM path) with the kernel duplicated gives
+    the same values in every other output channel."""
     c = cfg["c"]
     kw = dict(strides=cfg["strides"], padding=cfg["padding"], dilation_rate=cfg["dilation"],
               groups=c)
     x = _data(rng, (2, 11, 29, c), dtype)
     kernel = _data(rng, cfg["kernel"] + (1, c), dtype)
     bias = _data(rng, (c,), dtype)
-    direct = convpool.conv2d(x, kernel, bias, **kw)
+    results = _every_algorithm(x, kernel, bias, **kw)
+    _assert_all_equal(results, cfg, {"depthwise", "rows", "gather"})
     doubled = convpool.conv2d(x, np.repeat(kernel, 2, axis=3), np.repeat(bias, 2), **kw)
-    assert_bitwise_equal(direct, doubled[..., ::2], cfg, what="DEPTHWISE vs GEMM")
+    assert_bitwise_equal(results["depthwise"], doubled[..., ::2], cfg, what="DEPTHWISE vs GEMM")
 
 
 # ---------------------------------------------------- streamed (NT) stores
@@ -144,27 +167,6 @@ def test_streamed_pool_output_equals_cached_stores(op, c, dtype, rng, stream_thr
         streamed = fn(x, **kw)
         stream_threshold(2**62)
         assert_bitwise_equal(streamed, regular, (op, c, kw), what="streamed vs regular stores")
-
-
-# ------------------------------------------------------- the portable variant
-def test_baseline_variant_passes_the_kernel_tests():
-    """CONVPOOL_DISPATCH=baseline (the portable path, no AVX2) must pass the
-    same conv, pooling and path tests as the variant this CPU selects."""
-    import os
-    import subprocess
-    import sys
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    files = [os.path.join(here, f) for f in
-             ("test_kernel_paths.py", "test_conv2d.py", "test_pool2d.py")]
-    env = dict(os.environ, CONVPOOL_DISPATCH="baseline")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-         "-k", "not test_baseline_variant_passes", *files],
-        env=env, capture_output=True, text=True, timeout=600, cwd=here,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout and " failed" not in proc.stdout
 
 
 # ------------------------------------------- max-pool gradient: the vector run

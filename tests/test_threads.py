@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import convpool
+from convpool._kernels import _core
 from _helpers import assert_bitwise_equal, case_id, to_layout
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
@@ -286,11 +287,11 @@ print(json.dumps(report))
 """
 
 
-@pytest.mark.parametrize("isa", ["baseline", "avx2"])
+@pytest.mark.parametrize("isa", _core.isa_names())
 def test_dispatch_variant_matches_reference(isa):
     """CONVPOOL_DISPATCH forces a variant at import; it must agree with the reference."""
-    if isa == "avx2" and "avx2" not in convpool._config.config()["simd_supported"]:
-        pytest.skip("this CPU cannot run the AVX2 variant")
+    if isa not in convpool._config.config()["simd_supported"]:
+        pytest.skip(f"this CPU cannot run the {isa} variant")
     proc = _run_python(_DISPATCH_SCRIPT.format(tests_dir=TESTS_DIR), CONVPOOL_DISPATCH=isa)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -304,7 +305,18 @@ def test_dispatch_unknown_variant_fails_at_import():
     proc = _run_python("import convpool", CONVPOOL_DISPATCH="sse9")
     assert proc.returncode != 0
     assert "ImportError" in proc.stderr
-    assert "CONVPOOL_DISPATCH='sse9' is not one of avx2, baseline" in proc.stderr
+    names = ", ".join(_core.isa_names()[::-1])
+    assert f"CONVPOOL_DISPATCH='sse9' is not one of {names}" in proc.stderr
+
+
+def test_dispatch_unsupported_variant_fails_at_import():
+    """Forcing a variant this CPU cannot run is an ImportError, not a crash."""
+    missing = [n for n in _core.isa_names() if not _core.isa_supported(n)]
+    if not missing:
+        pytest.skip("this CPU runs every variant")
+    proc = _run_python("import convpool", CONVPOOL_DISPATCH=missing[0])
+    assert proc.returncode != 0
+    assert f"CONVPOOL_DISPATCH={missing[0]!r}, but this build or CPU cannot run it" in proc.stderr
 
 
 def test_show_config_prints_and_returns(capsys):

@@ -14,6 +14,7 @@ from .functional import (
     avg_pool2d_backward,
     conv2d,
     conv2d_backward,
+    conv2d_plan,
     max_pool2d,
     max_pool2d_backward,
 )
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "conv2d",
+    "conv2d_plan",
     "max_pool2d",
     "avg_pool2d",
     "conv2d_backward",

@@ -2,7 +2,9 @@
 
 At import, the best variant this CPU supports is selected, unless the
 environment variable ``CONVPOOL_DISPATCH`` names one (``baseline`` forces the
-portable path; ``avx2`` requires AVX2+FMA).
+portable path; ``avx2`` requires AVX2+FMA; ``avx512`` requires AVX-512
+F/VL/BW/DQ and an OS that saves the ZMM registers).  The variants and their
+order come from the C registry (``cp_isa_list.h``): there is no second list.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from ._kernels import _core
 
 __all__ = ["show_config", "config"]
 
-_PREFERENCE = ("avx2", "baseline")
+#: Every variant this source knows, most preferred first (the registry lists
+#: them from the most portable).
+_PREFERENCE = _core.isa_names()[::-1]
 
 
 def _select_isa() -> str:
@@ -70,7 +74,11 @@ def config() -> dict[str, Any]:
         "openmp": _core.openmp_enabled(),
         "openmp_version": _core.openmp_version(),
         "openmp_runtime": _openmp_runtime(),
-        "simd_compiled": [n for n in _PREFERENCE[::-1] if _core.isa_compiled(n)],
+        "simd_compiled": [
+            n + (" (emulated)" if _core.isa_emulated(n) else "")
+            for n in _PREFERENCE[::-1]
+            if _core.isa_compiled(n)
+        ],
         "simd_supported": [n for n in _PREFERENCE[::-1] if _core.isa_supported(n)],
         "simd_selected": _core.isa_selected(),
         "num_threads": get_num_threads(),

@@ -33,6 +33,7 @@ from ._threads import get_num_threads
 
 __all__ = [
     "conv2d",
+    "conv2d_plan",
     "max_pool2d",
     "avg_pool2d",
     "conv2d_backward",
@@ -128,6 +129,13 @@ def conv2d(
     call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format)
     relu = check_activation(activation) == "relu"
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x, "kernel": kernel, "bias": bias})
+    return _conv2d(call, out, relu, None)
+
+
+def _conv2d(
+    call: ConvCall, out: FloatArray | None, relu: bool, algorithm: str | None
+) -> FloatArray:
+    """conv2d of a validated call; ``algorithm`` forces one of the kernel's (tests)."""
     y = _nhwc_result(call, out)
     if y.size == 0:
         return _finish(y, out, call.data_format)
@@ -146,8 +154,66 @@ def conv2d(
         w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,
         get_num_threads(),
         relu,
+        algorithm,
     )
     return _finish(y, out, call.data_format)
+
+
+def conv2d_plan(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    strides: IntPair = 1,
+    padding: Padding = "valid",
+    dilation_rate: IntPair = 1,
+    groups: SupportsIndex = 1,
+    data_format: str = "channels_last",
+) -> dict[str, Any]:
+    """How :func:`conv2d` would compute this call, without computing it.
+
+    Takes the arguments of :func:`conv2d` (validated the same way; ``x`` and
+    ``kernel`` may be ``np.empty`` arrays of the right shapes and dtypes).
+
+    Returns
+    -------
+    dict
+        ``algorithm``: ``"depthwise"`` (groups = C_in = C_out, a direct kernel),
+        ``"pointwise"`` (1x1 stride 1 without padding: the input is the GEMM's
+        A), ``"rows"`` (each output row's interior read in place, borders
+        gathered) or ``"gather"`` (im2col tiles, for narrow outputs);
+        ``isa``: the SIMD variant in use; ``tile``: the micro-kernel's
+        (MR, NR), output pixels x output channels; ``units``: independent
+        units of work shared among the threads; ``panels``: weight panels of
+        NR channels per group; ``pixel_tile``: output pixels per im2col tile.
+        Every algorithm gives the same bits; the plan only tells which runs.
+        A call with an empty result or an empty sum runs no kernel:
+        ``algorithm`` is then None.
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> x = np.empty((1, 8, 40, 3), np.float32)
+    >>> convpool.conv2d_plan(x, np.empty((3, 3, 3, 16), np.float32), padding="same")["algorithm"]
+    'rows'
+    >>> convpool.conv2d_plan(x, np.empty((1, 1, 3, 16), np.float32))["algorithm"]
+    'pointwise'
+    """
+    call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format)
+    return _plan(call, None)
+
+
+def _plan(call: ConvCall, algorithm: str | None) -> dict[str, Any]:
+    """The kernel's plan for a validated call; ``algorithm`` forces one (tests)."""
+    n, oh, ow, oc = call.nhwc_shape
+    if n * oh * ow * oc == 0 or call.kernel.shape[2] == 0:
+        # An empty result, or an empty sum: conv2d fills it without a kernel.
+        return {"algorithm": None, "isa": _core.isa_selected(), "tile": None, "units": 0,
+                "panels": 0, "pixel_tile": 0}
+    kh, kw, _, _ = call.kernel.shape
+    h, w, c = to_nhwc_shape(call.x.shape, call.data_format)[1:]
+    win = call.win
+    return _core.conv_plan(n, h, w, c, kh, kw, oc, oh, ow, win.sh, win.sw, win.dh, win.dw,
+                           win.pt, win.pl, call.groups, call.dtype.itemsize, algorithm)
 
 
 def _pool(

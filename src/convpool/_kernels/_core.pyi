@@ -8,7 +8,7 @@ float32, or every one float64.  They write their results into the ``y`` /
 ``gx`` / ``gk`` / ``gb`` arrays and return None.
 """
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,6 +16,20 @@ from numpy.typing import NDArray
 _F = TypeVar("_F", np.float32, np.float64)
 
 ISA_NAMES: dict[str, int]
+CONV_ALGORITHMS: tuple[str, ...]
+
+def isa_names() -> tuple[str, ...]: ...
+def isa_emulated(name: str) -> bool: ...
+def conv_plan(
+    n: int, h: int, w: int, c: int, kh: int, kw: int, oc: int, oh: int, ow: int,
+    sh: int, sw: int, dh: int, dw: int, pt: int, pl: int, groups: int, itemsize: int,
+    algorithm: str | None = None,
+) -> dict[str, Any]: ...
+def gemm_shape(itemsize: int, kind: int) -> tuple[int, int]: ...
+def gemm_ukernel(
+    isa: str, kind: int, a: NDArray[_F], nseg: int, kseg: int, b: NDArray[_F], c: NDArray[_F],
+    nr: int, bias: NDArray[_F] | None, relu: bool, stream: bool,
+) -> None: ...
 
 def compiler() -> str: ...
 def openmp_enabled() -> bool: ...
@@ -44,6 +58,7 @@ def conv2d_nhwc(
     groups: int,
     n_threads: int,
     relu: bool = False,
+    algorithm: str | None = None,
 ) -> None: ...
 def pool2d_nhwc(
     x: NDArray[_F],

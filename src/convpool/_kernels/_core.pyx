@@ -20,30 +20,39 @@ from libc.stdint cimport int64_t
 cdef extern from "cp_kernels.h" nogil:
     ctypedef struct cp_conv_geom:
         int64_t n, h, w, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl
-        int64_t groups, cg, ocg, k, panels, tile
-        int64_t strategy, units, nseg, kseg, ow_lo, ow_hi, stream, relu
+        int64_t groups, cg, ocg, k, gemm, mr, nr, panels, tile
+        int64_t algorithm, units, nseg, kseg, ow_lo, ow_hi, stream, relu
 
     ctypedef struct cp_pool_geom:
         int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
         int64_t count_include_pad, tile, stream
 
-    int CP_NR_F32, CP_NR_F64, CP_ALIGN
+    int CP_ALIGN, CP_CONV_ALGORITHMS, CP_GEMM_KINDS, CP_STORE_STREAM, CP_STORE_RELU
     int64_t cp_stream_threshold
-    int CP_ISA_BASELINE, CP_ISA_AVX2
 
     void *cp_aligned_alloc(size_t nbytes)
     void cp_aligned_free(void *p)
 
-    int cp_isa_supported(int isa)
+    int cp_isa_count()
+    const char *cp_isa_name(int isa)
     int cp_isa_compiled(int isa)
+    int cp_isa_supported(int isa)
+    int cp_isa_emulated(int isa)
     void cp_isa_select(int isa)
     int cp_isa_selected()
-    const char *cp_isa_name(int isa)
+    void cp_gemm_shape(int64_t itemsize, int64_t kind, int64_t *mr, int64_t *nr)
+    void cp_gemm_call_f32(int isa, int64_t kind, int64_t m, int64_t nseg, const float *const *seg,
+                          int64_t lda, int64_t kseg, const float *b, float *c, int64_t ldc,
+                          int64_t nr, const float *bias, int flags)
+    void cp_gemm_call_f64(int isa, int64_t kind, int64_t m, int64_t nseg,
+                          const double *const *seg, int64_t lda, int64_t kseg, const double *b,
+                          double *c, int64_t ldc, int64_t nr, const double *bias, int flags)
 
-    void cp_conv_plan(cp_conv_geom *g, int64_t itemsize)
+    const char *cp_conv_algorithm_name(int64_t algorithm)
+    int cp_conv_plan(cp_conv_geom *g, int64_t itemsize, int64_t algorithm)
     void cp_conv_set_output(cp_conv_geom *g, const void *y, int64_t itemsize)
     int64_t cp_conv_scratch_elems(const cp_conv_geom *g)
-    int64_t cp_conv_packed_elems(const cp_conv_geom *g, int64_t nr)
+    int64_t cp_conv_packed_elems(const cp_conv_geom *g)
     void cp_conv_pack_f32(const cp_conv_geom *g, const float *kernel, float *packed)
     void cp_conv_pack_f64(const cp_conv_geom *g, const double *kernel, double *packed)
     void cp_conv2d_nhwc_unit_f32(const cp_conv_geom *g, const float *x, const float *packed,
@@ -65,12 +74,13 @@ cdef extern from "cp_kernels.h" nogil:
 cdef extern from "cp_kernels.h" nogil:
     ctypedef struct cp_convbwd_geom:
         cp_conv_geom f
-        int64_t kwcg, dx_panels, dx_tile, wt_tile, chunks, chunk
+        int64_t itemsize, kwcg, dx_gemm, dx_mr, dx_nr, dx_panels
+        int64_t dw_gemm, dw_mr, dw_nr, dx_tile, wt_tile, chunks, chunk
 
     void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize)
-    int64_t cp_convbwd_dx_packed_elems(const cp_convbwd_geom *b, int64_t nr)
+    int64_t cp_convbwd_dx_packed_elems(const cp_convbwd_geom *b)
     int64_t cp_convbwd_dx_scratch_elems(const cp_convbwd_geom *b)
-    int64_t cp_convbwd_dw_scratch_elems(const cp_convbwd_geom *b, int64_t nr)
+    int64_t cp_convbwd_dw_scratch_elems(const cp_convbwd_geom *b)
     int64_t cp_convbwd_partial_elems(const cp_convbwd_geom *b)
     void cp_convbwd_pack_dx_f32(const cp_convbwd_geom *b, const float *kernel, float *packed)
     void cp_convbwd_pack_dx_f64(const cp_convbwd_geom *b, const double *kernel, double *packed)
@@ -122,7 +132,14 @@ cdef extern from *:
 # costs more than it saves.
 cdef double SERIAL_WORK = 32768.0
 
-ISA_NAMES = {"baseline": CP_ISA_BASELINE, "avx2": CP_ISA_AVX2}
+
+def isa_names():
+    """The ISA variants this source knows, from the most portable (the C registry's order)."""
+    return tuple(cp_isa_name(i).decode() for i in range(cp_isa_count()))
+
+
+ISA_NAMES = {name: i for i, name in enumerate(isa_names())}
+CONV_ALGORITHMS = tuple(cp_conv_algorithm_name(i).decode() for i in range(CP_CONV_ALGORITHMS))
 
 
 cdef extern from *:
@@ -183,8 +200,19 @@ def isa_compiled(str name):
     return bool(cp_isa_compiled(ISA_NAMES[name]))
 
 
+def isa_emulated(str name):
+    """Is the variant ``name`` built on an emulation of its intrinsics (a test build)?"""
+    return bool(cp_isa_emulated(ISA_NAMES[name]))
+
+
 def isa_select(str name):
-    """Use the variant ``name`` from now on (the caller checked it is usable)."""
+    """Use the variant ``name`` from now on; ValueError if this build or CPU cannot run it.
+
+    Not thread-safe with kernel calls running: the tests switch between calls.
+    """
+    if not (cp_isa_compiled(ISA_NAMES[name]) and cp_isa_supported(ISA_NAMES[name])):
+        raise ValueError(f"the {name} variant is not compiled into this build or not "
+                         f"supported by this CPU")
     cp_isa_select(ISA_NAMES[name])
 
 
@@ -248,6 +276,76 @@ cdef void *_alloc_or_raise(size_t nbytes, str what) except NULL:
     return p
 
 
+cdef int _plan_or_raise(cp_conv_geom *g, int64_t itemsize, str algorithm) except -1:
+    cdef int64_t forced = -1
+    if algorithm is not None:
+        if algorithm not in CONV_ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(CONV_ALGORITHMS)} or None, "
+                             f"got {algorithm!r}")
+        forced = CONV_ALGORITHMS.index(algorithm)
+    if cp_conv_plan(g, itemsize, forced) != 0:
+        raise ValueError(f"the {algorithm} algorithm cannot compute this convolution")
+    return 0
+
+
+def conv_plan(Py_ssize_t n, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
+              Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oc, Py_ssize_t oh, Py_ssize_t ow,
+              Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+              Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int itemsize,
+              str algorithm=None):
+    """The plan conv2d_nhwc makes for this geometry with the selected ISA, as a dict.
+
+    Keys: algorithm, isa, tile (MR, NR), units, panels, pixel_tile.
+    """
+    cdef cp_conv_geom g
+    g.n, g.h, g.w, g.c, g.kh, g.kw, g.oc, g.oh, g.ow = n, h, w, c, kh, kw, oc, oh, ow
+    g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.groups = sh, sw, dh, dw, pt, pl, groups
+    _plan_or_raise(&g, itemsize, algorithm)
+    return {"algorithm": CONV_ALGORITHMS[g.algorithm], "isa": isa_selected(),
+            "tile": (g.mr, g.nr), "units": g.units, "panels": g.panels,
+            "pixel_tile": g.tile}
+
+
+def gemm_shape(int itemsize, int kind):
+    """(MR, NR) of the selected ISA's micro-kernel ``kind`` (0 wide, 1 narrow)."""
+    cdef int64_t mr = 0, nr = 0
+    cp_gemm_shape(itemsize, kind, &mr, &nr)
+    return mr, nr
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def gemm_ukernel(str isa, int kind, const floating[:, ::1] a, Py_ssize_t nseg,
+                 Py_ssize_t kseg, const floating[:, ::1] b, floating[:, ::1] c,
+                 Py_ssize_t nr, const floating[::1] bias, bint relu, bint stream):
+    """Call one micro-kernel directly (the micro-kernel tests): C = A @ B (+ bias).
+
+    a (m, lda): segment s is the columns [s * kseg, (s + 1) * kseg) of every
+    row; b (nseg * kseg, NR): a packed panel, 64-byte aligned; c (m, ldc): OUT,
+    columns < nr written.  The caller matches NR to the ISA's tile ``kind``.
+    """
+    cdef int i = ISA_NAMES[isa]
+    if not (cp_isa_compiled(i) and cp_isa_supported(i)):
+        raise ValueError(f"the {isa} variant cannot run here")
+    cdef int64_t m = a.shape[0]
+    cdef int flags = (CP_STORE_RELU if relu else 0) | (CP_STORE_STREAM if stream else 0)
+    cdef const floating *seg[256]
+    if nseg > 256 or m == 0:
+        raise ValueError("need 1 <= nseg <= 256 and m >= 1")
+    cdef Py_ssize_t s
+    for s in range(nseg):
+        seg[s] = &a[0, s * kseg]
+    cdef const floating *bp = NULL
+    if bias is not None:
+        bp = &bias[0]
+    if floating is float:
+        cp_gemm_call_f32(i, kind, m, nseg, seg, a.shape[1], kseg, &b[0, 0], &c[0, 0],
+                         c.shape[1], nr, bp, flags)
+    else:
+        cp_gemm_call_f64(i, kind, m, nseg, seg, a.shape[1], kseg, &b[0, 0], &c[0, 0],
+                         c.shape[1], nr, bp, flags)
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def conv2d_nhwc(const floating[:, :, :, ::1] x,
@@ -256,27 +354,28 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
                 floating[:, :, :, ::1] y,
                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                 Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int n_threads,
-                bint relu=False):
+                bint relu=False, str algorithm=None):
     """y = conv2d(x, kernel) + bias, NHWC; every size > 0 (see the module docstring).
 
     x (N, H, W, C), kernel (KH, KW, C // groups, OC), bias (OC,) or None,
     y (N, OH, OW, OC): OUT.  relu: y = max(0, y) as it is written (NaN kept).
+    algorithm: one of CONV_ALGORITHMS to force it (ValueError if it cannot
+    compute this geometry), or None for the plan's choice.
     """
     cdef cp_conv_geom g
     g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     g.kh, g.kw, g.oc = kernel.shape[0], kernel.shape[1], kernel.shape[3]
     g.oh, g.ow = y.shape[1], y.shape[2]
     g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.groups = sh, sw, dh, dw, pt, pl, groups
-    cp_conv_plan(&g, sizeof(floating))
+    _plan_or_raise(&g, sizeof(floating), algorithm)
     g.relu = relu
 
-    cdef int64_t nr = CP_NR_F32 if floating is float else CP_NR_F64
     cp_conv_set_output(&g, &y[0, 0, 0, 0], sizeof(floating))
     cdef int64_t units = g.units
     cdef int nt = _team_size(n_threads, units, <double>g.n * g.oh * g.ow * g.k * g.oc)
     # Per-thread scratch, rounded to whole cache lines so threads never share one.
     cdef int64_t stride = (cp_conv_scratch_elems(&g) * sizeof(floating) + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
-    cdef int64_t packed_bytes = _lines(cp_conv_packed_elems(&g, nr) * sizeof(floating))
+    cdef int64_t packed_bytes = _lines(cp_conv_packed_elems(&g) * sizeof(floating))
     _reserve("conv2d", packed_bytes + nt * stride,
              f"packed kernel {packed_bytes} + {nt} threads x {stride} scratch")
     cdef floating *packed = <floating *> _alloc_or_raise(packed_bytes, "packed weights")
@@ -378,14 +477,13 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
     b.f.oh, b.f.ow = gy.shape[1], gy.shape[2]
     b.f.sh, b.f.sw, b.f.dh, b.f.dw, b.f.pt, b.f.pl, b.f.groups = sh, sw, dh, dw, pt, pl, groups
     cp_convbwd_plan(&b, sizeof(floating))
-    cdef int64_t nr = CP_NR_F32 if floating is float else CP_NR_F64
     cdef double work = <double>b.f.n * b.f.oh * b.f.ow * b.f.k * b.f.oc
     cdef int64_t rows = b.f.n * b.f.h
     cdef int nt_dx = _team_size(n_threads, rows, work)
     cdef int nt_dw = _team_size(n_threads, b.chunks, work)
     cdef int nt_reduce = _team_size(n_threads, b.f.k, <double>b.chunks * b.f.k * b.f.oc)
     cdef int64_t dx_stride = _lines(cp_convbwd_dx_scratch_elems(&b) * sizeof(floating))
-    cdef int64_t dw_stride = _lines(cp_convbwd_dw_scratch_elems(&b, nr) * sizeof(floating))
+    cdef int64_t dw_stride = _lines(cp_convbwd_dw_scratch_elems(&b) * sizeof(floating))
     cdef int64_t part_elems = cp_convbwd_partial_elems(&b)
     cdef bint want_dx = gx is not None
     cdef bint want_dw = gk is not None or gb is not None
@@ -399,7 +497,7 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
     cdef floating *gkp = NULL
     cdef floating *gbp = NULL
     cdef int64_t r, ch, k
-    cdef int64_t dx_packed = _lines(cp_convbwd_dx_packed_elems(&b, nr) * sizeof(floating))
+    cdef int64_t dx_packed = _lines(cp_convbwd_dx_packed_elems(&b) * sizeof(floating))
     cdef int64_t part_bytes = _lines(b.chunks * part_elems * sizeof(floating))
     _reserve("conv2d_backward",
              (dx_packed + nt_dx * dx_stride if want_dx else 0)

@@ -1,10 +1,11 @@
 /*
- * Memory helpers and the run-time choice of SIMD variants.
+ * Memory helpers and the registry of ISA variants.
  *
- * The extension is compiled for the baseline x86-64 (or whatever the target
- * is); AVX2+FMA variants are compiled per function with target attributes and
- * chosen here after asking the CPU (and the OS, which must save YMM state:
- * __builtin_cpu_supports checks XGETBV for the AVX levels).
+ * The registry is generated from CP_ISA_LIST (cp_isa_list.h): one config per
+ * ISA, each defined in its own translation unit, cp_isa_<name>.c.  The
+ * extension is compiled for the baseline target; a variant's code runs only
+ * after its `supported()` said yes (the CPU has the instructions and the OS
+ * saves their registers).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,78 +31,66 @@ void cp_aligned_free(void *p) { free(p); }
 
 int64_t cp_stream_threshold = (int64_t)64 << 20;
 
-static const cp_dispatch_table table_baseline = {
-    cp_gemm_6x16_f32__baseline,      cp_gemm_6x8_f64__baseline,
-    cp_dwconv2d_nhwc_f32__baseline,  cp_dwconv2d_nhwc_f64__baseline,
-    cp_maxpool2d_nhwc_f32__baseline, cp_maxpool2d_nhwc_f64__baseline,
-    cp_avgpool2d_nhwc_f32__baseline, cp_avgpool2d_nhwc_f64__baseline,
-    NULL,                            NULL,
-};
+#define CP_ISA_ENTRY_(name) &cp_isa_config__##name,
+static const cp_isa_config *const registry[CP_ISA_COUNT] = {CP_ISA_LIST(CP_ISA_ENTRY_)};
+#undef CP_ISA_ENTRY_
 
-#if CP_BUILD_AVX2
-static const cp_dispatch_table table_avx2 = {
-    cp_gemm_6x16_f32__avx2,      cp_gemm_6x8_f64__avx2,
-    cp_dwconv2d_nhwc_f32__avx2,  cp_dwconv2d_nhwc_f64__avx2,
-    cp_maxpool2d_nhwc_f32__avx2, cp_maxpool2d_nhwc_f64__avx2,
-    cp_avgpool2d_nhwc_f32__avx2, cp_avgpool2d_nhwc_f64__avx2,
-    cp_maxpool2d_bwd_run_f32__avx2, cp_maxpool2d_bwd_run_f64__avx2,
-};
-#endif
+const cp_isa_config *cp_active = &cp_isa_config__baseline;
+static int active_isa = CP_ISA_baseline;
 
-cp_dispatch_table cp_active = {
-    cp_gemm_6x16_f32__baseline,      cp_gemm_6x8_f64__baseline,
-    cp_dwconv2d_nhwc_f32__baseline,  cp_dwconv2d_nhwc_f64__baseline,
-    cp_maxpool2d_nhwc_f32__baseline, cp_maxpool2d_nhwc_f64__baseline,
-    cp_avgpool2d_nhwc_f32__baseline, cp_avgpool2d_nhwc_f64__baseline,
-    NULL,                            NULL,
-};
-static int active_isa = CP_ISA_BASELINE;
+int cp_isa_count(void) { return CP_ISA_COUNT; }
 
-int cp_isa_compiled(int isa)
-{
-    if (isa == CP_ISA_BASELINE)
-        return 1;
-    if (isa == CP_ISA_AVX2)
-        return CP_BUILD_AVX2;
-    return 0;
-}
+static int valid(int isa) { return isa >= 0 && isa < CP_ISA_COUNT; }
+
+const char *cp_isa_name(int isa) { return valid(isa) ? registry[isa]->name : "unknown"; }
+
+int cp_isa_compiled(int isa) { return valid(isa) && registry[isa]->compiled; }
 
 int cp_isa_supported(int isa)
 {
-    if (isa == CP_ISA_BASELINE)
-        return 1;
-#if CP_BUILD_AVX2
-    if (isa == CP_ISA_AVX2) {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-#endif
-    return 0;
+    return cp_isa_compiled(isa) && registry[isa]->supported != NULL && registry[isa]->supported();
 }
+
+int cp_isa_emulated(int isa) { return cp_isa_compiled(isa) && registry[isa]->emulated; }
 
 void cp_isa_select(int isa)
 {
-#if CP_BUILD_AVX2
-    if (isa == CP_ISA_AVX2) {
-        cp_active = table_avx2;
-        active_isa = CP_ISA_AVX2;
-        return;
-    }
-#endif
-    cp_active = table_baseline;
-    active_isa = CP_ISA_BASELINE;
+    if (!cp_isa_supported(isa))
+        isa = CP_ISA_baseline;
+    cp_active = registry[isa];
+    active_isa = isa;
 }
 
 int cp_isa_selected(void) { return active_isa; }
 
-const char *cp_isa_name(int isa)
+void cp_gemm_shape(int64_t itemsize, int64_t kind, int64_t *mr, int64_t *nr)
 {
-    switch (isa) {
-    case CP_ISA_BASELINE:
-        return "baseline";
-    case CP_ISA_AVX2:
-        return "avx2";
-    default:
-        return "unknown";
+    if (itemsize == 4) {
+        const cp_gemm_f32_tile *t = cp_tile_f32(cp_active, kind);
+        *mr = t->mr, *nr = t->nr;
+    } else {
+        const cp_gemm_f64_tile *t = cp_tile_f64(cp_active, kind);
+        *mr = t->mr, *nr = t->nr;
     }
+}
+
+int64_t cp_gemm_kind(int64_t itemsize, int64_t cols)
+{
+    int64_t mr, nr;
+    cp_gemm_shape(itemsize, CP_GEMM_NARROW, &mr, &nr);
+    return cols <= nr ? CP_GEMM_NARROW : CP_GEMM_WIDE;
+}
+
+void cp_gemm_call_f32(int isa, int64_t kind, int64_t m, int64_t nseg, const float *const *seg,
+                      int64_t lda, int64_t kseg, const float *b, float *c, int64_t ldc,
+                      int64_t nr, const float *bias, int flags)
+{
+    cp_tile_f32(registry[isa], kind)->fn(m, nseg, seg, lda, kseg, b, c, ldc, nr, bias, flags);
+}
+
+void cp_gemm_call_f64(int isa, int64_t kind, int64_t m, int64_t nseg, const double *const *seg,
+                      int64_t lda, int64_t kseg, const double *b, double *c, int64_t ldc,
+                      int64_t nr, const double *bias, int flags)
+{
+    cp_tile_f64(registry[isa], kind)->fn(m, nseg, seg, lda, kseg, b, c, ldc, nr, bias, flags);
 }

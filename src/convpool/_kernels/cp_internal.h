@@ -1,52 +1,77 @@
 /*
- * Internal to the C kernels: the per-ISA function table that cp_dispatch.c
- * fills at import, and the target attributes used to compile SIMD variants
- * without -march flags (so one binary runs on any x86-64 CPU).
+ * Internal to the C kernels: the micro-kernel contracts, the per-ISA config
+ * record, and the helpers shared by the templates.
+ *
+ * An ISA variant is one translation unit, cp_isa_<name>.c, compiled for that
+ * target (cp_target.h) and filling one `cp_isa_config` with designated
+ * initialisers; the generic drivers (cp_conv.c, cp_pool.c, cp_backward.c)
+ * only ever call through `cp_active`, the config selected at import.
+ * Per-dtype and per-ISA code comes from include templates (cp_tpl_*.h),
+ * each included once per (ISA, dtype) with CP_T / CP_SFX set: one templating
+ * idiom, and every line of a kernel is a real line for a debugger, a
+ * sanitizer report or coverage.
  */
 #ifndef CP_INTERNAL_H
 #define CP_INTERNAL_H
 
+#include <stdint.h>
+
+#include "cp_isa_list.h"
 #include "cp_kernels.h"
-
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#define CP_BUILD_AVX2 1
-#define CP_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define CP_BUILD_AVX2 0
-#endif
-
-/* CP_CAT(name, isa) -> name__isa */
-#define CP_CAT_(a, b) a##__##b
-#define CP_CAT(a, b) CP_CAT_(a, b)
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CP_RESTRICT __restrict__
-#define CP_INLINE static inline __attribute__((always_inline))
+#define CP_ALWAYS_INLINE static inline __attribute__((always_inline))
 #else
 #define CP_RESTRICT
-#define CP_INLINE static inline
+#define CP_ALWAYS_INLINE static inline
+#endif
+
+/* CP_CAT(a, b) -> a_b; CP_ISA_FN(name) -> name__<CP_ISA> (a variant's name). */
+#define CP_CAT_(a, b) a##_##b
+#define CP_CAT(a, b) CP_CAT_(a, b)
+#define CP_ISA_FN_(name, isa) name##__##isa
+#define CP_ISA_FN__(name, isa) CP_ISA_FN_(name, isa)
+#define CP_ISA_FN(name) CP_ISA_FN__(name, CP_ISA)
+
+/* The kernels' contracts, checked in CONVPOOL_DEBUG=1 builds (setup.py
+ * defines CP_DEBUG there); free otherwise. */
+#if defined(CP_DEBUG) && CP_DEBUG
+#include <stdio.h>
+#include <stdlib.h>
+#define CP_ASSERT(cond)                                                                      \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            fprintf(stderr, "convpool: kernel contract broken at %s:%d: %s\n", __FILE__,   \
+                    __LINE__, #cond);                                                        \
+            abort();                                                                         \
+        }                                                                                    \
+    } while (0)
+#else
+#define CP_ASSERT(cond) ((void)0)
 #endif
 
 /*
- * GEMM micro-kernel over m rows of A, one panel of NR output channels:
+ * GEMM micro-kernel over m rows of A and one panel of nr <= NR output columns:
  *   C[i, j] = sum over s < nseg, k < kseg of A_s[i, k] * B[s * kseg + k, j]  (+ bias[j])
- * for i < m, j < nr <= NR, where
+ * for i < m, j < nr, where
  *   A_s[i, k] = seg[s][i * lda + k]   (segment s: e.g. one kernel row of taps,
  *                                      read in place from the NHWC input),
  *   B[k, j]   = b[k * NR + j]          (a packed weight panel, zero padded to NR,
  *                                      CP_ALIGN-aligned),
  *   C[i, j]   = c[i * ldc + j].
  * Every C[i, j] is accumulated from +0 over s, then k, in increasing order, one
- * multiply-add at a time, then the bias is added: the bits of a result depend
- * only on the reduction order (kh, kw, c), never on m, nr, the segmentation or
- * where the tile lies.  That is what makes every strategy below, and any
- * thread count, give identical output.
+ * multiply-add at a time (fused in every SIMD variant, separately rounded in
+ * the baseline), then the bias is added: the bits of a result depend only on
+ * the reduction order (kh, kw, c), never on m, nr, the tile shape, the
+ * segmentation or where the tile lies.  That is what makes every algorithm,
+ * every SIMD variant of one rounding and any thread count give identical
+ * output.
  * flags: CP_STORE_RELU replaces each result v by (v < 0 ? 0 : v) as it is
  * stored (a NaN stays NaN); CP_STORE_STREAM allows non-temporal stores of full
- * tiles, set by the caller only when c is 32-byte aligned and ldc is a
- * multiple of the vector width.
+ * panels, set by the caller only when c is CP_ALIGN-aligned and ldc is a
+ * multiple of NR.
  */
-enum { CP_STORE_STREAM = 1, CP_STORE_RELU = 2 };
 typedef void (*cp_gemm_f32_fn)(int64_t m, int64_t nseg, const float *const *seg, int64_t lda,
                                int64_t kseg, const float *b, float *c, int64_t ldc, int64_t nr,
                                const float *bias, int flags);
@@ -55,7 +80,8 @@ typedef void (*cp_gemm_f64_fn)(int64_t m, int64_t nseg, const double *const *seg
                                const double *bias, int flags);
 
 /* Depthwise convolution (C_in = C_out = groups) of one output row (g->relu
- * applies the ReLU as the results are stored). */
+ * applies the ReLU as the results are stored); taps in the padding read
+ * `zeros` (C of them). */
 typedef void (*cp_dw_row_f32_fn)(const cp_conv_geom *g, const float *x, const float *w,
                                  const float *bias, float *y, int64_t row, const float *zeros);
 typedef void (*cp_dw_row_f64_fn)(const cp_conv_geom *g, const double *x, const double *w,
@@ -76,9 +102,24 @@ typedef void (*cp_maxbwd_run_f32_fn)(const cp_pool_geom *g, const float *xw, con
 typedef void (*cp_maxbwd_run_f64_fn)(const cp_pool_geom *g, const double *xw,
                                      const double *grad, double *gw, int64_t o0, int64_t o1);
 
+/* One micro-kernel: its function and register tile. */
 typedef struct {
-    cp_gemm_f32_fn gemm_f32;
-    cp_gemm_f64_fn gemm_f64;
+    cp_gemm_f32_fn fn;
+    int64_t mr, nr;
+} cp_gemm_f32_tile;
+typedef struct {
+    cp_gemm_f64_fn fn;
+    int64_t mr, nr;
+} cp_gemm_f64_tile;
+
+/* Everything an ISA variant provides.  A NULL function falls back as noted. */
+typedef struct {
+    const char *name;
+    int compiled;                       /* 0: this build has no such variant */
+    int emulated;                       /* intrinsics emulated (tools/emulate_avx512.sh) */
+    int (*supported)(void);             /* can this CPU and OS run it? */
+    const cp_gemm_f32_tile *gemm_f32;   /* [CP_GEMM_KINDS]; NARROW with fn NULL: WIDE */
+    const cp_gemm_f64_tile *gemm_f64;
     cp_dw_row_f32_fn depthwise_f32;
     cp_dw_row_f64_fn depthwise_f64;
     cp_pool_row_f32_fn maxpool_f32;
@@ -87,43 +128,28 @@ typedef struct {
     cp_pool_row_f64_fn avgpool_f64;
     cp_maxbwd_run_f32_fn maxpool_bwd_run_f32; /* NULL: the portable loop does it all */
     cp_maxbwd_run_f64_fn maxpool_bwd_run_f64;
-} cp_dispatch_table;
+} cp_isa_config;
+
+#define CP_ISA_DECLARE_(name) extern const cp_isa_config cp_isa_config__##name;
+CP_ISA_LIST(CP_ISA_DECLARE_)
+#undef CP_ISA_DECLARE_
+
+/* The config in use; set by cp_isa_select (at import, before any kernel runs). */
+extern const cp_isa_config *cp_active;
+
+/* The micro-kernel tile `kind` of a config (NARROW falls back to WIDE). */
+static inline const cp_gemm_f32_tile *cp_tile_f32(const cp_isa_config *cfg, int64_t kind)
+{
+    return cfg->gemm_f32[kind].fn != NULL ? &cfg->gemm_f32[kind] : &cfg->gemm_f32[CP_GEMM_WIDE];
+}
+static inline const cp_gemm_f64_tile *cp_tile_f64(const cp_isa_config *cfg, int64_t kind)
+{
+    return cfg->gemm_f64[kind].fn != NULL ? &cfg->gemm_f64[kind] : &cfg->gemm_f64[CP_GEMM_WIDE];
+}
 
 /* im2col: the patches of flat output pixels [p0, p0 + count) for group grp,
  * scratch[i * K + k], zeros for taps in the padding (cp_conv.c). */
 void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, int64_t p0,
                        int64_t count, int64_t grp, char *scratch);
-
-/* The table in use; set by cp_isa_select (at import, before any kernel runs). */
-extern cp_dispatch_table cp_active;
-
-/* Variants, named <op>_<layout>_<dtype>__<isa> (see STYLE.md). */
-#define CP_DECLARE_VARIANTS(ISA)                                                              \
-    void cp_gemm_6x16_f32__##ISA(int64_t, int64_t, const float *const *, int64_t, int64_t,   \
-                                 const float *, float *, int64_t, int64_t, const float *, int); \
-    void cp_gemm_6x8_f64__##ISA(int64_t, int64_t, const double *const *, int64_t, int64_t,   \
-                                const double *, double *, int64_t, int64_t, const double *,   \
-                                int);                                                         \
-    void cp_dwconv2d_nhwc_f32__##ISA(const cp_conv_geom *, const float *, const float *,     \
-                                     const float *, float *, int64_t, const float *);         \
-    void cp_dwconv2d_nhwc_f64__##ISA(const cp_conv_geom *, const double *, const double *,   \
-                                     const double *, double *, int64_t, const double *);      \
-    void cp_maxpool2d_nhwc_f32__##ISA(const cp_pool_geom *, const float *, float *, int64_t,  \
-                                      float *);                                               \
-    void cp_maxpool2d_nhwc_f64__##ISA(const cp_pool_geom *, const double *, double *,         \
-                                      int64_t, double *);                                     \
-    void cp_avgpool2d_nhwc_f32__##ISA(const cp_pool_geom *, const float *, float *, int64_t,  \
-                                      float *);                                               \
-    void cp_avgpool2d_nhwc_f64__##ISA(const cp_pool_geom *, const double *, double *,         \
-                                      int64_t, double *);
-
-CP_DECLARE_VARIANTS(baseline)
-#if CP_BUILD_AVX2
-CP_DECLARE_VARIANTS(avx2)
-void cp_maxpool2d_bwd_run_f32__avx2(const cp_pool_geom *, const float *, const float *, float *,
-                                    int64_t, int64_t);
-void cp_maxpool2d_bwd_run_f64__avx2(const cp_pool_geom *, const double *, const double *,
-                                    double *, int64_t, int64_t);
-#endif
 
 #endif /* CP_INTERNAL_H */

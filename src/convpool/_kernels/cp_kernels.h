@@ -7,7 +7,8 @@
  * _shapes.py) before any of these functions runs.
  *
  * Layout: NHWC, C-contiguous.  Each function below computes one unit of
- * work (a tile of output pixels for conv, an output row (n, oh) for pooling);
+ * work (an output row or a tile of output pixels for conv, an output row
+ * (n, oh) for pooling) with the ISA variant selected at import;
  * the OpenMP parallel loop over units lives in _core.pyx.  A unit is written
  * by exactly one thread, and every output value is a sum (or max) taken in a
  * fixed order that depends only on the geometry, so results are bitwise
@@ -23,12 +24,6 @@
 extern "C" {
 #endif
 
-/* Register tile of the GEMM micro-kernels: MR output pixels x NR output
- * channels.  Weights are packed in panels of NR channels (zero padded). */
-#define CP_MR 6
-#define CP_NR_F32 16
-#define CP_NR_F64 8
-
 /* Alignment of every scratch and packed buffer (a cache line). */
 #define CP_ALIGN 64
 
@@ -42,9 +37,11 @@ typedef struct {
     int64_t groups;            /* C % groups == 0, OC % groups == 0 */
     int64_t cg, ocg;           /* channels per group, in and out */
     int64_t k;                 /* reduction length: kh * kw * cg */
-    int64_t panels;            /* ceil(ocg / NR) weight panels per group */
-    int64_t tile;              /* output pixels per im2col tile (a multiple of CP_MR) */
-    int64_t strategy;          /* CP_CONV_* below */
+    int64_t gemm;              /* CP_GEMM_WIDE or CP_GEMM_NARROW: the micro-kernel tile */
+    int64_t mr, nr;            /* ... and its shape: MR pixels x NR output channels */
+    int64_t panels;            /* ceil(ocg / nr) weight panels per group */
+    int64_t tile;              /* output pixels per im2col tile (a multiple of mr) */
+    int64_t algorithm;         /* CP_CONV_* below */
     int64_t units;             /* independent units of work (rows or pixel tiles) */
     int64_t nseg, kseg;        /* ROWS: A segments per pixel and their length */
     int64_t ow_lo, ow_hi;      /* output columns whose taps all lie inside the input */
@@ -52,8 +49,17 @@ typedef struct {
     int64_t relu;              /* apply max(0, .) (NaN kept) as the output is written */
 } cp_conv_geom;
 
-/* How cp_conv_plan feeds the micro-kernel (see cp_conv.c). */
-enum { CP_CONV_GATHER = 0, CP_CONV_ROWS = 1, CP_CONV_POINTWISE = 2, CP_CONV_DEPTHWISE = 3 };
+/* The conv algorithms (cp_conv.c's table), in the order cp_conv_plan tries
+ * them: the first one applicable and preferred for the geometry is used. */
+enum { CP_CONV_DEPTHWISE = 0, CP_CONV_POINTWISE = 1, CP_CONV_ROWS = 2, CP_CONV_GATHER = 3,
+       CP_CONV_ALGORITHMS };
+
+/* The micro-kernel tiles each ISA offers per dtype: WIDE (e.g. 6x16 float32
+ * on AVX2) and NARROW, one vector of output channels, for layers with at
+ * most that many (the seed's 16 filters on AVX-512). */
+enum { CP_GEMM_WIDE = 0, CP_GEMM_NARROW = 1, CP_GEMM_KINDS };
+/* Micro-kernel store flags (see the contract in cp_internal.h). */
+enum { CP_STORE_STREAM = 1, CP_STORE_RELU = 2 };
 
 /* Most A segments (kernel rows, or taps) per pixel in the ROWS strategy. */
 #define CP_MAX_SEG 256
@@ -79,24 +85,42 @@ void cp_aligned_free(void *p);
 extern int64_t cp_stream_threshold;
 
 /* ---- dispatch --------------------------------------------------------- */
-/* ISA levels, from the most portable. */
-enum { CP_ISA_BASELINE = 0, CP_ISA_AVX2 = 1 };
-int cp_isa_supported(int isa);          /* can this CPU run that level? */
-int cp_isa_compiled(int isa);           /* was that level compiled into this build? */
-void cp_isa_select(int isa);            /* caller checks supported + compiled */
-int cp_isa_selected(void);
+/* ISAs are numbered 0 .. cp_isa_count() - 1, from the most portable
+ * (cp_isa_list.h). */
+int cp_isa_count(void);
 const char *cp_isa_name(int isa);
+int cp_isa_compiled(int isa);           /* was that variant compiled into this build? */
+int cp_isa_supported(int isa);          /* can this CPU and OS run it? */
+int cp_isa_emulated(int isa);           /* built on an emulation of its intrinsics (tests) */
+void cp_isa_select(int isa);            /* caller checks compiled + supported */
+int cp_isa_selected(void);
+/* The tile (MR, NR) of the selected ISA's micro-kernel `kind` for itemsize 4 or 8. */
+void cp_gemm_shape(int64_t itemsize, int64_t kind, int64_t *mr, int64_t *nr);
+/* The kind of tile for a GEMM with `cols` output columns. */
+int64_t cp_gemm_kind(int64_t itemsize, int64_t cols);
+/* The micro-kernel of ISA `isa`, called directly (for the micro-kernel tests);
+ * the contract is in cp_internal.h. */
+void cp_gemm_call_f32(int isa, int64_t kind, int64_t m, int64_t nseg, const float *const *seg,
+                      int64_t lda, int64_t kseg, const float *b, float *c, int64_t ldc,
+                      int64_t nr, const float *bias, int flags);
+void cp_gemm_call_f64(int isa, int64_t kind, int64_t m, int64_t nseg, const double *const *seg,
+                      int64_t lda, int64_t kseg, const double *b, double *c, int64_t ldc,
+                      int64_t nr, const double *bias, int flags);
 
 /* ---- convolution ------------------------------------------------------ */
-/* Fill in the derived fields (cg, ocg, k, panels, tile, strategy, units, ...)
- * from the sizes, strides, dilation, padding and groups. */
-void cp_conv_plan(cp_conv_geom *g, int64_t itemsize);
+const char *cp_conv_algorithm_name(int64_t algorithm);
+/* Fill in the derived fields (cg, ocg, k, gemm, panels, tile, algorithm,
+ * units, ...) from the sizes, strides, dilation, padding and groups, for the
+ * selected ISA.  algorithm < 0: the first applicable and preferred one;
+ * otherwise that one, and -1 is returned if it cannot compute this geometry
+ * (0 on success). */
+int cp_conv_plan(cp_conv_geom *g, int64_t itemsize, int64_t algorithm);
 /* Decide from the output array whether to use non-temporal stores. */
 void cp_conv_set_output(cp_conv_geom *g, const void *y, int64_t itemsize);
 /* Scratch elements one thread needs. */
 int64_t cp_conv_scratch_elems(const cp_conv_geom *g);
 /* Packed weight elements. */
-int64_t cp_conv_packed_elems(const cp_conv_geom *g, int64_t nr);
+int64_t cp_conv_packed_elems(const cp_conv_geom *g);
 
 void cp_conv_pack_f32(const cp_conv_geom *g, const float *kernel /* IN (KH,KW,CG,OC) */,
                       float *packed /* OUT */);
@@ -125,17 +149,20 @@ void cp_avgpool2d_nhwc_row_f64(const cp_pool_geom *g, const double *x, double *y
 /* ---- backward passes (cp_backward.c) ----------------------------------- */
 typedef struct {
     cp_conv_geom f;            /* the forward geometry (planned by cp_convbwd_plan) */
+    int64_t itemsize;          /* 4 or 8 */
     int64_t kwcg;              /* KW * Cg: columns of one kernel row's data gradient */
-    int64_t dx_panels;         /* ceil(kwcg / NR): panels of W[kh]^T */
+    int64_t dx_gemm, dx_mr, dx_nr; /* the data gradient's micro-kernel tile */
+    int64_t dx_panels;         /* ceil(kwcg / dx_nr): panels of W[kh]^T */
+    int64_t dw_gemm, dw_mr, dw_nr; /* the weight gradient's (its columns: K) */
     int64_t dx_tile;           /* output pixels per data-gradient tile */
     int64_t wt_tile;           /* output pixels per weight-gradient tile */
     int64_t chunks, chunk;     /* fixed partition of the pixels for the weight gradient */
 } cp_convbwd_geom;
 
 void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize);
-int64_t cp_convbwd_dx_packed_elems(const cp_convbwd_geom *b, int64_t nr);
+int64_t cp_convbwd_dx_packed_elems(const cp_convbwd_geom *b);
 int64_t cp_convbwd_dx_scratch_elems(const cp_convbwd_geom *b);
-int64_t cp_convbwd_dw_scratch_elems(const cp_convbwd_geom *b, int64_t nr);
+int64_t cp_convbwd_dw_scratch_elems(const cp_convbwd_geom *b);
 /* Per chunk: K * OC weight partials, then OC bias partials. */
 int64_t cp_convbwd_partial_elems(const cp_convbwd_geom *b);
 

@@ -1,0 +1,32 @@
+/* Forget the vector vocabulary of the previous dtype or ISA (see cp_simd_avx2.h). */
+#undef CPV
+#undef CPV_W
+#undef CPV_MASKED
+#undef CPQ
+#undef CPQ_MASK
+#undef CPQ_MASKED
+#undef cpv_zero
+#undef cpv_set1
+#undef cpv_bcast
+#undef cpv_load
+#undef cpv_loadu
+#undef cpv_store
+#undef cpv_storeu
+#undef cpv_stream
+#undef cpv_loadu_n
+#undef cpv_storeu_n
+#undef cpv_fma
+#undef cpv_add
+#undef cpv_max
+#undef cpv_max_nan
+#undef cps_fma
+#undef cpq_loadu
+#undef cpq_storeu
+#undef cpq_storeu_n
+#undef cpq_zero
+#undef cpq_set1
+#undef cpq_upd
+#undef cpq_eq
+#undef cpq_blend
+#undef cpv_sfence
+

@@ -1,0 +1,292 @@
+/*
+ * Template: the backward passes of conv2d and the pools for one dtype (see
+ * cp_backward.c for the algorithms).  Included by cp_backward.c with CP_T and
+ * CP_SFX set; the micro-kernels are the selected ISA's (cp_active).
+ */
+#define CP_TILE CP_CAT(cp_tile, CP_SFX)
+
+/* Bdx[((kh * groups + grp) * dx_panels + p) * OCg + oc][j] = W[kh, kw, c, grp * OCg + oc]
+ * with (kw, c) = p * NR + j (zero beyond KW * Cg): W[kh]^T per group, in panels. */
+void CP_CAT(cp_convbwd_pack_dx, CP_SFX)(const cp_convbwd_geom *b, const CP_T *kernel, CP_T *packed)
+{
+    const cp_conv_geom *g = &b->f;
+    const int64_t NR = b->dx_nr;
+    CP_ASSERT(NR == CP_TILE(cp_active, b->dx_gemm)->nr);
+    for (int64_t kh = 0; kh < g->kh; kh++)
+        for (int64_t grp = 0; grp < g->groups; grp++)
+            for (int64_t p = 0; p < b->dx_panels; p++)
+                for (int64_t oc = 0; oc < g->ocg; oc++) {
+                    CP_T *dst = packed +
+                             (((kh * g->groups + grp) * b->dx_panels + p) * g->ocg + oc)
+                                 * NR;
+                    for (int64_t j = 0; j < NR; j++) {
+                        const int64_t col = p * NR + j;
+                        dst[j] = col < b->kwcg
+                                     ? kernel[(kh * b->kwcg + col) * g->oc +
+                                              grp * g->ocg + oc]
+                                     : (CP_T)0;
+                    }
+                }
+}
+
+void CP_CAT(cp_conv2d_bwd_data_row, CP_SFX)(const cp_convbwd_geom *b, const CP_T *gy,
+                                     const CP_T *packed, CP_T *gx, int64_t row, CP_T *dcol)
+{
+    const cp_conv_geom *g = &b->f;
+    const int64_t NR = b->dx_nr;
+    const int64_t n = row / g->h, ih = row % g->h;
+    CP_T *const gx_row = gx + row * g->w * g->c;
+    memset(gx_row, 0, (size_t)(g->w * g->c) * sizeof(CP_T));
+    for (int64_t grp = 0; grp < g->groups; grp++)
+        for (int64_t kh = 0; kh < g->kh; kh++) {
+            const int64_t t = ih + g->pt - kh * g->dh;
+            if (t < 0 || t % g->sh != 0 || t / g->sh >= g->oh)
+                continue;
+            const int64_t oh = t / g->sh;
+            for (int64_t ow0 = 0; ow0 < g->ow; ow0 += b->dx_tile) {
+                const int64_t m = g->ow - ow0 < b->dx_tile ? g->ow - ow0 : b->dx_tile;
+                const CP_T *seg[1] = {gy + ((n * g->oh + oh) * g->ow + ow0) * g->oc +
+                                   grp * g->ocg};
+                for (int64_t p = 0; p < b->dx_panels; p++) {
+                    const int64_t nr =
+                        b->kwcg - p * NR < NR ? b->kwcg - p * NR : NR;
+                    CP_TILE(cp_active, b->dx_gemm)->fn(m, 1, seg, g->oc, g->ocg,
+                         packed + ((kh * g->groups + grp) * b->dx_panels + p) * g->ocg *
+                                      NR,
+                         dcol + p * NR, b->kwcg, nr, NULL, 0);
+                }
+                /* col2im of this tile into the row, ow then kw ascending */
+                for (int64_t i = 0; i < m; i++) {
+                    const int64_t iw0 = (ow0 + i) * g->sw - g->pl;
+                    for (int64_t kw = 0; kw < g->kw; kw++) {
+                        const int64_t iw = iw0 + kw * g->dw;
+                        if (iw < 0 || iw >= g->w)
+                            continue;
+                        CP_T *CP_RESTRICT dst = gx_row + iw * g->c + grp * g->cg;
+                        const CP_T *CP_RESTRICT src = dcol + i * b->kwcg + kw * g->cg;
+                        for (int64_t c = 0; c < g->cg; c++)
+                            dst[c] = dst[c] + src[c];
+                    }
+                }
+            }
+        }
+}
+
+void CP_CAT(cp_conv2d_bwd_weight_chunk, CP_SFX)(const cp_convbwd_geom *b, const CP_T *gy,
+                                         const CP_T *x, CP_T *partial, int64_t chunk,
+                                         CP_T *scratch)
+{
+    const cp_conv_geom *g = &b->f;
+    const int64_t pixels = g->n * g->oh * g->ow, K = g->k, NR = b->dw_nr;
+    const int64_t kpanels = (K + NR - 1) / NR;
+    const int64_t begin = chunk * b->chunk;
+    const int64_t end = begin + b->chunk < pixels ? begin + b->chunk : pixels;
+    CP_T *const patch = scratch;                                  /* kpanels x NR */
+    CP_T *const bpack = patch + kpanels * NR;                   /* kpanels x tile x NR */
+    CP_T *const gt = bpack + kpanels * b->wt_tile * NR;         /* OCg x tile */
+    CP_T *const prod = gt + lines(g->ocg * b->wt_tile, sizeof(CP_T)); /* OCg x NR */
+    CP_T *const bias_part = partial + K * g->oc;
+    memset(partial, 0, (size_t)(K * g->oc + g->oc) * sizeof(CP_T));
+    memset(patch, 0, (size_t)(kpanels * NR) * sizeof(CP_T)); /* the tail stays zero */
+    for (int64_t p0 = begin; p0 < end; p0 += b->wt_tile) {
+        const int64_t cnt = end - p0 < b->wt_tile ? end - p0 : b->wt_tile;
+        for (int64_t grp = 0; grp < g->groups; grp++) {
+            /* dW_grp^CP_T (OCg x K) += grad_out_tile^CP_T @ patches: A = grad_out^CP_T */
+            /* (OCg rows over the tile's pixels), B = the patches in panels.   */
+            for (int64_t i = 0; i < cnt; i++) {
+                /* one patch (zero padded to whole panels), then its panels */
+                cp_gather_patches(g, (const char *)x, sizeof(CP_T), p0 + i, 1, grp,
+                                  (char *)patch);
+                for (int64_t pk = 0; pk < kpanels; pk++)
+                    memcpy(bpack + (pk * cnt + i) * NR, patch + pk * NR,
+                           NR * sizeof(CP_T));
+            }
+            for (int64_t i = 0; i < cnt; i++) {
+                const CP_T *src = gy + (p0 + i) * g->oc + grp * g->ocg;
+                for (int64_t oc = 0; oc < g->ocg; oc++)
+                    gt[oc * cnt + i] = src[oc];
+            }
+            const CP_T *seg[1] = {gt};
+            for (int64_t pk = 0; pk < kpanels; pk++) {
+                const int64_t nr = K - pk * NR < NR ? K - pk * NR : NR;
+                CP_TILE(cp_active, b->dw_gemm)->fn(g->ocg, 1, seg, cnt, cnt, bpack + pk * cnt * NR, prod, NR, nr,
+                     NULL, 0);
+                for (int64_t oc = 0; oc < g->ocg; oc++) {
+                    CP_T *CP_RESTRICT dst = partial + (grp * g->ocg + oc) * K + pk * NR;
+                    const CP_T *CP_RESTRICT src = prod + oc * NR;
+                    for (int64_t j = 0; j < nr; j++)
+                        dst[j] = dst[j] + src[j];
+                }
+            }
+        }
+        for (int64_t i = 0; i < cnt; i++)
+            for (int64_t oc = 0; oc < g->oc; oc++)
+                bias_part[oc] = bias_part[oc] + gy[(p0 + i) * g->oc + oc];
+    }
+}
+
+/* gk[k, :] (and, for k == 0, gb) = the chunk partials summed in chunk order; */
+/* a chunk's partial holds dW transposed, [OC][K], then the bias.           */
+void CP_CAT(cp_conv2d_bwd_weight_reduce, CP_SFX)(const cp_convbwd_geom *b, const CP_T *partials,
+                                          CP_T *gk, CP_T *gb, int64_t k)
+{
+    const int64_t oc_n = b->f.oc, K = b->f.k, stride = cp_convbwd_partial_elems(b);
+    if (gk != NULL) {
+        CP_T *CP_RESTRICT dst = gk + k * oc_n;
+        for (int64_t oc = 0; oc < oc_n; oc++)
+            dst[oc] = partials[oc * K + k];
+        for (int64_t ch = 1; ch < b->chunks; ch++) {
+            const CP_T *CP_RESTRICT src = partials + ch * stride + k;
+            for (int64_t oc = 0; oc < oc_n; oc++)
+                dst[oc] = dst[oc] + src[oc * K];
+        }
+    }
+    if (gb != NULL && k == 0) {
+        const int64_t off = K * oc_n;
+        memcpy(gb, partials + off, (size_t)oc_n * sizeof(CP_T));
+        for (int64_t ch = 1; ch < b->chunks; ch++)
+            for (int64_t oc = 0; oc < oc_n; oc++)
+                gb[oc] = gb[oc] + partials[ch * stride + off + oc];
+    }
+}
+
+
+void CP_CAT(cp_maxpool2d_bwd_unit, CP_SFX)(const cp_pool_geom *g, const CP_T *x, const CP_T *gy,
+                                    CP_T *gx, int64_t unit, void *scratch)
+{
+    const int64_t C = g->c, rs = g->w * C;
+    int64_t n, lo, hi, oh_lo, oh_hi;
+    int64_t *CP_RESTRICT const at = (int64_t *)scratch; /* 8-byte aligned first */
+    CP_T *CP_RESTRICT const m = (CP_T *)(at + C);
+    pool_unit_rows(g, unit, &n, &lo, &hi, &oh_lo, &oh_hi);
+    const CP_T *const xn = x + n * g->h * rs;
+    CP_T *const gxn = gx + n * g->h * rs;
+    /* A vector run over the interior windows, where the ISA has one: they */
+    /* tile the input (stride = pool size), C <= 4, and 4-lane loads from */
+    /* them stay inside the row (of x) and the gradient row.              */
+    int64_t o0 = 0, o1 = 0;
+    const int64_t ih0_band = oh_lo * g->sh - g->pt;
+    if (cp_active->CP_CAT(maxpool_bwd_run, CP_SFX) != NULL && g->sh == g->kh && g->sw == g->kw && C <= 4 && oh_hi == oh_lo + 1 &&
+        ih0_band >= 0 && ih0_band + g->kh <= g->h) {
+        const int64_t extra = (4 + C - 1) / C - 1; /* pixels a 4-lane load reads on */
+        o0 = (g->pl + g->sw - 1) / g->sw;
+        o1 = (g->w - 1 - extra + g->pl - g->kw + 1) / g->sw + 1; /* last col + extra < W */
+        if (g->w - 1 - extra + g->pl - g->kw + 1 < 0)
+            o1 = 0;
+        if (o1 > g->ow - extra)
+            o1 = g->ow - extra;
+        if (o1 < o0)
+            o1 = o0;
+    }
+    for (int64_t r = lo; r < hi; r++) { /* zero all but what the run writes */
+        CP_T *row = gxn + r * rs;
+        if (o1 > o0 && r >= ih0_band && r < ih0_band + g->kh) {
+            const int64_t cs = (o0 * g->sw - g->pl) * C, ce = (o1 * g->sw - g->pl) * C;
+            memset(row, 0, (size_t)cs * sizeof(CP_T));
+            memset(row + ce, 0, (size_t)(rs - ce) * sizeof(CP_T));
+        } else {
+            memset(row, 0, (size_t)rs * sizeof(CP_T));
+        }
+    }
+    if (o1 > o0)
+        cp_active->CP_CAT(maxpool_bwd_run, CP_SFX)(g, xn + ih0_band * rs, gy + (n * g->oh + oh_lo) * g->ow * C,
+            gxn + ih0_band * rs, o0, o1);
+    for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+        const int64_t ih0 = oh * g->sh - g->pt;
+        const int64_t r0 = ih0 < 0 ? 0 : ih0;
+        const int64_t r1 = ih0 + g->kh < g->h ? ih0 + g->kh : g->h;
+        const CP_T *grad = gy + (n * g->oh + oh) * g->ow * C;
+        for (int64_t ow = 0; ow < g->ow; ow++, grad += C) {
+            if (ow >= o0 && ow < o1)
+                continue; /* done by the run */
+            const int64_t iw0 = ow * g->sw - g->pl;
+            const int64_t c0 = iw0 < 0 ? 0 : iw0;
+            const int64_t c1 = iw0 + g->kw < g->w ? iw0 + g->kw : g->w;
+            /* The first maximum in row-major order, a NaN replacing it     */
+            /* (branch-free: the data decides, not the branch predictor);   */
+            /* `at` is the winner's offset in the image.                     */
+            const int64_t first = r0 * rs + c0 * C;
+            if (C < 8) { /* per channel, the running maximum in registers */
+                for (int64_t c = 0; c < C; c++) {
+                    CP_T mc = xn[first + c];
+                    int64_t ac = first + c;
+                    for (int64_t r = r0; r < r1; r++)
+                        for (int64_t s = (r == r0 ? c0 + 1 : c0); s < c1; s++) {
+                            const int64_t off = r * rs + s * C + c;
+                            const CP_T v = xn[off];
+                            const int upd = (v > mc) | (v != v);
+                            mc = upd ? v : mc;
+                            ac = upd ? off : ac;
+                        }
+                    at[c] = ac;
+                }
+            } else { /* vectorised over the channels */
+                for (int64_t c = 0; c < C; c++) {
+                    m[c] = xn[first + c];
+                    at[c] = first + c;
+                }
+                for (int64_t r = r0; r < r1; r++)
+                    for (int64_t s = (r == r0 ? c0 + 1 : c0); s < c1; s++) {
+                        const CP_T *CP_RESTRICT v = xn + r * rs + s * C;
+                        const int64_t off = r * rs + s * C;
+                        for (int64_t c = 0; c < C; c++) {
+                            const int upd = (v[c] > m[c]) | (v[c] != v[c]);
+                            m[c] = upd ? v[c] : m[c];
+                            at[c] = upd ? off + c : at[c];
+                        }
+                    }
+            }
+            if (g->sh >= g->kh) { /* band: every window lies in this unit */
+                for (int64_t c = 0; c < C; c++)
+                    gxn[at[c]] = gxn[at[c]] + grad[c];
+            } else { /* one input row: only the winners in it */
+                for (int64_t c = 0; c < C; c++)
+                    if (at[c] >= lo * rs && at[c] < hi * rs)
+                        gxn[at[c]] = gxn[at[c]] + grad[c];
+            }
+        }
+    }
+}
+void CP_CAT(cp_avgpool2d_bwd_unit, CP_SFX)(const cp_pool_geom *g, const CP_T *gy, CP_T *gx,
+                                    int64_t unit, void *scratch)
+{
+    const int64_t C = g->c, rs = g->w * C;
+    int64_t n, lo, hi, oh_lo, oh_hi;
+    CP_T *const share = (CP_T *)scratch; /* grad_out / divisor of one output row */
+    pool_unit_rows(g, unit, &n, &lo, &hi, &oh_lo, &oh_hi);
+    if (hi > lo)
+        memset(gx + (n * g->h + lo) * rs, 0, (size_t)((hi - lo) * rs) * sizeof(CP_T));
+    for (int64_t oh = oh_lo; oh < oh_hi; oh++) {
+        const int64_t ih0 = oh * g->sh - g->pt;
+        const int64_t r0 = ih0 < 0 ? 0 : ih0;
+        const int64_t r1 = ih0 + g->kh < g->h ? ih0 + g->kh : g->h;
+        for (int64_t ow = 0; ow < g->ow; ow++) {
+            const int64_t iw0 = ow * g->sw - g->pl;
+            const int64_t c0 = iw0 < 0 ? 0 : iw0;
+            const int64_t c1 = iw0 + g->kw < g->w ? iw0 + g->kw : g->w;
+            /* in double: KH * KW may pass int64 (huge windows of padding) */
+            const CP_T divisor = (CP_T)(g->count_include_pad ? (double)g->kh * (double)g->kw
+                                                       : (double)((r1 - r0) * (c1 - c0)));
+            const CP_T *grad = gy + ((n * g->oh + oh) * g->ow + ow) * C;
+            for (int64_t c = 0; c < C; c++)
+                share[ow * C + c] = grad[c] / divisor;
+        }
+        const int64_t a = r0 > lo ? r0 : lo, z = r1 < hi ? r1 : hi;
+        for (int64_t r = a; r < z; r++) {
+            CP_T *const gx_row = gx + (n * g->h + r) * rs;
+            for (int64_t ow = 0; ow < g->ow; ow++) {
+                const int64_t iw0 = ow * g->sw - g->pl;
+                const int64_t c0 = iw0 < 0 ? 0 : iw0;
+                const int64_t c1 = iw0 + g->kw < g->w ? iw0 + g->kw : g->w;
+                for (int64_t s = c0; s < c1; s++) {
+                    CP_T *CP_RESTRICT dst = gx_row + s * C;
+                    const CP_T *CP_RESTRICT src = share + ow * C;
+                    for (int64_t c = 0; c < C; c++)
+                        dst[c] = dst[c] + src[c];
+                }
+            }
+        }
+    }
+}
+
+#undef CP_TILE

@@ -1,0 +1,132 @@
+/*
+ * Template: the conv algorithms' per-unit drivers and the weight packing for
+ * one dtype.  Included by cp_conv.c with CP_T and CP_SFX set; the micro-kernel
+ * is the selected ISA's (cp_active), of the tile the plan chose (g->gemm).
+ * Every unit writes its own output pixels, once.
+ */
+#define CP_CONV_F(name) CP_CAT(name, CP_SFX)
+#define CP_TILE CP_CAT(cp_tile, CP_SFX)
+
+/* packed[((grp * panels + p) * K + k) * NR + j] = kernel[k, grp * OCg + p * NR + j],
+ * zero for p * NR + j >= OCg.  Depthwise keeps Keras's (KH, KW, 1, C) layout. */
+void CP_CONV_F(cp_conv_pack)(const cp_conv_geom *g, const CP_T *kernel, CP_T *packed)
+{
+    const int64_t nr = g->nr;
+    if (g->algorithm == CP_CONV_DEPTHWISE) {
+        memcpy(packed, kernel, (size_t)(g->k * g->oc) * sizeof(CP_T));
+        return;
+    }
+    CP_ASSERT(nr == CP_TILE(cp_active, g->gemm)->nr);
+    for (int64_t grp = 0; grp < g->groups; grp++)
+        for (int64_t p = 0; p < g->panels; p++)
+            for (int64_t k = 0; k < g->k; k++) {
+                CP_T *dst = packed + ((grp * g->panels + p) * g->k + k) * nr;
+                for (int64_t j = 0; j < nr; j++) {
+                    const int64_t oc = p * nr + j;
+                    dst[j] = oc < g->ocg ? kernel[k * g->oc + grp * g->ocg + oc] : (CP_T)0;
+                }
+            }
+}
+
+/* Flat pixels [p0, p0 + count), all groups, through the gathered tile. */
+static void CP_CONV_F(gathered)(const cp_conv_geom *g, const CP_T *x, const CP_T *packed,
+                                const CP_T *bias, CP_T *y, int64_t p0, int64_t count,
+                                CP_T *scratch)
+{
+    const CP_T *seg[1] = {scratch};
+    const int64_t NR = g->nr;
+    for (int64_t grp = 0; grp < g->groups; grp++) {
+        cp_gather_patches(g, (const char *)x, sizeof(CP_T), p0, count, grp, (char *)scratch);
+        for (int64_t p = 0; p < g->panels; p++) {
+            const int64_t oc0 = grp * g->ocg + p * NR;
+            const int64_t nr = g->ocg - p * NR < NR ? g->ocg - p * NR : NR;
+            CP_TILE(cp_active, g->gemm)
+                ->fn(count, 1, seg, g->k, g->k, packed + (grp * g->panels + p) * g->k * NR,
+                     y + p0 * g->oc + oc0, g->oc, nr, bias != NULL ? bias + oc0 : NULL,
+                     cp_store_flags(g));
+        }
+    }
+}
+
+/* Output pixels [a, b) of row `row`, gathered in tiles. */
+static void CP_CONV_F(gathered_range)(const cp_conv_geom *g, const CP_T *x,
+                                      const CP_T *packed, const CP_T *bias, CP_T *y,
+                                      int64_t row, int64_t a, int64_t b, CP_T *scratch)
+{
+    for (int64_t ow = a; ow < b; ow += g->tile) {
+        const int64_t count = b - ow < g->tile ? b - ow : g->tile;
+        CP_CONV_F(gathered)(g, x, packed, bias, y, row * g->ow + ow, count, scratch);
+    }
+}
+
+/* GATHER: a unit is a tile of consecutive pixels. */
+static void CP_CONV_F(run_gather)(const cp_conv_geom *g, const CP_T *x, const CP_T *packed,
+                                  const CP_T *bias, CP_T *y, int64_t unit, CP_T *scratch)
+{
+    const int64_t pixels = g->n * g->oh * g->ow, p0 = unit * g->tile;
+    const int64_t count = pixels - p0 < g->tile ? pixels - p0 : g->tile;
+    CP_CONV_F(gathered)(g, x, packed, bias, y, p0, count, scratch);
+}
+
+/* POINTWISE: a unit is a tile of consecutive pixels; A is the input itself. */
+static void CP_CONV_F(run_pointwise)(const cp_conv_geom *g, const CP_T *x, const CP_T *packed,
+                                     const CP_T *bias, CP_T *y, int64_t unit, CP_T *scratch)
+{
+    const int64_t pixels = g->n * g->oh * g->ow, p0 = unit * g->tile;
+    const int64_t count = pixels - p0 < g->tile ? pixels - p0 : g->tile;
+    const int64_t NR = g->nr;
+    const CP_T *seg[1] = {x + p0 * g->c};
+    (void)scratch;
+    for (int64_t p = 0; p < g->panels; p++) {
+        const int64_t nr = g->oc - p * NR < NR ? g->oc - p * NR : NR;
+        CP_TILE(cp_active, g->gemm)
+            ->fn(count, 1, seg, g->c, g->c, packed + p * g->k * NR, y + p0 * g->oc + p * NR,
+                 g->oc, nr, bias != NULL ? bias + p * NR : NULL, cp_store_flags(g));
+    }
+}
+
+/* ROWS: a unit is an output row; its interior pixels read A in place. */
+static void CP_CONV_F(run_rows)(const cp_conv_geom *g, const CP_T *x, const CP_T *packed,
+                                const CP_T *bias, CP_T *y, int64_t unit, CP_T *scratch)
+{
+    const int64_t row = unit, n = row / g->oh, oh = row % g->oh;
+    const int64_t ih0 = oh * g->sh - g->pt;
+    const int rows_inside = ih0 >= 0 && ih0 + (g->kh - 1) * g->dh < g->h;
+    const int64_t NR = g->nr;
+    if (!rows_inside || g->ow_hi <= g->ow_lo) {
+        CP_CONV_F(gathered_range)(g, x, packed, bias, y, row, 0, g->ow, scratch);
+        return;
+    }
+    CP_ASSERT(g->nseg <= CP_MAX_SEG);
+    const CP_T *seg[CP_MAX_SEG];
+    for (int64_t grp = 0; grp < g->groups; grp++) {
+        const int64_t iw0 = g->ow_lo * g->sw - g->pl;
+        for (int64_t s = 0; s < g->nseg; s++) {
+            const int64_t kh = g->nseg == g->kh ? s : s / g->kw;
+            const int64_t kw = g->nseg == g->kh ? 0 : s % g->kw;
+            seg[s] = x + ((n * g->h + ih0 + kh * g->dh) * g->w + iw0 + kw * g->dw) * g->c +
+                     grp * g->cg;
+        }
+        for (int64_t p = 0; p < g->panels; p++) {
+            const int64_t oc0 = grp * g->ocg + p * NR;
+            const int64_t nr = g->ocg - p * NR < NR ? g->ocg - p * NR : NR;
+            CP_TILE(cp_active, g->gemm)
+                ->fn(g->ow_hi - g->ow_lo, g->nseg, seg, g->sw * g->c, g->kseg,
+                     packed + (grp * g->panels + p) * g->k * NR,
+                     y + (row * g->ow + g->ow_lo) * g->oc + oc0, g->oc, nr,
+                     bias != NULL ? bias + oc0 : NULL, cp_store_flags(g));
+        }
+    }
+    CP_CONV_F(gathered_range)(g, x, packed, bias, y, row, 0, g->ow_lo, scratch);
+    CP_CONV_F(gathered_range)(g, x, packed, bias, y, row, g->ow_hi, g->ow, scratch);
+}
+
+/* DEPTHWISE: a unit is an output row, through the ISA's direct kernel. */
+static void CP_CONV_F(run_depthwise)(const cp_conv_geom *g, const CP_T *x, const CP_T *packed,
+                                     const CP_T *bias, CP_T *y, int64_t unit, CP_T *scratch)
+{
+    cp_active->CP_CONV_F(depthwise)(g, x, packed, bias, y, unit, scratch);
+}
+
+#undef CP_TILE
+#undef CP_CONV_F

@@ -1,0 +1,44 @@
+/*
+ * Template: every kernel of one SIMD ISA for one dtype.  Include from
+ * cp_isa_<name>.c with CP_T, CP_SFX, CP_F64, CP_ISA, the vocabulary
+ * (cp_simd_<name>.h) and the two micro-kernel tiles
+ *   CP_WIDE_MR, CP_WIDE_NV      rows and vectors of output channels (WIDE)
+ *   CP_NARROW_MR, CP_NARROW_NV  the same for NARROW
+ * It defines cp_gemm_tiles_<sfx>__<isa> (the tiles, for the config) and the
+ * static kernels the config points at: cp_dwconv2d_nhwc_<sfx>__<isa>,
+ * cp_{max,avg}pool2d_nhwc_<sfx>__<isa>, cp_maxpool2d_bwd_run_<sfx>__<isa>.
+ */
+#define CP_SIMD 1
+
+#define CP_GEMM_NAME CP_CAT(cp_gemm_wide, CP_SFX)
+#define CP_GEMM_MR CP_WIDE_MR
+#define CP_GEMM_NV CP_WIDE_NV
+#include "cp_tpl_gemm.h"
+#define CP_GEMM_NAME CP_CAT(cp_gemm_narrow, CP_SFX)
+#define CP_GEMM_MR CP_NARROW_MR
+#define CP_GEMM_NV CP_NARROW_NV
+#include "cp_tpl_gemm.h"
+
+static const CP_CAT(CP_CAT(cp_gemm, CP_SFX), tile)
+    CP_ISA_FN(CP_CAT(cp_gemm_tiles, CP_SFX))[CP_GEMM_KINDS] = {
+        [CP_GEMM_WIDE] = {CP_ISA_FN(CP_CAT(cp_gemm_wide, CP_SFX)), CP_WIDE_MR,
+                          CP_WIDE_NV * CPV_W},
+        [CP_GEMM_NARROW] = {CP_ISA_FN(CP_CAT(cp_gemm_narrow, CP_SFX)), CP_NARROW_MR,
+                            CP_NARROW_NV * CPV_W},
+};
+
+#include "cp_tpl_depthwise.h"
+#include "cp_tpl_stream.h"
+#define CP_POOL_MAX 1
+#include "cp_tpl_pool.h"
+#undef CP_POOL_MAX
+#define CP_POOL_MAX 0
+#include "cp_tpl_pool.h"
+#undef CP_POOL_MAX
+#include "cp_tpl_maxbwd.h"
+
+#undef CP_SIMD
+#undef CP_WIDE_MR
+#undef CP_WIDE_NV
+#undef CP_NARROW_MR
+#undef CP_NARROW_NV
