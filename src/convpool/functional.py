@@ -192,7 +192,7 @@ def conv2d_plan(
     Examples
     --------
     >>> import numpy as np, convpool
-    >>> x = np.empty((1, 8, 40, 3), np.float32)
+    >>> x = np.empty((1, 8, 64, 3), np.float32)
     >>> convpool.conv2d_plan(x, np.empty((3, 3, 3, 16), np.float32), padding="same")["algorithm"]
     'rows'
     >>> convpool.conv2d_plan(x, np.empty((1, 1, 3, 16), np.float32))["algorithm"]
