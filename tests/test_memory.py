@@ -106,19 +106,24 @@ def _lines(nbytes):
     return -(-nbytes // 64) * 64
 
 
+# The widest and tallest micro-kernel tile of any SIMD variant (the bounds
+# hold for every variant; convpool._memory's docstring).
+MAX_MR, MAX_NR_BYTES = 12, 128
+
+
 def _conv_bound(x_shape, k_shape, groups, b, threads):
     """conv2d's documented workspace bound (convpool._memory's docstring)."""
     kh, kw, cg, oc = k_shape
-    nr, k = 64 // b, kh * kw * cg
-    packed = _lines(groups * -(-(oc // groups) // nr) * k * nr * b)
-    return packed + threads * _lines(max(48 << 10, 6 * k * b))
+    nr, k = MAX_NR_BYTES // b, kh * kw * cg
+    packed = _lines(groups * (oc // groups + nr - 1) * k * b)  # ceil(ocg / NR) * NR <= ocg + NR - 1
+    return packed + threads * _lines(max(48 << 10, MAX_MR * k * b))
 
 
 def _conv_backward_bound(k_shape, groups, b, threads):
     kh, kw, cg, oc = k_shape
-    nr, k, ocg = 64 // b, kh * kw * cg, oc // groups
-    dx = _lines(kh * groups * -(-(kw * cg) // nr) * ocg * nr * b)
-    dx += threads * _lines(max(64 << 10, 6 * kw * cg * b))
+    nr, k, ocg = MAX_NR_BYTES // b, kh * kw * cg, oc // groups
+    dx = _lines(kh * groups * (kw * cg + nr - 1) * ocg * b)
+    dx += threads * _lines(max(64 << 10, MAX_MR * kw * cg * b))
     dw = threads * (_lines(max(512 << 10, 6 * (k + nr + ocg) * b)) + (k + nr + ocg * nr) * b + 128)
     dw += _lines(64 * (k + 1) * oc * b)
     return dx + dw

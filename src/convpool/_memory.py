@@ -25,18 +25,20 @@ Workspace
 Besides its result, a call allocates a workspace, all of it before any
 output is written: at most ``get_workspace_limit()`` bytes (1 GiB by
 default), else MemoryError saying how many bytes it needed, with nothing
-written.  With b the item size (4 or 8), NR = 64 / b, T threads, every part
-rounded up to 64 bytes, and K = KH * KW * C_in / groups:
+written.  With b the item size (4 or 8), T threads, every part rounded up to
+64 bytes, K = KH * KW * C_in / groups, and MR x NR the micro-kernel tile of
+the selected SIMD variant (``conv2d_plan`` reports it: float32 6x16 on AVX2,
+12x32 on AVX-512; always MR <= 12 and NR <= 128 / b):
 
-- conv2d: the packed kernel ``groups * ceil(C_out/groups / NR) * K * NR * b``
-  plus, per thread, an im2col tile of at most ``max(48 KiB, 6 * K * b)``
+- conv2d: the packed kernel ``groups * ceil(C_out/groups / NR) * NR * K * b``
+  plus, per thread, an im2col tile of at most ``max(48 KiB, MR * K * b)``
   (depthwise: ``C * b``; 1x1 stride 1 unpadded: none);
 - max_pool2d / avg_pool2d: per thread ``3 * max(8192, KW * C) * b``;
 - conv2d_backward: for the input gradient, ``KH * groups * ceil(KW*C_in/groups
-  / NR) * C_out/groups * NR * b`` plus per thread ``max(64 KiB, 6 * KW *
+  / NR) * NR * C_out/groups * b`` plus per thread ``max(64 KiB, MR * KW *
   C_in/groups * b)``; for the kernel gradient, per thread at most
-  ``max(512 KiB, 6 * (K + NR + C_out/groups) * b) + (K + NR + C_out/groups *
-  NR) * b``, plus at most 64 chunk partials of ``(K + 1) * C_out * b``;
+  ``max(512 KiB, 6 * (K + 128/b + C_out/groups) * b) + (K + NR + C_out/groups
+  * NR) * b + 64``, plus at most 64 chunk partials of ``(K + 1) * C_out * b``;
 - the pool gradients: per thread ``max(C * 16, OW * C * 8)``.
 
 ``tests/test_memory.py`` checks these bounds against what the kernels ask for.

@@ -66,13 +66,13 @@ void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize)
     b->dx_tile = round_down(CP_BWD_TILE_BYTES / (b->kwcg * itemsize), b->dx_mr);
     /* weight gradient: dW^T = grad_out^T @ patches, K columns.  Its tile of
      * pixels is a partial sum of the reduction, so it must not depend on the
-     * ISA: it is sized from the geometry alone (the patches, tile x K, and
-     * grad_out transposed, OCg x tile, plus a cache line per pixel), in
-     * multiples of 6 pixels. */
+     * ISA: it is sized from the geometry alone (the patches, tile x K padded
+     * to the widest panel of any ISA, and grad_out transposed, OCg x tile),
+     * in multiples of 6 pixels. */
     b->dw_gemm = cp_gemm_kind(itemsize, g->k);
     cp_gemm_shape(itemsize, b->dw_gemm, &b->dw_mr, &b->dw_nr);
-    b->wt_tile = round_down(CP_BWD_WT_BYTES / ((g->k + CP_ALIGN / itemsize + g->ocg) * itemsize),
-                            6);
+    b->wt_tile = round_down(
+        CP_BWD_WT_BYTES / ((g->k + CP_MAX_NR_BYTES / itemsize + g->ocg) * itemsize), 6);
     if (b->wt_tile > pixels)
         b->wt_tile = pixels;
     {

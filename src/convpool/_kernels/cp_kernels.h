@@ -58,6 +58,10 @@ enum { CP_CONV_DEPTHWISE = 0, CP_CONV_POINTWISE = 1, CP_CONV_ROWS = 2, CP_CONV_G
  * on AVX2) and NARROW, one vector of output channels, for layers with at
  * most that many (the seed's 16 filters on AVX-512). */
 enum { CP_GEMM_WIDE = 0, CP_GEMM_NARROW = 1, CP_GEMM_KINDS };
+/* The tallest and widest micro-kernel tile of any ISA (AVX-512: 12 rows, two
+ * 64-byte vectors); workspace bounds and ISA-independent tiles use them. */
+#define CP_MAX_MR 12
+#define CP_MAX_NR_BYTES 128
 /* Micro-kernel store flags (see the contract in cp_internal.h). */
 enum { CP_STORE_STREAM = 1, CP_STORE_RELU = 2 };
 

@@ -10,6 +10,11 @@
  */
 #define CP_SIMD 1
 
+_Static_assert(CP_WIDE_MR <= CP_MAX_MR && CP_NARROW_MR <= CP_MAX_MR &&
+                   CP_WIDE_NV * CPV_W * sizeof(CP_T) <= CP_MAX_NR_BYTES &&
+                   CP_NARROW_NV * CPV_W * sizeof(CP_T) <= CP_MAX_NR_BYTES,
+               "a micro-kernel tile larger than CP_MAX_MR x CP_MAX_NR_BYTES");
+
 #define CP_GEMM_NAME CP_CAT(cp_gemm_wide, CP_SFX)
 #define CP_GEMM_MR CP_WIDE_MR
 #define CP_GEMM_NV CP_WIDE_NV
