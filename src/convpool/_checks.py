@@ -18,13 +18,24 @@ from ._shapes import IntPair, Padding, Window2D
 
 __all__ = [
     "DATA_FORMATS",
+    "ConvCall",
+    "FloatArray",
+    "PoolCall",
     "as_array",
-    "check_data_format",
-    "check_out",
-    "compute_dtype",
     "cast_weights",
+    "check_activation",
+    "check_bool",
+    "check_data_format",
+    "check_grad_out",
+    "check_out",
     "check_rank4",
+    "compute_dtype",
+    "from_nhwc_shape",
+    "grad_out_nhwc",
+    "kernel_ready",
     "positive_int",
+    "to_nhwc",
+    "to_nhwc_shape",
 ]
 
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -44,9 +55,6 @@ def check_data_format(data_format: object) -> str:
             f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}"
         )
     return data_format.lower()
-
-
-ACTIVATIONS = (None, "relu")
 
 
 def check_activation(activation: object) -> str | None:
