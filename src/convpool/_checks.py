@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
-from typing import Any, SupportsIndex, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias, TypeVar, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._shapes import IntPair, Padding, Window2D
+if TYPE_CHECKING:  # _shapes imports this module: its names are needed here for typing only
+    from ._shapes import IntPair, Padding, Window2D
 
 __all__ = [
     "DATA_FORMATS",
@@ -27,13 +28,13 @@ __all__ = [
     "check_bool",
     "check_data_format",
     "check_grad_out",
+    "check_int",
     "check_out",
     "check_rank4",
     "compute_dtype",
     "from_nhwc_shape",
     "grad_out_nhwc",
     "kernel_ready",
-    "positive_int",
     "to_nhwc",
     "to_nhwc_shape",
 ]
@@ -73,18 +74,51 @@ def check_bool(value: object, name: str) -> bool:
     return bool(value)
 
 
-def positive_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """``value`` as an int >= minimum, else TypeError / ValueError naming ``name``."""
+def check_int(
+    value: object, name: str, *, minimum: int | None = 1, requirement: str | None = None
+) -> int:
+    """``value`` as a Python int, else a TypeError or ValueError naming ``name``.
+
+    The one integer-argument check of the package.
+
+    Parameters
+    ----------
+    value : object
+        An int or anything with ``__index__`` (a NumPy integer, say).  A bool
+        is refused: ``True`` is an int to Python, but never a meaningful size.
+    name : str
+        The argument's public name, quoted in the messages.
+    minimum : int or None, default 1
+        The smallest value allowed; None allows any.
+    requirement : str, optional
+        What both messages say ``name`` must be, e.g. ``"a positive int or
+        None"``.  By default a non-integer is told it "must be an int" and a
+        value out of range that it "must be positive" (or ">= minimum").
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        For a bool or a non-integer, quoting it and its type.
+    ValueError
+        For an int below ``minimum``, quoting it.
+    """
+    kind = requirement or "an int"
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got the bool {value!r}")
+        raise TypeError(f"{name} must be {kind}, got the bool {value!r}")
     try:
-        value = operator.index(cast(SupportsIndex, value))  # a TypeError is the check
+        number = operator.index(cast(SupportsIndex, value))  # a TypeError is the check
     except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r}") from None
-    if value < minimum:
-        word = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{name} must be {word}, got {value}")
-    return value
+        raise TypeError(
+            f"{name} must be {kind}, got {value!r} of type {type(value).__name__}"
+        ) from None
+    if minimum is not None and number < minimum:
+        bound = requirement or ("positive" if minimum == 1 else f">= {minimum}")
+        raise ValueError(f"{name} must be {bound}, got {number}")
+    return number
 
 
 def as_array(value: object, name: str) -> NDArray[Any]:
@@ -231,7 +265,7 @@ class ConvCall:
                 f"got shape {kernel.shape}"
             )
         kernel = cast_weights(kernel, "kernel", self.dtype)
-        self.groups = positive_int(groups, "groups")
+        self.groups = check_int(groups, "groups")
         n, h, w, c = to_nhwc_shape(x.shape, self.data_format)
         kh, kw, cg, oc = kernel.shape
         shapes = f"x shape {x.shape} ({self.data_format}), kernel shape {kernel.shape}"

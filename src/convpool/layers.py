@@ -40,9 +40,9 @@ from ._checks import (
     check_activation,
     check_bool,
     check_data_format,
+    check_int,
     compute_dtype,
     from_nhwc_shape,
-    positive_int,
     to_nhwc_shape,
 )
 from ._shapes import (
@@ -384,7 +384,7 @@ class Dense(_KernelBias, Layer):
         dtype: DTypeLike | None = None,
     ) -> None:
         super().__init__(name=name, seed=seed, dtype=dtype)
-        self.units = positive_int(units, "units")
+        self.units = check_int(units, "units")
         self._init_kernel_bias(use_bias, activation)  # kernel (d_in, units), bias (units,)
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
@@ -567,10 +567,10 @@ class Conv2D(_KernelBias, _Spatial):
             kernel_size, strides, padding, data_format,
             window_name="kernel_size", name=name, seed=seed, dtype=dtype,
         )
-        self.filters = positive_int(filters, "filters")
+        self.filters = check_int(filters, "filters")
         self.kernel_size = self._window
         self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
-        self.groups = positive_int(groups, "groups")
+        self.groups = check_int(groups, "groups")
         if self.filters % self.groups:
             raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
         # kernel (KH, KW, C_in // groups, filters), bias (filters,)

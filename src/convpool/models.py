@@ -20,7 +20,7 @@ from typing import Any, TypedDict, cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import as_array, positive_int, to_nhwc_shape
+from ._checks import as_array, check_int, to_nhwc_shape
 from ._progress import Progress
 from .layers import LAYERS, Layer, OptionalPair, Shape, ShapeLike, _default_name
 from .losses import LOSSES, Loss
@@ -230,7 +230,7 @@ class Sequential:
         x = as_array(x, "x")
         if batch_size is None or x.shape[0] <= batch_size:
             return self.forward(x)
-        batch_size = positive_int(batch_size, "batch_size")
+        batch_size = check_int(batch_size, "batch_size")
         return np.concatenate(
             [self.forward(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         )
@@ -296,8 +296,8 @@ class Sequential:
         y = as_array(y, "y")
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x and y must have the same length, got {x.shape} and {y.shape}")
-        epochs = positive_int(epochs, "epochs")
-        batch_size = positive_int(batch_size, "batch_size")
+        epochs = check_int(epochs, "epochs")
+        batch_size = check_int(batch_size, "batch_size")
         optimizer = Adam() if optimizer is None else optimizer
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a convpool Optimizer, got {type(optimizer).__name__}")
