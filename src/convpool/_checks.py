@@ -32,6 +32,7 @@ __all__ = [
     "check_out",
     "check_rank4",
     "compute_dtype",
+    "from_nhwc",
     "from_nhwc_shape",
     "grad_out_nhwc",
     "kernel_ready",
@@ -376,6 +377,13 @@ def to_nhwc(x: NDArray[Any], data_format: str, dtype: np.dtype[Any]) -> NDArray[
     if data_format == "channels_first":
         x = x.transpose(0, 2, 3, 1)
     return kernel_ready(x, dtype)
+
+
+def from_nhwc(a: NDArray[Any], data_format: str) -> NDArray[Any]:
+    """An NHWC array as a C-contiguous array in ``data_format``; a copy only when needed."""
+    if data_format == "channels_first":
+        a = a.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(a)
 
 
 def grad_out_nhwc(grad_out: ArrayLike, call: ConvCall | PoolCall) -> NDArray[Any]:

@@ -22,6 +22,7 @@ from ._checks import (
     check_activation,
     check_bool,
     check_out,
+    from_nhwc,
     grad_out_nhwc,
     kernel_ready,
     to_nhwc,
@@ -253,12 +254,6 @@ def avg_pool2d(
 
 
 # ------------------------------------------------------------------ backward
-def _from_nhwc(a: NDArray[Any], data_format: str) -> NDArray[Any]:
-    if data_format == "channels_first":
-        return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
-    return a
-
-
 def conv2d_backward(
     grad_out: ArrayLike,
     x: ArrayLike,
@@ -318,7 +313,7 @@ def conv2d_backward(
         if grad_x is not None:
             grad_x[...] = 0
     if grad_x is not None:
-        grad_x = _from_nhwc(grad_x, call.data_format)
+        grad_x = from_nhwc(grad_x, call.data_format)
     return grad_x, grad_kernel, grad_bias
 
 
@@ -349,7 +344,7 @@ def _pool_backward(
             count_include_pad,
             get_num_threads(),
         )
-    return _from_nhwc(grad_x, call.data_format)
+    return from_nhwc(grad_x, call.data_format)
 
 
 def max_pool2d_backward(

@@ -23,6 +23,7 @@ from ._checks import (
     check_activation,
     check_bool,
     check_out,
+    from_nhwc,
     grad_out_nhwc,
     to_nhwc,
 )
@@ -146,11 +147,6 @@ def avg_pool2d(
 
 
 # ------------------------------------------------------------------ backward
-def _from_nhwc(a: NDArray[Any], call: ConvCall | PoolCall) -> NDArray[Any]:
-    a = a if call.data_format == "channels_last" else a.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(a, dtype=call.dtype)
-
-
 def _tap_slices(win: Window2D, kh: int, kw: int) -> tuple[slice, slice]:
     """Where tap (kh, kw) of every window lies in the padded input: two strided slices."""
     r0, c0 = kh * win.dh, kw * win.dw
@@ -206,7 +202,7 @@ def conv2d_backward(
                     gxp[:, rows, cols, i * cg : (i + 1) * cg] += (
                         g[..., i * ocg : (i + 1) * ocg] @ k[kh, kw, :, i * ocg : (i + 1) * ocg].T
                     )
-        grad_x = _from_nhwc(_crop(gxp, win), call)
+        grad_x = from_nhwc(_crop(gxp, win), call.data_format)
     return grad_x, grad_kernel.astype(call.dtype), grad_bias.astype(call.dtype)
 
 
@@ -244,7 +240,7 @@ def max_pool2d_backward(
     gxp = np.zeros((x.shape[0], x.shape[1] + win.pt + win.pb, x.shape[2] + win.pl + win.pr,
                     x.shape[3]), call.dtype)
     np.add.at(gxp, (n, rows, cols, c), g)
-    return _from_nhwc(_crop(gxp, win), call)
+    return from_nhwc(_crop(gxp, win), call.data_format)
 
 
 def avg_pool2d_backward(
@@ -275,4 +271,4 @@ def avg_pool2d_backward(
         for kw in range(win.kw):
             rows, cols = _tap_slices(win, kh, kw)
             gxp[:, rows, cols] += share
-    return _from_nhwc(_crop(gxp, win), call)
+    return from_nhwc(_crop(gxp, win), call.data_format)
