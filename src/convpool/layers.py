@@ -541,10 +541,15 @@ class Conv2D(_KernelBias, _Spatial):
     >>> layer.compute_output_shape((None, 32, 20, 3))
     (None, 16, 20, 8)
 
-    The seed document's layer: 16 filters of 5x5, stride 5, on full-HD frames:
+    The seed tutorial's layer: 16 filters of 5x5 over 3 channels, stride 5,
+    so 5 * 5 * 3 * 16 = 1200 weights; its output on full-HD frames, and on
+    a small batch:
 
-    >>> Conv2D(16, (5, 5), strides=5, use_bias=False).compute_output_shape((64, 1920, 1080, 3))
+    >>> seed = Conv2D(16, (5, 5), strides=5, use_bias=False)
+    >>> seed.compute_output_shape((64, 1920, 1080, 3))
     (64, 384, 216, 16)
+    >>> seed(np.zeros((2, 40, 30, 3), np.float32)).shape, seed.count_params()
+    ((2, 8, 6, 16), 1200)
     """
 
     def __init__(
@@ -692,6 +697,10 @@ class MaxPool2D(_Pool2D):
 
     Examples
     --------
+    >>> import numpy as np
+    >>> MaxPool2D(2)(np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1))[0, :, :, 0]
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
     >>> MaxPool2D(2).compute_output_shape((64, 384, 216, 16))
     (64, 192, 108, 16)
     >>> MaxPool2D((3, 2), strides=(2, 1), padding="same").compute_output_shape((1, 7, 5, 3))
@@ -741,6 +750,13 @@ class AvgPool2D(_Pool2D):
     Shape
     -----
     As :class:`MaxPool2D`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> AvgPool2D(2)(np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1))[0, :, :, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]], dtype=float32)
     """
 
     def __init__(
@@ -788,6 +804,9 @@ class Flatten(Layer):
 
     Examples
     --------
+    >>> import numpy as np
+    >>> Flatten()(np.zeros((2, 8, 6, 16), np.float32)).shape
+    (2, 768)
     >>> Flatten().compute_output_shape((64, 384, 216, 16))
     (64, 1327104)
     """

@@ -125,6 +125,22 @@ class Sequential:
     ...                    input_shape=(None, 1920, 1080, 3))
     >>> model.count_params()
     332976
+
+    What ``summary()`` tabulates: the parameters and the receptive field of
+    each layer (MaxPool2D doubles it without a weight; the Dense output sees
+    the whole frame):
+
+    >>> table = model.summary(print_fn=None)
+    >>> [(row["params"], row["receptive_field"]) for row in table.rows]
+    [(1200, (5, 5)), (0, (10, 10)), (0, (10, 10)), (331776, None)]
+
+    Built at its first call instead, here on a small batch:
+
+    >>> import numpy as np
+    >>> small = Sequential([Conv2D(16, 5, strides=5, use_bias=False), MaxPool2D(2),
+    ...                     Flatten(), Dense(1, use_bias=False)])
+    >>> small(np.zeros((4, 40, 30, 3), np.float32)).shape, small.count_params()
+    ((4, 1), 1392)
     """
 
     def __init__(
