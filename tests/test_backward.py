@@ -1,6 +1,6 @@
 """Backward passes: conv2d_backward, max_pool2d_backward, avg_pool2d_backward.
 
-Tiers, as for the forward functions (see /work/shared/notes/reliability.md):
+Tiers, as for the forward functions (``tests/test_conv2d.py``):
   * random data against ``convpool.reference`` in float64, under bounds derived
     from the summation error of each gradient (:func:`conv_backward_tolerances`,
     :func:`pool_backward_tolerance`), on edge geometries and a hypothesis sweep;
