@@ -146,8 +146,8 @@ def conv_tolerance(x, kernel, dtype, **conv_kwargs) -> np.ndarray:
     Derivation.  Each output is ``y = b + sum_{k<K} x_k w_k`` with
     ``K = KH * KW * C_in / groups`` (taps in the padding are exact zeros).  The
     fast kernel accumulates the K products into a zero accumulator in a fixed
-    order (with or without FMA) and then adds the bias; the reference uses
-    ``np.tensordot`` (any summation order) and then adds the bias.  For any
+    order (with or without FMA) and then adds the bias; the reference uses a
+    BLAS matrix product (any summation order) and then adds the bias.  For any
     order, a length-K dot product followed by one more addition satisfies
     (Higham, *Accuracy and Stability*, 3.1 and 3.5)
 

@@ -1,6 +1,6 @@
 """Backward passes: conv2d_backward, max_pool2d_backward, avg_pool2d_backward.
 
-Tiers, as for the forward functions (see /work/shared/notes/reliability.md):
+Tiers, as for the forward functions (``tests/test_conv2d.py``):
   * random data against ``convpool.reference`` in float64, under bounds derived
     from the summation error of each gradient (:func:`conv_backward_tolerances`,
     :func:`pool_backward_tolerance`), on edge geometries and a hypothesis sweep;
@@ -69,7 +69,7 @@ def conv_backward_tolerances(grad_out, x, kernel, dtype, **conv_kwargs):
     * ``grad_bias[o] = sum g[n, oh, ow, o]``: ``N * OH * OW`` terms, no product.
 
     Summing m products in any order and grouping (the fast kernels use tiles,
-    chunks and FMA; the reference uses matmul/tensordot) satisfies
+    chunks and FMA; the reference uses BLAS matrix products) satisfies
     (Higham, *Accuracy and Stability*, 3.1 and 3.5)
 
         |fl(s) - s| <= gamma_m * S,     S = sum of |products|,

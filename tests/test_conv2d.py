@@ -1,11 +1,14 @@
 """convpool.conv2d against convpool.reference.conv2d.
 
-Three tiers (see /work/shared/notes/reliability.md):
-  * random data, compared under the derived bound of ``conv_tolerance``;
+Three tiers:
+  * random data, compared under the derived summation-error bound of
+    ``conv_tolerance`` (no guessed tolerance);
   * integer data in [-8, 8]: every partial sum is an integer below 2**24, so
-    the fast result must equal the float64 reference bit for bit, in both dtypes;
+    the fast result must equal the float64 reference bit for bit, in both
+    dtypes (oneDNN's benchdnn tests its float convolutions the same way);
   * NaN guard regions around every array and a NaN-filled ``out=``, so an
-    out-of-bounds read or an unwritten output shows.
+    out-of-bounds read or an unwritten output shows (as in XNNPACK's
+    micro-kernel testers).
 """
 
 from __future__ import annotations

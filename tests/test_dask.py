@@ -898,14 +898,21 @@ def test_grad_out_wrong_dtype_raises_at_build(name, g_dtype):
     assert str(dinfo.value) == str(minfo.value)
 
 
-@pytest.mark.parametrize("threads", [0, -1, "2", 2.0, True], ids=repr)
+@pytest.mark.parametrize("threads, exc, pattern", [
+    (0, ValueError, r"^threads must be a positive int or None, got 0$"),
+    (-1, ValueError, r"^threads must be a positive int or None, got -1$"),
+    ("2", TypeError, r"^threads must be a positive int or None, got '2' of type str$"),
+    (2.0, TypeError, r"^threads must be a positive int or None, got 2\.0 of type float$"),
+    (True, TypeError, r"^threads must be a positive int or None, got the bool True$"),
+], ids=["0", "-1", "str", "float", "bool"])
 @pytest.mark.parametrize("name", ALL_OPS + ["apply"])
-def test_bad_threads_is_a_value_error(name, threads):
+def test_bad_threads_raises(name, threads, exc, pattern):
+    """A non-integer is a TypeError and an integer below 1 a ValueError, as everywhere else."""
     if name == "apply":
         call = functools.partial(cd.apply, convpool.MaxPool2D(2), _good_args("max_pool2d")[0][0])
     else:
         call = functools.partial(getattr(cd, name), *_good_args(name)[0])
-    with pytest.raises(ValueError, match=r"threads must be a positive int or None"):
+    with pytest.raises(exc, match=pattern):
         call(threads=threads)
 
 

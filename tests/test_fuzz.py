@@ -15,8 +15,12 @@ In both cases no input array is modified.
 The shapes are small (at most a few thousand elements), so a valid call is
 cheap; only the integers that cost nothing to pass (strides, padding, dilation,
 pool sizes) are drawn huge, up to 2**62 and beyond.  Argument values cover
-the reliability notes' fault classes 1, 2, 5, 6, 7, 8, 10-13
-(/work/shared/notes/reliability.md): zero and negative values, wrong ranks
+the faults that conv and pooling functions of other libraries have crashed or
+returned garbage on: non-positive strides, dilation, kernel or group sizes;
+negative or huge padding; a kernel larger than the padded input; shape,
+channel and group mismatches; zero-size tensors; sizes past 32- and 64-bit
+indexing; NaN and infinities; non-contiguous and read-only inputs; misused
+``out=``; mismatched dtypes.  Concretely: zero and negative values, wrong ranks
 (0-D to 6-D), mixed and unsupported dtypes, None and non-array objects, memory
 layouts (strided, negative, Fortran, broadcast, read-only) and ``out=`` arrays
 of every wrong kind, including one that overlaps ``x``.

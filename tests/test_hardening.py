@@ -1,25 +1,32 @@
-"""Hardening: the fault classes of /work/shared/notes/reliability.md, shown absent.
+"""Hardening: faults that other libraries' conv and pooling kernels have had, shown absent.
 
-1. SIMD body vs scalar tails (classes 10, c.4): pairwise sweeps of channel
-   counts, output channels and output widths around the vector widths, the
-   6-pixel micro-tile and the ROWS threshold of 24 columns, with NaN and +-inf
+The fault classes: NaN and +-inf treated differently by a SIMD body and its
+scalar tail loop, so that a result depends on the channel count; reads and
+writes outside an array, or outputs never written (index arithmetic, strided
+or misaligned views); 32-bit index overflow on large tensors; partial writes
+when a call fails; crashes, races and thread-count-dependent results under
+concurrent calls; and memory leaks.
+
+1. SIMD body vs scalar tails: pairwise sweeps of channel counts, output
+   channels and output widths around the vector widths, the 6-pixel
+   micro-tile and the ROWS threshold of 24 columns, with NaN and +-inf
    planted where the tails are: NaN and infinities land exactly where the
    reference puts them, finite values within the derived bounds, max pooling
    exactly.
-2. Canaries (classes 8, 11): every input is the middle of a NaN-filled
-   buffer and ``out=`` starts as NaN, for each internal conv path (ROWS, ROWS
-   without copy, GATHER, POINTWISE, DEPTHWISE), both pools and the three
-   gradients, with regular and streamed (non-temporal) stores: every output
-   written, no guard cell read or written.
-3. All or nothing (c.5): a call with one bad argument (or a workspace cap of
+2. Canaries (out-of-bounds access, unwritten outputs): every input is the
+   middle of a NaN-filled buffer and ``out=`` starts as NaN, for each
+   internal conv path (ROWS, ROWS without copy, GATHER, POINTWISE,
+   DEPTHWISE), both pools and the three gradients, with regular and streamed
+   (non-temporal) stores: every output written, no guard cell read or written.
+3. All or nothing: a call with one bad argument (or a workspace cap of
    100 bytes) raises and leaves ``out=`` and every input bit for bit as they were.
-4. Concurrency (class 14): 8 Python threads, shared and separate inputs, one
+4. Concurrency: 8 Python threads, shared and separate inputs, one
    shared layer: every result bitwise the serial one; the GIL is released
    while a kernel runs.
 5. No leaks: 2000 calls of each function (and of the error paths) leave the
    resident memory where it was.
-6. Big tensors (class 8), ``-m bigmem``: more than 2**31 elements, checked at
-   the far end of the array.
+6. Big tensors (32-bit index overflow), ``-m bigmem``: more than 2**31
+   elements, checked at the far end of the array.
 7. threadpoolctl finds the OpenMP runtime.
 8. Regressions: the bugs these tests found (huge pool widths overflowing the
    scratch size and the average's divisor, a dilation past int64 on a one-tap

@@ -9,6 +9,8 @@ give bitwise the result of its contiguous copy.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -394,3 +396,48 @@ def test_empty_batch_with_out(layout):
     assert convpool.avg_pool2d(x, 2, data_format=layout, out=pout) is pout
     with pytest.raises(ValueError, match=r"out has shape"):
         convpool.max_pool2d(x, 2, data_format=layout, out=np.zeros((1,) + pshape[1:], F32))
+
+
+# One integer check (``_checks.check_int``) behind every integer argument: a
+# bool or a non-integer is a TypeError quoting the value (and its type), in
+# the same words everywhere.
+INTEGER_ARGUMENTS = {
+    "conv2d-groups": (lambda v: convpool.conv2d(X, K, groups=v), "groups", "an int"),
+    "max_pool2d-pool_size": (lambda v: convpool.max_pool2d(X, v), "pool_size",
+                             "an int or a pair of ints"),
+    "Dense-units": (lambda v: convpool.Dense(v), "units", "an int"),
+    "Conv2D-filters": (lambda v: convpool.Conv2D(v, 3), "filters", "an int"),
+    "set_num_threads-n": (convpool.set_num_threads, "n", "a positive int or None"),
+    "set_buffer_cache-max_bytes": (convpool.set_buffer_cache, "max_bytes", "an int"),
+    "set_workspace_limit-max_bytes": (convpool.set_workspace_limit, "max_bytes", "an int"),
+}
+
+
+@pytest.mark.parametrize("value", [1.5, True, np.float64(2.0)], ids=["float", "bool", "np.float64"])
+@pytest.mark.parametrize("case", sorted(INTEGER_ARGUMENTS))
+def test_integer_arguments_share_one_check(case, value):
+    call, name, kind = INTEGER_ARGUMENTS[case]
+    got = ("the bool True" if value is True
+           else f"{re.escape(repr(value))} of type {type(value).__name__}")
+    cache, workspace = convpool.get_buffer_cache()["max_bytes"], convpool.get_workspace_limit()
+    with pytest.raises(TypeError, match=rf"^{name} must be {kind}, got {got}$"):
+        call(value)
+    assert convpool.get_buffer_cache()["max_bytes"] == cache
+    assert convpool.get_workspace_limit() == workspace
+
+
+def test_checks_all_lists_every_name_imported_from_it():
+    """``_checks.__all__`` names everything the package's modules import from it."""
+    import ast
+    import pathlib
+
+    import convpool._checks
+
+    imported = set()
+    for path in pathlib.Path(convpool.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "_checks" and node.level == 1:
+                imported |= {alias.name for alias in node.names}
+    assert len(imported) > 10, "the scan found too few imports to be working"
+    assert imported <= set(convpool._checks.__all__), sorted(imported - set(convpool._checks.__all__))
+    assert all(hasattr(convpool._checks, name) for name in convpool._checks.__all__)

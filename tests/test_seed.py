@@ -1,4 +1,4 @@
-"""Every example of the seed tutorial (shared/seed/layers-blog.md), in convpool.
+"""Every example of the seed tutorial (docs/seed-tutorial.md), in convpool.
 
 The tutorial's code is TensorFlow; each test runs the same steps with convpool
 and checks the shapes, weight shapes and parameter counts it prints.
@@ -13,7 +13,7 @@ from convpool.__main__ import validate
 
 
 def test_dense_two_steps_squeeze():
-    # 1단계 / 2단계: Dense(1) twice, squeezing the last axis after each.
+    # Steps 1 and 2 of the first example: Dense(1) twice, squeezing the last axis after each.
     boxes = np.zeros((64, 4, 2), np.float32)
     first = Dense(units=1, use_bias=False)
     first_out = np.squeeze(first(boxes), axis=-1)

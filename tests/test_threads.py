@@ -1,7 +1,9 @@
 """Thread count, determinism and run-time configuration.
 
 Every output is summed in a fixed order, so results must be bitwise identical
-for any thread count, batch split or layout (reliability notes, section c).
+for any thread count, batch split or layout: a promise that PyTorch,
+TensorFlow, MKL and oneDNN do not make (they are reproducible at most for one
+thread count and environment).
 The inputs here are large enough that a call really runs on several threads:
 at least 32768 multiply-adds and several work units (im2col tiles of ~48 kB,
 or output rows for pooling).

@@ -9,22 +9,35 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
-from typing import Any, SupportsIndex, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias, TypeVar, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._shapes import IntPair, Padding, Window2D
+if TYPE_CHECKING:  # _shapes imports this module: its names are needed here for typing only
+    from ._shapes import IntPair, Padding, Window2D
 
 __all__ = [
     "DATA_FORMATS",
+    "ConvCall",
+    "FloatArray",
+    "PoolCall",
     "as_array",
-    "check_data_format",
-    "check_out",
-    "compute_dtype",
     "cast_weights",
+    "check_activation",
+    "check_bool",
+    "check_data_format",
+    "check_grad_out",
+    "check_int",
+    "check_out",
     "check_rank4",
-    "positive_int",
+    "compute_dtype",
+    "from_nhwc",
+    "from_nhwc_shape",
+    "grad_out_nhwc",
+    "kernel_ready",
+    "to_nhwc",
+    "to_nhwc_shape",
 ]
 
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -46,9 +59,6 @@ def check_data_format(data_format: object) -> str:
     return data_format.lower()
 
 
-ACTIVATIONS = (None, "relu")
-
-
 def check_activation(activation: object) -> str | None:
     """``activation`` if it is None or 'relu' (case-insensitive), else ValueError."""
     if activation is None:
@@ -65,18 +75,51 @@ def check_bool(value: object, name: str) -> bool:
     return bool(value)
 
 
-def positive_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """``value`` as an int >= minimum, else TypeError / ValueError naming ``name``."""
+def check_int(
+    value: object, name: str, *, minimum: int | None = 1, requirement: str | None = None
+) -> int:
+    """``value`` as a Python int, else a TypeError or ValueError naming ``name``.
+
+    The one integer-argument check of the package.
+
+    Parameters
+    ----------
+    value : object
+        An int or anything with ``__index__`` (a NumPy integer, say).  A bool
+        is refused: ``True`` is an int to Python, but never a meaningful size.
+    name : str
+        The argument's public name, quoted in the messages.
+    minimum : int or None, default 1
+        The smallest value allowed; None allows any.
+    requirement : str, optional
+        What both messages say ``name`` must be, e.g. ``"a positive int or
+        None"``.  By default a non-integer is told it "must be an int" and a
+        value out of range that it "must be positive" (or ">= minimum").
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        For a bool or a non-integer, quoting it and its type.
+    ValueError
+        For an int below ``minimum``, quoting it.
+    """
+    kind = requirement or "an int"
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got the bool {value!r}")
+        raise TypeError(f"{name} must be {kind}, got the bool {value!r}")
     try:
-        value = operator.index(cast(SupportsIndex, value))  # a TypeError is the check
+        number = operator.index(cast(SupportsIndex, value))  # a TypeError is the check
     except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r}") from None
-    if value < minimum:
-        word = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{name} must be {word}, got {value}")
-    return value
+        raise TypeError(
+            f"{name} must be {kind}, got {value!r} of type {type(value).__name__}"
+        ) from None
+    if minimum is not None and number < minimum:
+        bound = requirement or ("positive" if minimum == 1 else f">= {minimum}")
+        raise ValueError(f"{name} must be {bound}, got {number}")
+    return number
 
 
 def as_array(value: object, name: str) -> NDArray[Any]:
@@ -223,7 +266,7 @@ class ConvCall:
                 f"got shape {kernel.shape}"
             )
         kernel = cast_weights(kernel, "kernel", self.dtype)
-        self.groups = positive_int(groups, "groups")
+        self.groups = check_int(groups, "groups")
         n, h, w, c = to_nhwc_shape(x.shape, self.data_format)
         kh, kw, cg, oc = kernel.shape
         shapes = f"x shape {x.shape} ({self.data_format}), kernel shape {kernel.shape}"
@@ -334,6 +377,13 @@ def to_nhwc(x: NDArray[Any], data_format: str, dtype: np.dtype[Any]) -> NDArray[
     if data_format == "channels_first":
         x = x.transpose(0, 2, 3, 1)
     return kernel_ready(x, dtype)
+
+
+def from_nhwc(a: NDArray[Any], data_format: str) -> NDArray[Any]:
+    """An NHWC array as a C-contiguous array in ``data_format``; a copy only when needed."""
+    if data_format == "channels_first":
+        a = a.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(a)
 
 
 def grad_out_nhwc(grad_out: ArrayLike, call: ConvCall | PoolCall) -> NDArray[Any]:

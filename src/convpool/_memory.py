@@ -54,6 +54,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from ._checks import check_int
+
 __all__ = ["empty", "set_buffer_cache", "get_buffer_cache", "set_workspace_limit",
            "get_workspace_limit"]
 
@@ -168,12 +170,9 @@ def set_buffer_cache(max_bytes: int) -> None:
         0 turns recycling off and frees every cached buffer.
     """
     global _limit, _free_bytes
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
-        raise TypeError(f"max_bytes must be an int, got {max_bytes!r}")
-    if max_bytes < 0:
-        raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+    limit = check_int(max_bytes, "max_bytes", minimum=0)
     with _lock:
-        _limit = int(max_bytes)
+        _limit = limit
         while _free and _free_bytes > _limit:
             _free_bytes -= _free.pop(0).nbytes
 
@@ -195,11 +194,8 @@ def set_workspace_limit(max_bytes: int) -> None:
     """
     from ._kernels import _core
 
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
-        raise TypeError(f"max_bytes must be an int, got {max_bytes!r}")
-    if max_bytes < 1:
-        raise ValueError(f"max_bytes must be positive, got {max_bytes}")
-    _core.set_workspace_limit(min(int(max_bytes), 2**63 - 1))
+    limit = check_int(max_bytes, "max_bytes")
+    _core.set_workspace_limit(min(limit, 2**63 - 1))
 
 
 def get_workspace_limit() -> int:

@@ -17,13 +17,14 @@ sees them.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, SupportsIndex, TypeAlias, Union, cast
 
 import numpy as np
 from numpy.typing import NDArray
+
+from ._checks import check_int
 
 __all__ = [
     "Window2D",
@@ -46,17 +47,9 @@ IntPair: TypeAlias = Union[SupportsIndex, Sequence[SupportsIndex], NDArray[np.in
 Padding: TypeAlias = Union[str, IntPair, Sequence[Sequence[SupportsIndex]]]
 
 
-def _as_int(value: object, name: str) -> int:
-    """``value`` as a Python int; bool and non-integers are a TypeError."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got the bool {value!r}")
-    try:
-        return operator.index(cast(SupportsIndex, value))  # a TypeError is the check
-    except TypeError:
-        raise TypeError(
-            f"{name} must be an int or a pair of ints, got {value!r} "
-            f"of type {type(value).__name__}"
-        ) from None
+def _one_int(value: object, name: str) -> int:
+    """One element of an int-or-pair argument; the range is checked on the pair."""
+    return check_int(value, name, minimum=None, requirement="an int or a pair of ints")
 
 
 def as_pair(value: IntPair, name: str, *, minimum: int | None = 1) -> tuple[int, int]:
@@ -90,9 +83,9 @@ def as_pair(value: IntPair, name: str, *, minimum: int | None = 1) -> tuple[int,
                 f"{name} must be an int or a pair of ints, got {value!r} "
                 f"with {len(value)} elements"
             )
-        pair = (_as_int(value[0], name), _as_int(value[1], name))
+        pair = (_one_int(value[0], name), _one_int(value[1], name))
     else:
-        v = _as_int(value, name)
+        v = _one_int(value, name)
         pair = (v, v)
     if minimum is not None and min(pair) < minimum:
         word = "positive" if minimum == 1 else f">= {minimum}"

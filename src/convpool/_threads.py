@@ -19,10 +19,10 @@ gives bitwise the same output for any thread count.
 from __future__ import annotations
 
 import contextlib
-import operator
 import threading
 from collections.abc import Iterator
 
+from ._checks import check_int
 from ._kernels import _core
 
 __all__ = ["set_num_threads", "get_num_threads"]
@@ -60,14 +60,7 @@ def set_num_threads(n: int | None) -> None:
     """
     global _requested, _setter, _written
     if n is not None:
-        if isinstance(n, bool):
-            raise TypeError(f"n must be a positive int or None, got the bool {n!r}")
-        try:
-            n = operator.index(n)
-        except TypeError:
-            raise TypeError(f"n must be a positive int or None, got {n!r}") from None
-        if n < 1:
-            raise ValueError(f"n must be a positive int or None, got {n}")
+        n = check_int(n, "n", requirement="a positive int or None")
     limited = _limited(_core.omp_max_threads())
     if n is None:
         if _written is not None and threading.get_ident() == _setter and not limited:

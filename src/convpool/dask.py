@@ -69,7 +69,7 @@ except ImportError as err:  # pragma: no cover - exercised only without dask
     ) from err
 
 from . import functional as F
-from ._checks import ConvCall, PoolCall, check_activation, check_bool, check_grad_out
+from ._checks import ConvCall, PoolCall, check_activation, check_bool, check_grad_out, check_int
 from ._shapes import IntPair, Padding, effective_size
 from ._threads import task_threads
 
@@ -147,11 +147,10 @@ def _threads_here(requested: int | None, plan: dict[str, int] | None) -> int | N
 
 
 def _check_threads(threads: object) -> int | None:
+    """``threads`` if None or a positive int, else TypeError / ValueError."""
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
-    return int(threads)
+    return check_int(threads, "threads", requirement="a positive int or None")
 
 
 def _in_task(fn: Callable[..., Any], threads: int | None,

@@ -22,6 +22,7 @@ from ._checks import (
     check_activation,
     check_bool,
     check_out,
+    from_nhwc,
     grad_out_nhwc,
     kernel_ready,
     to_nhwc,
@@ -121,10 +122,20 @@ def conv2d(
 
     Examples
     --------
+    A 2x2 kernel of ones with stride 2 sums each 2x2 block:
+
     >>> import numpy as np, convpool
-    >>> x = np.zeros((64, 1920, 1080, 3), np.float32)          # doctest: +SKIP
-    >>> convpool.conv2d(x, np.ones((5, 5, 3, 16), np.float32), strides=5).shape  # doctest: +SKIP
-    (64, 384, 216, 16)
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    >>> convpool.conv2d(x, np.ones((2, 2, 1, 1), np.float32), strides=2)[0, :, :, 0]
+    array([[10., 18.],
+           [42., 50.]], dtype=float32)
+
+    The seed tutorial's 16 filters of 5x5 with stride 5, on a small batch
+    (full-HD frames give (64, 384, 216, 16)):
+
+    >>> frames = np.zeros((2, 40, 30, 3), np.float32)
+    >>> convpool.conv2d(frames, np.ones((5, 5, 3, 16), np.float32), strides=5).shape
+    (2, 8, 6, 16)
     """
     call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format)
     relu = check_activation(activation) == "relu"
@@ -280,6 +291,18 @@ def max_pool2d(
     y : ndarray of shape (N, OH, OW, C), or (N, C, OH, OW) with channels_first
         ``OH = (H + pt + pb - KH) // sh + 1``, likewise OW.  A NaN anywhere in
         a window gives NaN.
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    >>> convpool.max_pool2d(x, 2)[0, :, :, 0]
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
+    >>> x[0, 0, 0, 0] = np.nan
+    >>> convpool.max_pool2d(x, 2)[0, :, :, 0]
+    array([[nan,  7.],
+           [13., 15.]], dtype=float32)
     """
     return _pool(x, pool_size, strides, padding, data_format, out, True, False)
 
@@ -313,18 +336,26 @@ def avg_pool2d(
     Returns
     -------
     y : ndarray of shape (N, OH, OW, C), or (N, C, OH, OW) with channels_first
+
+    Examples
+    --------
+    "same" pads a 3x3 input by one row and column at the bottom and right;
+    the padded cells count only with ``count_include_pad``:
+
+    >>> import numpy as np, convpool
+    >>> x = np.ones((1, 3, 3, 1), np.float32)
+    >>> convpool.avg_pool2d(x, 2, padding="same")[0, :, :, 0]
+    array([[1., 1.],
+           [1., 1.]], dtype=float32)
+    >>> convpool.avg_pool2d(x, 2, padding="same", count_include_pad=True)[0, :, :, 0]
+    array([[1.  , 0.5 ],
+           [0.5 , 0.25]], dtype=float32)
     """
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
     return _pool(x, pool_size, strides, padding, data_format, out, False, count_include_pad)
 
 
 # ------------------------------------------------------------------ backward
-def _from_nhwc(a: NDArray[Any], data_format: str) -> NDArray[Any]:
-    if data_format == "channels_first":
-        return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
-    return a
-
-
 def conv2d_backward(
     grad_out: ArrayLike,
     x: ArrayLike,
@@ -354,6 +385,28 @@ def conv2d_backward(
     grad_kernel : ndarray of shape (KH, KW, C_in // groups, C_out)
     grad_bias : ndarray of shape (C_out,)
         All in the compute dtype; bitwise the same for any thread count.
+
+    Examples
+    --------
+    The gradients of ``sum(conv2d(x, kernel, strides=2))`` for a 2x2 kernel
+    of ones: each input pixel lies in one window, and each tap sums the
+    pixels it reads:
+
+    >>> import numpy as np, convpool
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    >>> kernel = np.ones((2, 2, 1, 1), np.float32)
+    >>> grad_out = np.ones((1, 2, 2, 1), np.float32)
+    >>> grad_x, grad_kernel, grad_bias = convpool.conv2d_backward(grad_out, x, kernel, strides=2)
+    >>> grad_x[0, :, :, 0]
+    array([[1., 1., 1., 1.],
+           [1., 1., 1., 1.],
+           [1., 1., 1., 1.],
+           [1., 1., 1., 1.]], dtype=float32)
+    >>> grad_kernel[:, :, 0, 0]
+    array([[20., 24.],
+           [36., 40.]], dtype=float32)
+    >>> grad_bias
+    array([4.], dtype=float32)
     """
     call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format)
     gy = grad_out_nhwc(grad_out, call)
@@ -384,7 +437,7 @@ def conv2d_backward(
         if grad_x is not None:
             grad_x[...] = 0
     if grad_x is not None:
-        grad_x = _from_nhwc(grad_x, call.data_format)
+        grad_x = from_nhwc(grad_x, call.data_format)
     return grad_x, grad_kernel, grad_bias
 
 
@@ -415,7 +468,7 @@ def _pool_backward(
             count_include_pad,
             get_num_threads(),
         )
-    return _from_nhwc(grad_x, call.data_format)
+    return from_nhwc(grad_x, call.data_format)
 
 
 def max_pool2d_backward(
@@ -441,6 +494,16 @@ def max_pool2d_backward(
     Returns
     -------
     grad_x : ndarray of x's shape, in the compute dtype
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    >>> convpool.max_pool2d_backward(np.ones((1, 2, 2, 1), np.float32), x, 2)[0, :, :, 0]
+    array([[0., 0., 0., 0.],
+           [0., 1., 0., 1.],
+           [0., 0., 0., 0.],
+           [0., 1., 0., 1.]], dtype=float32)
     """
     return _pool_backward(grad_out, x, pool_size, strides, padding, data_format, True, False)
 

@@ -40,9 +40,9 @@ from ._checks import (
     check_activation,
     check_bool,
     check_data_format,
+    check_int,
     compute_dtype,
     from_nhwc_shape,
-    positive_int,
     to_nhwc_shape,
 )
 from ._shapes import (
@@ -384,7 +384,7 @@ class Dense(_KernelBias, Layer):
         dtype: DTypeLike | None = None,
     ) -> None:
         super().__init__(name=name, seed=seed, dtype=dtype)
-        self.units = positive_int(units, "units")
+        self.units = check_int(units, "units")
         self._init_kernel_bias(use_bias, activation)  # kernel (d_in, units), bias (units,)
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
@@ -541,10 +541,15 @@ class Conv2D(_KernelBias, _Spatial):
     >>> layer.compute_output_shape((None, 32, 20, 3))
     (None, 16, 20, 8)
 
-    The seed document's layer: 16 filters of 5x5, stride 5, on full-HD frames:
+    The seed tutorial's layer: 16 filters of 5x5 over 3 channels, stride 5,
+    so 5 * 5 * 3 * 16 = 1200 weights; its output on full-HD frames, and on
+    a small batch:
 
-    >>> Conv2D(16, (5, 5), strides=5, use_bias=False).compute_output_shape((64, 1920, 1080, 3))
+    >>> seed = Conv2D(16, (5, 5), strides=5, use_bias=False)
+    >>> seed.compute_output_shape((64, 1920, 1080, 3))
     (64, 384, 216, 16)
+    >>> seed(np.zeros((2, 40, 30, 3), np.float32)).shape, seed.count_params()
+    ((2, 8, 6, 16), 1200)
     """
 
     def __init__(
@@ -567,10 +572,10 @@ class Conv2D(_KernelBias, _Spatial):
             kernel_size, strides, padding, data_format,
             window_name="kernel_size", name=name, seed=seed, dtype=dtype,
         )
-        self.filters = positive_int(filters, "filters")
+        self.filters = check_int(filters, "filters")
         self.kernel_size = self._window
         self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
-        self.groups = positive_int(groups, "groups")
+        self.groups = check_int(groups, "groups")
         if self.filters % self.groups:
             raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
         # kernel (KH, KW, C_in // groups, filters), bias (filters,)
@@ -692,6 +697,10 @@ class MaxPool2D(_Pool2D):
 
     Examples
     --------
+    >>> import numpy as np
+    >>> MaxPool2D(2)(np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1))[0, :, :, 0]
+    array([[ 5.,  7.],
+           [13., 15.]], dtype=float32)
     >>> MaxPool2D(2).compute_output_shape((64, 384, 216, 16))
     (64, 192, 108, 16)
     >>> MaxPool2D((3, 2), strides=(2, 1), padding="same").compute_output_shape((1, 7, 5, 3))
@@ -741,6 +750,13 @@ class AvgPool2D(_Pool2D):
     Shape
     -----
     As :class:`MaxPool2D`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> AvgPool2D(2)(np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1))[0, :, :, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]], dtype=float32)
     """
 
     def __init__(
@@ -788,6 +804,9 @@ class Flatten(Layer):
 
     Examples
     --------
+    >>> import numpy as np
+    >>> Flatten()(np.zeros((2, 8, 6, 16), np.float32)).shape
+    (2, 768)
     >>> Flatten().compute_output_shape((64, 384, 216, 16))
     (64, 1327104)
     """

@@ -20,7 +20,7 @@ from typing import Any, TypedDict, cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._checks import as_array, positive_int, to_nhwc_shape
+from ._checks import as_array, check_int, to_nhwc_shape
 from ._progress import Progress
 from .layers import LAYERS, Layer, OptionalPair, Shape, ShapeLike, _default_name
 from .losses import LOSSES, Loss
@@ -125,6 +125,22 @@ class Sequential:
     ...                    input_shape=(None, 1920, 1080, 3))
     >>> model.count_params()
     332976
+
+    What ``summary()`` tabulates: the parameters and the receptive field of
+    each layer (MaxPool2D doubles it without a weight; the Dense output sees
+    the whole frame):
+
+    >>> table = model.summary(print_fn=None)
+    >>> [(row["params"], row["receptive_field"]) for row in table.rows]
+    [(1200, (5, 5)), (0, (10, 10)), (0, (10, 10)), (331776, None)]
+
+    Built at its first call instead, here on a small batch:
+
+    >>> import numpy as np
+    >>> small = Sequential([Conv2D(16, 5, strides=5, use_bias=False), MaxPool2D(2),
+    ...                     Flatten(), Dense(1, use_bias=False)])
+    >>> small(np.zeros((4, 40, 30, 3), np.float32)).shape, small.count_params()
+    ((4, 1), 1392)
     """
 
     def __init__(
@@ -230,7 +246,7 @@ class Sequential:
         x = as_array(x, "x")
         if batch_size is None or x.shape[0] <= batch_size:
             return self.forward(x)
-        batch_size = positive_int(batch_size, "batch_size")
+        batch_size = check_int(batch_size, "batch_size")
         return np.concatenate(
             [self.forward(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         )
@@ -296,8 +312,8 @@ class Sequential:
         y = as_array(y, "y")
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x and y must have the same length, got {x.shape} and {y.shape}")
-        epochs = positive_int(epochs, "epochs")
-        batch_size = positive_int(batch_size, "batch_size")
+        epochs = check_int(epochs, "epochs")
+        batch_size = check_int(batch_size, "batch_size")
         optimizer = Adam() if optimizer is None else optimizer
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a convpool Optimizer, got {type(optimizer).__name__}")

@@ -3,9 +3,14 @@
 Same signatures and the same argument checks as :mod:`convpool.functional`;
 the computation is deliberately obvious rather than fast: pad with
 ``np.pad``, take every window with ``sliding_window_view``, keep every
-stride-th window and every dilation-th tap by slicing, and reduce with
-``np.tensordot`` (conv) or ``max`` / ``sum`` (pooling).  No loop runs over
-pixels; the only Python loop is over conv groups.
+stride-th window and every dilation-th tap by slicing, and reduce with a
+matrix product (conv) or ``max`` / ``sum`` (pooling).  No loop runs over
+pixels; the only Python loops are over conv groups and kernel taps.
+
+NaN and infinities follow IEEE arithmetic whatever the BLAS does: a conv
+output is NaN when one of its terms is (``NaN * w``, ``inf * 0``, including a
+padding zero under an infinite weight) or when +inf and -inf terms meet
+(see :func:`_matmul`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ._checks import (
     check_activation,
     check_bool,
     check_out,
+    from_nhwc,
     grad_out_nhwc,
     to_nhwc,
 )
@@ -48,6 +54,88 @@ def _windows(xp: NDArray[Any], win: Window2D) -> NDArray[Any]:
     view = view[:, :: win.sh, :: win.sw, :, :: win.dh, :: win.dw]
     assert view.shape[1:3] == (win.oh, win.ow) and view.shape[4:] == (win.kh, win.kw)
     return view
+
+
+def _patch_matrix(windows: NDArray[Any]) -> NDArray[Any]:
+    """Windows (N, OH, OW, C, KH, KW) as the rows of an (N*OH*OW, C*KH*KW) matrix."""
+    n, oh, ow, c, kh, kw = windows.shape
+    matrix: NDArray[Any] = windows.reshape(n * oh * ow, c * kh * kw)
+    return matrix
+
+
+def _tap_matrix(kernel: NDArray[Any]) -> NDArray[Any]:
+    """A kernel (KH, KW, C, O) as the (C*KH*KW, O) matrix that multiplies :func:`_patch_matrix`."""
+    kh, kw, c, o = kernel.shape
+    matrix: NDArray[Any] = kernel.transpose(2, 0, 1, 3).reshape(c * kh * kw, o)
+    return matrix
+
+
+def _any_pair(p: NDArray[np.bool_], q: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``[i, o]``: is there a ``j`` with both ``p[i, j]`` and ``q[j, o]``?
+
+    A product of 0/1 matrices counts the pairs; in float64 every count is
+    exact, so no BLAS shortcut can change which are positive.
+    """
+    counts: NDArray[np.float64] = p.astype(np.float64) @ q.astype(np.float64)
+    return counts > 0
+
+
+def _matmul(a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
+    """``a @ b`` whose NaN and infinities follow IEEE arithmetic, whatever BLAS does.
+
+    BLAS may skip a term whose factor is zero (OpenBLAS does, in some shapes),
+    and with it the NaN of ``NaN * 0`` or ``inf * 0``.  A term is non-finite
+    only when one of its factors is, so an output whose terms are all finite
+    is BLAS's, right whatever it skips.  Every other output is what IEEE
+    makes of its terms: NaN if one of them is NaN (a NaN factor, or an
+    infinity times 0) or if both +inf and -inf occur, else their common
+    infinity.  Those outputs are found from 0/1 products (:func:`_any_pair`)
+    restricted to the rows of ``a``, columns of ``b`` and reduction indices
+    that hold a non-finite factor.  On finite data the only extra work is a
+    sum of each operand; a few NaN cost little more.  (Finite terms whose sum
+    overflows are not tracked: there the IEEE result depends on the summation
+    order, in any implementation.)
+
+    Parameters
+    ----------
+    a : ndarray of shape (..., K)
+        Its leading axes are rows, as for ``@``.
+    b : ndarray of shape (K, O)
+
+    Returns
+    -------
+    ndarray of shape (..., O)
+    """
+    product: NDArray[Any] = a @ b
+    with np.errstate(over="ignore", invalid="ignore"):
+        # A sum is finite only if every entry is (finite entries whose sum
+        # overflows merely take the longer way below).
+        if np.isfinite(a.sum()) and np.isfinite(b.sum()):
+            return product
+    a = a.reshape(-1, a.shape[-1])
+    y = product.reshape(a.shape[0], b.shape[1])  # a view: the product is C-contiguous
+    bad_a, bad_b = ~np.isfinite(a), ~np.isfinite(b)
+    bad_rows, bad_cols = bad_a.any(axis=1), bad_b.any(axis=0)
+    if not (bad_rows.any() or bad_cols.any()):
+        return product
+    # The outputs that may hold a non-finite term: the rows of a non-finite
+    # entry of a (in every column) and the columns of one of b (in every row).
+    rows = bad_rows | bad_cols.any()
+    cols = bad_cols | bad_rows.any()
+    terms = bad_a.any(axis=0) | bad_b.any(axis=1)  # the only j with a non-finite term
+    p, q = a[np.ix_(rows, terms)], b[np.ix_(terms, cols)]
+    nan = (np.isnan(p).any(axis=1)[:, None] | np.isnan(q).any(axis=0)
+           | _any_pair(np.isinf(p), q == 0) | _any_pair(p == 0, np.isinf(q)))
+    pos_inf = (_any_pair(p == np.inf, q > 0) | _any_pair(p == -np.inf, q < 0)
+               | _any_pair(p > 0, q == np.inf) | _any_pair(p < 0, q == -np.inf))
+    neg_inf = (_any_pair(p == np.inf, q < 0) | _any_pair(p == -np.inf, q > 0)
+               | _any_pair(p > 0, q == -np.inf) | _any_pair(p < 0, q == np.inf))
+    block = y[np.ix_(rows, cols)]
+    block[pos_inf] = np.inf
+    block[neg_inf] = -np.inf
+    block[nan | (pos_inf & neg_inf)] = np.nan
+    y[np.ix_(rows, cols)] = block
+    return product
 
 
 def _pad(x: NDArray[Any], win: Window2D, value: float) -> NDArray[Any]:
@@ -89,14 +177,11 @@ def conv2d(
     cg = call.kernel.shape[2]
     ocg = call.kernel.shape[3] // call.groups
     parts = [
-        np.tensordot(
-            windows[:, :, :, g * cg : (g + 1) * cg],
-            call.kernel[:, :, :, g * ocg : (g + 1) * ocg],
-            axes=([3, 4, 5], [2, 0, 1]),
-        )
+        _matmul(_patch_matrix(windows[:, :, :, g * cg : (g + 1) * cg]),
+                _tap_matrix(call.kernel[:, :, :, g * ocg : (g + 1) * ocg]))
         for g in range(call.groups)
     ]
-    y = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+    y = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]  # (N*OH*OW, C_out)
     if call.bias is not None:
         y = y + call.bias
     if relu:
@@ -146,11 +231,6 @@ def avg_pool2d(
 
 
 # ------------------------------------------------------------------ backward
-def _from_nhwc(a: NDArray[Any], call: ConvCall | PoolCall) -> NDArray[Any]:
-    a = a if call.data_format == "channels_last" else a.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(a, dtype=call.dtype)
-
-
 def _tap_slices(win: Window2D, kh: int, kw: int) -> tuple[slice, slice]:
     """Where tap (kh, kw) of every window lies in the padded input: two strided slices."""
     r0, c0 = kh * win.dh, kw * win.dw
@@ -176,38 +256,40 @@ def conv2d_backward(
 ) -> tuple[FloatArray | None, FloatArray, FloatArray]:
     """Reference of :func:`convpool.conv2d_backward`.
 
-    grad_kernel: every window times grad_out, summed (tensordot); grad_bias:
-    grad_out summed; grad_x: for each tap (kh, kw), grad_out @ kernel[kh, kw]^T
-    added into the padded input at that tap's strided positions, then cropped.
+    Per group: grad_kernel is every window times grad_out, summed over the
+    pixels (one product); grad_x, for each tap (kh, kw), grad_out @
+    kernel[kh, kw]^T added into the padded input at that tap's strided
+    positions, then cropped; grad_bias is grad_out summed.  NaN and
+    infinities follow IEEE arithmetic (:func:`_matmul`).
     """
     call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format)
     g = grad_out_nhwc(grad_out, call)
     x = to_nhwc(call.x, call.data_format, call.dtype)
     win, k = call.win, call.kernel
     cg, ocg = k.shape[2], k.shape[3] // call.groups
+    pixels = x.shape[0] * win.oh * win.ow
     windows = _windows(_pad(x, win, 0), win)  # (N, OH, OW, C, KH, KW)
-    grad_kernel = np.concatenate(
-        [
-            np.tensordot(windows[:, :, :, i * cg : (i + 1) * cg], g[..., i * ocg : (i + 1) * ocg],
-                         axes=([0, 1, 2], [0, 1, 2])).transpose(1, 2, 0, 3)
-            for i in range(call.groups)
-        ],
-        axis=-1,
-    )
-    grad_bias = g.sum(axis=(0, 1, 2))
-    grad_x = None
+    grad_kernel = np.empty(k.shape, call.dtype)
+    gxp = None
     if input_grad:
         gxp = np.zeros((x.shape[0], x.shape[1] + win.pt + win.pb, x.shape[2] + win.pl + win.pr,
                         x.shape[3]), call.dtype)
-        for kh in range(win.kh):
-            for kw in range(win.kw):
-                rows, cols = _tap_slices(win, kh, kw)
-                for i in range(call.groups):
-                    gxp[:, rows, cols, i * cg : (i + 1) * cg] += (
-                        g[..., i * ocg : (i + 1) * ocg] @ k[kh, kw, :, i * ocg : (i + 1) * ocg].T
-                    )
-        grad_x = _from_nhwc(_crop(gxp, win), call)
-    return grad_x, grad_kernel.astype(call.dtype), grad_bias.astype(call.dtype)
+    for i in range(call.groups):
+        ins, outs = slice(i * cg, (i + 1) * cg), slice(i * ocg, (i + 1) * ocg)
+        g_i = np.ascontiguousarray(g[..., outs])  # (N, OH, OW, ocg)
+        patches = _patch_matrix(windows[:, :, :, ins])  # (N*OH*OW, cg*KH*KW)
+        grad_kernel[..., outs] = (
+            _matmul(patches.T, g_i.reshape(pixels, ocg))
+            .reshape(cg, win.kh, win.kw, ocg).transpose(1, 2, 0, 3)
+        )
+        if gxp is not None:
+            for kh in range(win.kh):
+                for kw in range(win.kw):
+                    rows, cols = _tap_slices(win, kh, kw)
+                    gxp[:, rows, cols, ins] += _matmul(g_i, k[kh, kw, :, outs].T)
+    grad_bias = g.sum(axis=(0, 1, 2))
+    grad_x = None if gxp is None else from_nhwc(_crop(gxp, win), call.data_format)
+    return grad_x, grad_kernel, grad_bias
 
 
 def max_pool2d_backward(
@@ -244,7 +326,7 @@ def max_pool2d_backward(
     gxp = np.zeros((x.shape[0], x.shape[1] + win.pt + win.pb, x.shape[2] + win.pl + win.pr,
                     x.shape[3]), call.dtype)
     np.add.at(gxp, (n, rows, cols, c), g)
-    return _from_nhwc(_crop(gxp, win), call)
+    return from_nhwc(_crop(gxp, win), call.data_format)
 
 
 def avg_pool2d_backward(
@@ -275,4 +357,4 @@ def avg_pool2d_backward(
         for kw in range(win.kw):
             rows, cols = _tap_slices(win, kh, kw)
             gxp[:, rows, cols] += share
-    return _from_nhwc(_crop(gxp, win), call)
+    return from_nhwc(_crop(gxp, win), call.data_format)
