@@ -1,44 +1,69 @@
-"""convpool against what a user would use instead, in one process, interleaved.
+"""convpool against what a user would use instead, each library in its own process.
 
     python benchmarks/compare.py                 # every workload, every installed peer
-    python benchmarks/compare.py --quick         # fewer repeats, no NumPy reference
+    python benchmarks/compare.py --quick         # 3 rounds of 3 calls, no NumPy reference
     python benchmarks/compare.py --only conv3x3_64 pool_max
+    python benchmarks/compare.py --shared        # all libraries in this one process
 
-Peers (optional, ``pip install .[bench]``): ONNX Runtime (a one-node model built
-with the ``onnx`` helper API, fed NCHW prepared in advance, its fastest
-layout), PyTorch (channels_last view of the same NHWC buffer) and TensorFlow
-(NHWC), plus ``convpool.reference`` as the NumPy implementation.  Missing peers
-are skipped.
+Peers (optional, ``pip install .[bench]`` plus ``pip install ai-edge-litert``):
+ONNX Runtime (a one-node model built with the ``onnx`` helper API, fed NCHW
+prepared in advance, its fastest layout), PyTorch (channels_last view of the
+same NHWC buffer), TensorFlow (NHWC), LiteRT (a one-op ``.tflite`` model, NHWC,
+run by ``ai_edge_litert``'s interpreter, else ``tf.lite.Interpreter``, on its
+XNNPACK delegate), plus ``convpool.reference`` as the NumPy implementation.
+Missing peers are skipped.
 
-Method: for each workload every implementation runs once to warm up, then
-``--repeat`` rounds run each implementation once in turn (interleaved), so
-machine noise hits all of them alike; the table quotes medians and ratios.
-Each call allocates its output, as a user's call would.  Floors: the input
-read once plus the output written once at the streaming bandwidth measured
-here, or the FLOPs at the float32 matmul rate measured here, whichever is
-larger.
+Modes:
+
+- isolated (the default): for each workload, each round starts one fresh
+  process per implementation, in turn (A round 1, B round 1, ..., A round 2,
+  ...).  Such a worker imports NumPy and that one library only, loads the
+  inputs (written once to a temporary directory), warms up, times up to
+  ``--calls`` calls back to back and reports their median.  The table quotes
+  the median over the rounds.  No other runtime's threads are alive in the
+  worker, as in a user's program that uses one library.
+- shared (``--shared``): every implementation in this one process; after one
+  warm-up call each, ``--repeat`` rounds run each implementation once in turn,
+  each call preceded by a short pause (SETTLE_S) so that thread pools still
+  spinning after the previous call (OpenMP's, ONNX Runtime's, PyTorch's,
+  TensorFlow's) do not take cores from the next one; ONNX Runtime's spinning
+  is switched off.  Two runtimes in one process still disturb each other, so
+  this mode can make a library look slower than it is alone.
+
+Each call allocates its output, as a user's call would.  The first output of
+each implementation is reduced to (sum, sum of |y|, sum of y**2) per returned
+array, numbers that do not depend on the layout, and compared with convpool's:
+a mismatch is printed.
+
+Floors: the input read once plus the output written once at the streaming
+bandwidth measured here, or the FLOPs at the CPU's float32 peak, whichever is
+larger.  The peak is NumPy's float32 matmul (sgemm), measured in a subprocess
+of its own whose environment lacks OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
+(either can hold OpenBLAS below the CPU's widest vector ISA); the rest of the
+run keeps the environment it was given.  The OpenBLAS core that subprocess
+ran, the vector ISA that core uses and the CPU's flags are printed and
+recorded.
 
 Also measured: thread scaling (1 -> all threads) on the 64 -> 64 3x3 conv, and
 the peak memory of the full-HD conv in a fresh process, over its input (the
 peak resident set, VmHWM, reset once the input exists).
 
-Each timed call is preceded by a short pause (SETTLE_S), so that thread pools
-still spinning after the previous call (OpenMP's, ONNX Runtime's, PyTorch's,
-TensorFlow's) do not take cores from the next one; ONNX Runtime's spinning is
-also switched off.
-
-Writes a JSON file and a PNG bar chart (matplotlib) into ``--outdir``.
+Writes a JSON file, a text copy of the table and a PNG bar chart (matplotlib)
+into ``--outdir``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -63,10 +88,12 @@ WORKLOADS = [
     _pool("pool_avg", "full-HD avg_pool2d 2x2, N=64", "avg", 64, 1920, 1080, 3, 2),
     _conv("fullhd_conv3x3", "full-HD conv 3x3 same, 3->16, N=8", 8, 1920, 1080, 3, 16, 3, 1, "same"),
     _conv("conv3x3_64", "conv 3x3 same, 64->64, (8,112,112,64)", 8, 112, 112, 64, 64, 3, 1, "same"),
+    _conv("conv3x3_128", "conv 3x3 same, 128->128, (8,56,56,128)", 8, 56, 56, 128, 128, 3, 1, "same"),
+    _conv("conv3x3_256", "conv 3x3 same, 256->256, (8,28,28,256)", 8, 28, 28, 256, 256, 3, 1, "same"),
     _conv("conv1x1_64_128", "conv 1x1, 64->128, (8,112,112,64)", 8, 112, 112, 64, 128, 1, 1, "valid"),
     _conv("depthwise3x3", "depthwise 3x3 same, groups=64, (8,112,112,64)", 8, 112, 112, 64, 64, 3, 1,
           "same", groups=64),
-    # Backward passes (issue 4): every gradient, from (grad_out, x, kernel).
+    # Backward passes: every gradient, from (grad_out, x, kernel).
     _conv("conv3x3_64_backward", "conv 3x3 64->64 backward (grad x, kernel, bias)", 8, 112, 112, 64,
           64, 3, 1, "same", backward=True),
     _pool("pool_max_backward", "full-HD max_pool2d 2x2 backward, N=64", "max", 64, 1920, 1080, 3, 2,
@@ -74,45 +101,59 @@ WORKLOADS = [
 ]
 
 
-def out_shape(wl):
+def with_geometry(wl):
+    """The workload plus its output shape and explicit pads, from convpool's own shape arithmetic.
+
+    Computed once here (the workers get the result and never import convpool
+    unless they time it).
+    """
+    from convpool import _shapes
+
     n, h, w, c = wl["shape"]
-    k, s = wl["k"], wl["stride"]
-    if wl["padding"] == "same":
-        oh, ow = -(-h // s), -(-w // s)
-    else:
-        oh, ow = (h - k) // s + 1, (w - k) // s + 1
-    return (n, oh, ow, wl["oc"] if wl["op"] == "conv" else c)
+    win = _shapes.window_2d((h, w), wl["k"], wl["stride"], wl["padding"])
+    return dict(wl, out_shape=(n, win.oh, win.ow, wl["oc"] if wl["op"] == "conv" else c),
+                pads=(win.pt, win.pb, win.pl, win.pr))
 
 
 def flops(wl):
     """Multiply-adds x 2 (the backward pass does the forward's work twice)."""
     if wl["op"] != "conv":
         return 0
-    n, oh, ow, oc = out_shape(wl)
+    n, oh, ow, oc = wl["out_shape"]
     cin_g = wl["shape"][3] // wl["groups"]
     return (2 if wl["backward"] else 1) * 2 * n * oh * ow * oc * cin_g * wl["k"] ** 2
 
 
 def traffic_bytes(wl):
     """Inputs read once and results written once (backward: x and grad_out in, grad_x out)."""
-    x, y = int(np.prod(wl["shape"])), int(np.prod(out_shape(wl)))
+    x, y = int(np.prod(wl["shape"])), int(np.prod(wl["out_shape"]))
     return 4 * (2 * x + y if wl["backward"] else x + y)
 
 
-def make_inputs(wl, seed=0):
+def make_kernel(wl):
+    """The conv's kernel, (KH, KW, C_in // groups, C_out), float32 (None for pooling)."""
+    if wl["op"] != "conv":
+        return None
+    cin_g = wl["shape"][3] // wl["groups"]
+    rng = np.random.default_rng(1)
+    return (rng.random((wl["k"], wl["k"], cin_g, wl["oc"]), dtype=np.float32) - 0.5) * 0.2
+
+
+def make_inputs(wl):
     """x, the kernel (conv) and grad_out (backward workloads), float32."""
-    rng = np.random.default_rng(seed)
-    inputs = {"x": rng.random(wl["shape"], dtype=np.float32)}
+    inputs = {"x": np.random.default_rng(0).random(wl["shape"], dtype=np.float32)}
     if wl["op"] == "conv":
-        cin_g = wl["shape"][3] // wl["groups"]
-        inputs["kernel"] = (rng.random((wl["k"], wl["k"], cin_g, wl["oc"]), dtype=np.float32)
-                            - 0.5) * 0.2
+        inputs["kernel"] = make_kernel(wl)
     if wl["backward"]:
-        inputs["grad"] = rng.standard_normal(out_shape(wl), dtype=np.float32)
+        inputs["grad"] = np.random.default_rng(2).standard_normal(wl["out_shape"], dtype=np.float32)
     return inputs
 
 
 # ---------------------------------------------------------- implementations
+# Each impl_<name>(wl, inputs, threads, shared, info) returns a function of no
+# argument that runs the workload once, or None when it does not measure that
+# workload.  ``shared`` is True when other runtimes live in the same process;
+# ``info`` collects facts to record (delegate used, SIMD variant, ...).
 def _convpool_like(module, wl, inputs):
     """The workload as calls of convpool's functions (or the same in convpool.reference)."""
     x, kernel, g = inputs["x"], inputs.get("kernel"), inputs.get("grad")
@@ -127,21 +168,26 @@ def _convpool_like(module, wl, inputs):
     return lambda: getattr(module, name)(x, wl["k"])
 
 
-def impl_convpool(wl, inputs, threads):
+def impl_convpool(wl, inputs, threads, shared, info):
+    import contextlib
+    import io
+
     import convpool
 
     convpool.set_num_threads(threads)
+    with contextlib.redirect_stdout(io.StringIO()):
+        cfg = convpool.show_config()
+    info.update(simd=cfg.get("simd_selected"), openmp=cfg.get("openmp"), threads=cfg.get("num_threads"))
     return _convpool_like(convpool, wl, inputs)
 
 
-def impl_reference(wl, inputs, threads):
+def impl_reference(wl, inputs, threads, shared, info):
     from convpool import reference
 
     return _convpool_like(reference, wl, inputs)
 
 
-def impl_onnxruntime(wl, inputs, threads):
-    import onnx  # noqa: F401
+def impl_onnxruntime(wl, inputs, threads, shared, info):
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -150,11 +196,11 @@ def impl_onnxruntime(wl, inputs, threads):
     x, kernel = inputs["x"], inputs.get("kernel")
     x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # prepared in advance
     k, s = wl["k"], wl["stride"]
-    pad = (k - 1) // 2 if wl["padding"] == "same" else 0
-    attrs = dict(kernel_shape=[k, k], strides=[s, s], pads=[pad, pad, pad, pad])
-    inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x_nchw.shape))]
-    n, oh, ow, oc = out_shape(wl)
-    outputs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [n, oc, oh, ow])]
+    pt, pb, pl, pr = wl["pads"]
+    attrs = dict(kernel_shape=[k, k], strides=[s, s], pads=[pt, pl, pb, pr])
+    graph_in = [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x_nchw.shape))]
+    n, oh, ow, oc = wl["out_shape"]
+    graph_out = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [n, oc, oh, ow])]
     inits = []
     if wl["op"] == "conv":
         w_oihw = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
@@ -164,19 +210,21 @@ def impl_onnxruntime(wl, inputs, threads):
         node = helper.make_node("MaxPool", ["X"], ["Y"], **attrs)
     else:
         node = helper.make_node("AveragePool", ["X"], ["Y"], count_include_pad=0, **attrs)
-    graph = helper.make_graph([node], "g", inputs, outputs, initializer=inits)
+    graph = helper.make_graph([node], "g", graph_in, graph_out, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    # Idle worker threads must not spin into the next implementation's turn.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if shared:
+        # Idle worker threads must not spin into the next implementation's turn.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    info.update(providers=sess.get_providers(), spinning=not shared)
     return lambda: sess.run(None, {"X": x_nchw})[0]
 
 
-def impl_torch(wl, inputs, threads):
+def impl_torch(wl, inputs, threads, shared, info):
     import torch
     import torch.nn.functional as F
 
@@ -184,7 +232,10 @@ def impl_torch(wl, inputs, threads):
     x, kernel = inputs["x"], inputs.get("kernel")
     xt = torch.from_numpy(x).permute(0, 3, 1, 2)  # NCHW view, channels_last memory
     k, s = wl["k"], wl["stride"]
-    pad = (k - 1) // 2 if wl["padding"] == "same" else 0
+    pt, pb, pl, pr = wl["pads"]
+    if (pt, pl) != (pb, pr):
+        return None  # F.conv2d and the pools pad both sides alike
+    pad = (pt, pl)
     if wl["backward"]:
         # Time only the backward: autograd on a graph built once (retained).
         gt = torch.from_numpy(inputs["grad"]).permute(0, 3, 1, 2)
@@ -196,7 +247,7 @@ def impl_torch(wl, inputs, threads):
             yt = F.conv2d(xg, wg, bg, stride=s, padding=pad, groups=wl["groups"])
             wrt = (xg, wg, bg)
         else:
-            yt = (F.max_pool2d if wl["op"] == "max" else F.avg_pool2d)(xg, k, s)
+            yt = (F.max_pool2d if wl["op"] == "max" else F.avg_pool2d)(xg, k, s, pad)
             wrt = (xg,)
         return lambda: torch.autograd.grad(yt, wrt, gt, retain_graph=True)
     if wl["op"] == "conv":
@@ -210,17 +261,38 @@ def impl_torch(wl, inputs, threads):
 
     def run_pool():
         with torch.inference_mode():
-            return fn(xt, k, s)
+            return fn(xt, k, s, pad)
     return run_pool
+
+
+def _tf_op(tf, wl, kernel):
+    """The forward workload as a TensorFlow function of x (NHWC), or None.
+
+    The kernel becomes a constant where this is called: eager, or inside a
+    traced tf.function (as for the .tflite models).
+    """
+    k, s = wl["k"], wl["stride"]
+    pad = wl["padding"].upper()
+    if wl["op"] == "conv":
+        groups, c = wl["groups"], wl["shape"][3]
+        if groups == c and groups > 1:
+            wt = tf.constant(kernel.transpose(0, 1, 3, 2))  # (k, k, C, 1)
+            return lambda x: tf.nn.depthwise_conv2d(x, wt, [1, s, s, 1], pad)
+        if groups != 1:
+            return None
+        wt = tf.constant(kernel)
+        return lambda x: tf.nn.conv2d(x, wt, s, pad)
+    fn = tf.nn.max_pool2d if wl["op"] == "max" else tf.nn.avg_pool2d
+    return lambda x: fn(x, k, s, pad)
 
 
 _TF_THREADS = None
 
 
-def impl_tensorflow(wl, inputs, threads):
+def impl_tensorflow(wl, inputs, threads, shared, info):
     global _TF_THREADS
     if wl["backward"]:
-        return None  # not measured: the goals compare the backward passes with PyTorch
+        return None  # only PyTorch is compared on the backward passes
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
@@ -230,18 +302,79 @@ def impl_tensorflow(wl, inputs, threads):
         _TF_THREADS = threads
     elif _TF_THREADS != threads:
         return None  # TF fixes its thread count once per process
-    x, kernel = inputs["x"], inputs.get("kernel")
-    xt = tf.constant(x)
-    k, s = wl["k"], wl["stride"]
-    pad = wl["padding"].upper()
-    if wl["op"] == "conv":
-        if wl["groups"] == wl["shape"][3] and wl["groups"] > 1:
-            wt = tf.constant(kernel.transpose(0, 1, 3, 2))  # (k, k, C, 1)
-            return lambda: tf.nn.depthwise_conv2d(xt, wt, [1, s, s, 1], pad).numpy()
-        wt = tf.constant(kernel)
-        return lambda: tf.nn.conv2d(xt, wt, s, pad).numpy()
-    fn = tf.nn.max_pool2d if wl["op"] == "max" else tf.nn.avg_pool2d
-    return lambda: fn(xt, k, s, pad).numpy()
+    op = _tf_op(tf, wl, inputs.get("kernel"))
+    if op is None:
+        return None
+    xt = tf.constant(inputs["x"])
+    return lambda: op(xt).numpy()
+
+
+def _capture_fd2(fn):
+    """Run fn() with the process's file descriptor 2 sent to a file; return (result, text).
+
+    LiteRT's C++ code logs (for example the XNNPACK delegate's creation) to
+    stderr directly, not through Python's sys.stderr.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            result = fn()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    return result, text
+
+
+_XNNPACK_LOGGED = False
+
+
+def impl_litert(wl, inputs, threads, shared, info):
+    path = wl.get("tflite")
+    if not path:
+        return None  # no model for this workload (backward, grouped conv, or no converter)
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        api = "ai_edge_litert"
+    except ImportError:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import tensorflow as tf
+
+        Interpreter, api = tf.lite.Interpreter, "tf.lite"
+
+    def make():
+        interp = Interpreter(model_path=path, num_threads=threads)
+        interp.allocate_tensors()
+        return interp
+
+    global _XNNPACK_LOGGED
+    interp, log = _capture_fd2(make)
+    # With a delegate, the graph gains a DELEGATE node that runs the ops it
+    # took; the XNNPACK delegate logs its creation (once per process).
+    _XNNPACK_LOGGED = _XNNPACK_LOGGED or "XNNPACK" in log
+    ops = [d["op_name"] for d in interp._get_ops_details()]
+    info.update(api=api, ops=ops, delegate_node="DELEGATE" in ops, xnnpack_logged=_XNNPACK_LOGGED,
+                xnnpack="DELEGATE" in ops and _XNNPACK_LOGGED)
+    if not info["xnnpack"]:
+        print(f"  (litert on {wl['name']}: XNNPACK not confirmed; ops {ops}; log {log.strip()!r})",
+              file=sys.stderr)
+    x_in = interp.get_input_details()[0]["index"]
+    y_out = interp.get_output_details()[0]["index"]
+    interp.set_tensor(x_in, inputs["x"])  # prepared in advance, like ONNX Runtime's NCHW copy
+
+    def run():
+        interp.invoke()
+        return interp.get_tensor(y_out)  # a copy: the call allocates its output
+    return run
+
+
+def impl_read_input(wl, inputs, threads, shared, info):
+    """Not an implementation: NumPy reading the input once, for the bandwidth floor."""
+    return inputs["x"].max
 
 
 IMPLS = {
@@ -249,77 +382,265 @@ IMPLS = {
     "onnxruntime": impl_onnxruntime,
     "torch": impl_torch,
     "tensorflow": impl_tensorflow,
+    "litert": impl_litert,
     "numpy": impl_reference,
 }
+READ = "(read input)"
+ALL_IMPLS = dict(IMPLS, **{READ: impl_read_input})
+
+# Top-level modules each peer needs (looked up, not imported, by this process).
+PEER_MODULES = {"onnxruntime": ["onnxruntime", "onnx"], "torch": ["torch"], "tensorflow": ["tensorflow"]}
+
+
+def _installed(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def available_impls(requested):
     found = []
     for name in requested:
-        module = {"onnxruntime": "onnxruntime", "torch": "torch", "tensorflow": "tensorflow"}.get(name)
-        if module is None:
+        if name == "litert":
+            # The models are built with TensorFlow's converter; they run on
+            # ai_edge_litert's interpreter, or TensorFlow's own.
+            if not _installed("tensorflow"):
+                print("  (litert needs tensorflow to build its models: skipped)", file=sys.stderr)
+                continue
+            if not _installed("ai_edge_litert"):
+                print("  (ai_edge_litert not installed: litert runs on tf.lite.Interpreter)",
+                      file=sys.stderr)
             found.append(name)
             continue
-        try:
-            __import__(module)
-            found.append(name)
-        except ImportError:
+        missing = [m for m in PEER_MODULES.get(name, []) if not _installed(m)]
+        if missing:
             print(f"  ({name} not installed: skipped)", file=sys.stderr)
+            continue
+        found.append(name)
     return found
 
 
+def _checksum(y):
+    """Per returned array: (sum, sum of |y|, sum of y**2) in float64, independent of the layout."""
+    arrays = y if isinstance(y, (tuple, list)) else [y]
+    sums = []
+    for a in arrays:
+        if a is None:
+            continue
+        if hasattr(a, "detach"):  # a torch tensor (NCHW view, any memory format)
+            a = a.detach().numpy()
+        a = np.asarray(a)
+        parts = a if a.ndim > 1 else [a]
+        s = sa = sq = 0.0
+        for p in parts:  # one image at a time bounds the float64 temporaries
+            p64 = p.astype(np.float64)
+            s += float(p64.sum())
+            sa += float(np.abs(p64).sum())
+            sq += float(np.square(p64).sum())
+        sums.append([s, sa, sq])
+    return sums
+
+
+def checksum_mismatch(a, b, rtol=1e-3):
+    """Why two _checksum results differ, or None when they agree."""
+    if len(a) != len(b):
+        return None  # different sets of results (e.g. no bias gradient): not comparable
+    for i, ((s1, sa1, sq1), (s2, sa2, sq2)) in enumerate(zip(a, b)):
+        scale = max(sa1, sa2, 1e-30)
+        if (abs(s1 - s2) > rtol * scale or abs(sa1 - sa2) > rtol * scale
+                or abs(sq1 - sq2) > rtol * max(sq1, sq2)):
+            return (f"result {i}: sum {s1:.6g} vs {s2:.6g}, sum|y| {sa1:.6g} vs {sa2:.6g}, "
+                    f"sum y^2 {sq1:.6g} vs {sq2:.6g}")
+    return None
+
+
 # --------------------------------------------------------------- machine
-def measure_machine(threads):
-    """Streaming read bandwidth (GB/s) and float32 matmul rate (GFLOP/s), measured here.
+def measure_bandwidth():
+    """Streaming read bandwidth (GB/s): NumPy's max over 400 MB, best of 15.
 
     The bandwidth is measured again within each workload's rounds (reading its
     input), and the larger of the two is used for that workload's floor.
     """
-    big = np.random.default_rng(1).random(100_000_000, dtype=np.float32)  # 400 MB
+    big = np.random.default_rng(1).random(100_000_000, dtype=np.float32)
     times = []
     for _ in range(15):
         t0 = time.perf_counter()
         big.max()
         times.append(time.perf_counter() - t0)
-    bandwidth = big.nbytes / min(times) / 1e9
-    del big
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        threadpool_limits = None
-    a = np.random.default_rng(2).random((4096, 4096), dtype=np.float32)
-    b = np.random.default_rng(3).random((4096, 4096), dtype=np.float32)
-    ctx = threadpool_limits(threads, user_api="blas") if threadpool_limits else None
-    if ctx:
-        ctx.__enter__()
+    return big.nbytes / min(times) / 1e9
+
+
+# Variables that can hold OpenBLAS below the CPU's widest ISA: a forced core
+# type, and a cache size that goes with it.  Removed for the peak probe only.
+BLAS_CAPS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+PROBE_TIMEOUT_S = 300
+
+PEAK_PROBE = r"""
+import json, sys, time
+import numpy as np
+threads, n, reps = map(int, sys.argv[1:4])
+try:
+    from threadpoolctl import threadpool_info, threadpool_limits
+except ImportError:
+    threadpool_info = threadpool_limits = None
+rng = np.random.default_rng(2)
+a = rng.random((n, n), dtype=np.float32)
+b = rng.random((n, n), dtype=np.float32)
+times = []
+blas = []
+def run():
     a @ b
-    times = []
-    for _ in range(5):
+    for _ in range(reps):
         t0 = time.perf_counter()
         a @ b
         times.append(time.perf_counter() - t0)
-    if ctx:
-        ctx.__exit__(None, None, None)
-    peak = 2 * 4096**3 / min(times) / 1e9
-    return bandwidth, peak
+if threadpool_limits is None:
+    run()
+else:
+    with threadpool_limits(threads, user_api="blas"):
+        run()
+        blas = [{k: i.get(k) for k in ("internal_api", "architecture", "version", "num_threads")}
+                for i in threadpool_info() if i.get("user_api") == "blas"]
+print(json.dumps(dict(gflops=2 * n**3 / min(times) / 1e9, n=n, reps=reps, blas=blas)))
+"""
+
+# OpenBLAS core names (as threadpoolctl reports them, lower-cased) -> vector ISA of its kernels.
+_CORE_ISA = {
+    **dict.fromkeys(("skylakex", "cooperlake", "sapphirerapids"), "AVX-512"),
+    **dict.fromkeys(("haswell", "zen", "excavator"), "AVX2+FMA"),
+    **dict.fromkeys(("sandybridge", "bulldozer", "piledriver", "steamroller"), "AVX"),
+}
+_ISA_RANK = {"SSE": 0, "AVX": 1, "AVX2+FMA": 2, "AVX-512": 3}
+
+
+def cpu_flags():
+    """The vector-ISA flags of /proc/cpuinfo that decide the float32 peak."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [fl for fl in ("avx", "avx2", "fma", "avx512f") if fl in have]
+    except OSError:
+        pass
+    return None
+
+
+def cpu_isa(flags):
+    if flags is None:
+        return "unknown"
+    if "avx512f" in flags:
+        return "AVX-512"
+    if "avx2" in flags and "fma" in flags:
+        return "AVX2+FMA"
+    return "AVX" if "avx" in flags else "SSE"
+
+
+def measure_peak(threads, n=4096, reps=5):
+    """Float32 peak (GFLOP/s): NumPy's sgemm in a subprocess free of BLAS_CAPS; and what it ran on."""
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_CAPS}
+    removed = {k: os.environ[k] for k in BLAS_CAPS if k in os.environ}
+    flags = cpu_flags()
+    widest = cpu_isa(flags)
+    method = (f"NumPy float32 matmul {n}^3, best of {reps}, {threads} threads, in a subprocess "
+              f"without {' and '.join(BLAS_CAPS)}")
+    try:
+        proc = subprocess.run([sys.executable, "-c", PEAK_PROBE, str(threads), str(n), str(reps)],
+                              capture_output=True, text=True, env=env, timeout=PROBE_TIMEOUT_S)
+        res = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+        why = f"exit code {proc.returncode}: {proc.stderr.strip()[-300:]}"
+    except subprocess.TimeoutExpired:
+        res, why = None, f"no answer in {PROBE_TIMEOUT_S} s"
+    if res is None:  # the FLOP floors are left out; the bandwidth floors remain
+        return dict(gflops=None, method=method, blas=[], openblas_core=None, blas_isa="unknown",
+                    cpu_flags=flags, cpu_isa=widest, removed_from_probe_env=removed,
+                    note=f"the peak probe failed ({why}): no FLOP floors")
+    openblas = [b for b in res["blas"] if b.get("internal_api") == "openblas"]
+    core = openblas[0].get("architecture") if openblas else None
+    blas_isa = _CORE_ISA.get(str(core).lower(), "SSE or unknown") if core else "unknown"
+    note = None
+    if core is None:
+        apis = ", ".join(str(b.get("internal_api")) for b in res["blas"]) or "not reported"
+        note = f"NumPy's BLAS ({apis}) is not OpenBLAS: the ISA of its kernels is not known here"
+    elif _ISA_RANK.get(blas_isa, -1) < _ISA_RANK.get(widest, -1):
+        note = (f"OpenBLAS ran its {core} kernels ({blas_isa}) but the CPU has {widest}: "
+                f"the peak, and so the FLOP floors, may be too low")
+    return dict(gflops=res["gflops"], method=method, blas=res["blas"], openblas_core=core,
+                blas_isa=blas_isa, cpu_flags=flags, cpu_isa=widest, removed_from_probe_env=removed,
+                note=note)
+
+
+# ------------------------------------------------------------ .tflite models
+def tflite_models(workloads, impls_dir):
+    """Build a one-op float32 .tflite model per forward workload (in a subprocess importing TF).
+
+    Returns {workload name: path}.  The kernel is a constant of the model,
+    the input signature fixed to the workload's shape.
+    """
+    todo = [wl for wl in workloads if not wl["backward"]]
+    if not todo:
+        return {}
+    spec = dict(workloads=todo, outdir=impls_dir)
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--build-tflite"],
+                          input=json.dumps(spec), capture_output=True, text=True, env=env)
+    paths = _result_line(proc.stdout)
+    if proc.returncode != 0 or paths is None:
+        print(f"  (litert: building the .tflite models failed: skipped)\n{proc.stderr[-2000:]}",
+              file=sys.stderr)
+        return {}
+    return paths
+
+
+def _tf_model(tf, wl, kernel):
+    """The forward workload as a tf.function of a fixed input signature."""
+    def model(x):
+        return _tf_op(tf, wl, kernel)(x)  # traced: the kernel becomes a graph constant
+    return tf.function(model, input_signature=[tf.TensorSpec(wl["shape"], tf.float32)])
+
+
+def _build_tflite_main():
+    spec = json.load(sys.stdin)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    paths = {}
+    for wl in spec["workloads"]:
+        kernel = make_kernel(wl)
+        if _tf_op(tf, wl, kernel) is None:
+            continue
+
+        model = _tf_model(tf, wl, kernel)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([model.get_concrete_function()], model)
+        path = os.path.join(spec["outdir"], wl["name"] + ".tflite")
+        with open(path, "wb") as f:
+            f.write(converter.convert())
+        paths[wl["name"]] = path
+    _print_result(paths)
 
 
 # ------------------------------------------------------------------ runs
-# Pause before each timed call: the thread pools of OpenMP, ONNX Runtime,
-# PyTorch and TensorFlow spin for a while after a call, and a pool still
-# spinning would take cores from whichever implementation runs next.
+# Shared mode: a pause before each timed call, as the thread pools of OpenMP,
+# ONNX Runtime, PyTorch and TensorFlow spin for a while after a call, and a
+# pool still spinning would take cores from whichever implementation runs next.
 SETTLE_S = 0.2
 
-def time_workload(wl, impls, threads, repeat, progress):
+
+def time_workload_shared(wl, impls, threads, repeat, progress):
+    """Every implementation in this process, interleaved: {impl: [seconds per round]}, info, checks."""
     inputs = make_inputs(wl)
     # The bandwidth floor, measured in the same rounds: NumPy reading the input
     # once (one core draws about the whole memory bandwidth of this machine).
-    fns = {"(read input)": inputs["x"].max}
+    fns, info, checks = {READ: inputs["x"].max}, {}, {}
     for name in impls:
-        fn = IMPLS[name](wl, inputs, threads)
+        info[name] = {}
+        fn = IMPLS[name](wl, inputs, threads, True, info[name])
         if fn is None:
+            del info[name]
             continue
-        fn()  # warm-up (and first-touch of any cached state)
+        checks[name] = _checksum(fn())  # the warm-up call (and first-touch of any cached state)
         fns[name] = fn
     times = {name: [] for name in fns}
     for r in range(repeat):
@@ -330,10 +651,102 @@ def time_workload(wl, impls, threads, repeat, progress):
             y = fn()
             times[name].append(time.perf_counter() - t0)
             del y
-    return times
+    return times, info, checks
 
 
-def thread_scaling(wl, repeat, threads, progress):
+def _print_result(obj):
+    print("@@RESULT " + json.dumps(obj), flush=True)
+
+
+def _result_line(stdout):
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("@@RESULT "):
+            return json.loads(line[len("@@RESULT "):])
+    return None
+
+
+def _worker_main():
+    """One (workload, implementation, round): load the inputs, warm up, time up to `calls` calls."""
+    spec = json.load(sys.stdin)
+    wl = spec["workload"]
+    inputs = {k: np.load(p) for k, p in spec["inputs"].items()}
+    info = {}
+    fn = ALL_IMPLS[spec["impl"]](wl, inputs, spec["threads"], False, info)
+    if fn is None:
+        _print_result(dict(skip=True))
+        return
+    t0 = time.perf_counter()
+    y = fn()
+    first = time.perf_counter() - t0
+    check = _checksum(y) if spec["impl"] != READ else None
+    del y
+    if first < 0.5:
+        fn()  # a second warm-up call where it is cheap
+    times, total = [], 0.0
+    for _ in range(spec["calls"]):
+        t0 = time.perf_counter()
+        y = fn()
+        dt = time.perf_counter() - t0
+        del y
+        times.append(dt)
+        total += dt
+        if total >= spec["budget"]:
+            break  # a slow implementation (the NumPy reference): fewer calls this round
+    _print_result(dict(times=times, info=info, check=check))
+
+
+def save_inputs(wl, workdir):
+    """Write the workload's inputs as .npy files, once, for the workers; return {name: path}."""
+    d = os.path.join(workdir, wl["name"])
+    os.makedirs(d, exist_ok=True)
+    paths = {}
+    for key, arr in make_inputs(wl).items():
+        paths[key] = os.path.join(d, key + ".npy")
+        np.save(paths[key], arr)
+    return paths
+
+
+WORKER_TIMEOUT_S = 1800  # a worker that hangs is dropped, not waited for
+
+
+def time_workload_isolated(wl, entries, rounds, calls, budget, input_paths, progress):
+    """Each (entry, round) in a fresh process, entries alternating within a round.
+
+    entries: [(key, impl, threads)].  Returns {key: [[seconds per call] per round]}, info, checks.
+    """
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    times = {key: [] for key, _, _ in entries}
+    info, checks, dropped = {}, {}, set()
+    for r in range(rounds):
+        for key, impl, threads in entries:
+            if key in dropped:
+                continue
+            progress(f"{wl['name']}: round {r + 1}/{rounds} {key}")
+            spec = dict(workload=wl, impl=impl, threads=threads, calls=calls, budget=budget,
+                        inputs=input_paths)
+            try:
+                proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker"],
+                                      input=json.dumps(spec), capture_output=True, text=True, env=env,
+                                      timeout=WORKER_TIMEOUT_S)
+                res, err = _result_line(proc.stdout), proc.stderr[-2000:]
+            except subprocess.TimeoutExpired:
+                proc, res, err = None, None, f"no answer in {WORKER_TIMEOUT_S} s"
+            if proc is None or proc.returncode != 0 or res is None:
+                print(f"\n  ({key} failed on {wl['name']}: dropped)\n{err}", file=sys.stderr)
+                dropped.add(key)
+                continue
+            if res.get("skip"):
+                dropped.add(key)
+                continue
+            times[key].append(res["times"])
+            info.setdefault(key, res["info"])
+            if res["check"] is not None:
+                checks.setdefault(key, res["check"])
+    return {k: v for k, v in times.items() if v and k not in dropped}, info, checks
+
+
+def thread_scaling_shared(wl, repeat, threads, progress):
     import convpool
 
     inputs = make_inputs(wl)
@@ -394,43 +807,70 @@ def peak_memory(impls):
 # ---------------------------------------------------------------- report
 def render(results, machine, scaling, memory, impls):
     lines = []
-    bw, peak = machine["bandwidth_gbs"], machine["matmul_gflops"]
-    lines.append(f"machine: {machine['cpu']}, {machine['threads']} threads; measured streaming "
-                 f"read {bw:.1f} GB/s, float32 matmul {peak:.0f} GFLOP/s")
+    pk = machine["peak"]
+    flags = ", ".join(pk["cpu_flags"]) if pk["cpu_flags"] is not None else "unknown"
+    lines.append(f"machine: {machine['cpu']}, {machine['threads']} threads; measured streaming read "
+                 f"{machine['bandwidth_gbs']:.1f} GB/s")
+    removed = ", ".join(f"{k}={v}" for k, v in pk["removed_from_probe_env"].items()) or "neither was set"
+    gf = f"{pk['gflops']:.0f} GFLOP/s" if pk["gflops"] else "unknown"
+    lines.append(f"float32 peak: {gf}, NumPy sgemm in a subprocess without "
+                 f"{' and '.join(BLAS_CAPS)} ({removed}); OpenBLAS core {pk['openblas_core']} = "
+                 f"{pk['blas_isa']}; CPU flags {flags} = {pk['cpu_isa']}")
+    if pk["note"]:
+        lines.append(f"NOTE: {pk['note']}")
+    if machine["mode"] == "isolated":
+        lines.append(f"mode: isolated: a fresh process per (workload, implementation, round), "
+                     f"{machine['rounds']} rounds alternating between implementations, up to "
+                     f"{machine['calls']} timed calls per process; 'median s' = median over rounds of "
+                     f"each round's median")
+    else:
+        lines.append(f"mode: shared: every implementation in one process, {machine['rounds']} "
+                     f"interleaved rounds of one call each (pause {SETTLE_S} s before each call); "
+                     f"'median s' = median over rounds")
     lines.append("floor = max(input + output bytes at the streaming bandwidth measured in the "
-                 "workload's rounds, FLOPs at the matmul rate); 'cp/X' = convpool's time / X's time")
-    head = f"{'workload':<46}{'impl':<13}{'median s':>10}{'GFLOP/s':>9}{'GB/s':>7}{'x floor':>9}"
-    peers = [p for p in impls if p != "convpool"]
-    head += "".join(f"{'cp/' + p[:6]:>11}" for p in peers)
+                 "workload's rounds, FLOPs at the float32 peak); 'x best' = time / the fastest "
+                 "implementation's time; 'spread' = (max - min) / median over rounds")
+    tw = max(len(r["workload"]["title"]) for r in results) + 2 if results else 10
+    head = (f"{'workload':<{tw}}{'impl':<13}{'median s':>10}{'GFLOP/s':>9}{'GB/s':>7}{'x floor':>9}"
+            f"{'x best':>8}{'spread':>8}")
     lines.append(head)
     lines.append("-" * len(head))
     for res in results:
         wl = res["workload"]
-        cp = res["median"].get("convpool")
+        first = True
+        best = min(res["median"].values()) if res["median"] else float("nan")
         for name in impls:
             if name not in res["median"]:
                 continue
             med = res["median"][name]
+            per_round = res["round_medians"][name]
+            spread = (max(per_round) - min(per_round)) / med if len(per_round) > 1 else float("nan")
             gf = res["flops"] / med / 1e9 if res["flops"] else float("nan")
             gbs = res["bytes"] / med / 1e9
-            row = f"{wl['title'] if name == impls[0] else '':<46}{name:<13}{med:>10.4f}"
+            row = f"{wl['title'] if first else '':<{tw}}{name:<13}{med:>10.4f}"
             row += f"{gf:>9.1f}" if res["flops"] else f"{'-':>9}"
-            row += f"{gbs:>7.1f}{med / res['floor_s']:>9.2f}"
-            if name == "convpool":
-                row += "".join(
-                    f"{cp / res['median'][p]:>11.2f}" if p in res["median"] else f"{'-':>11}"
-                    for p in peers
-                )
-            lines.append(row)
+            row += f"{gbs:>7.1f}{med / res['floor_s']:>9.2f}{med / best:>8.2f}{spread:>7.0%} "
+            lines.append(row.rstrip())
+            first = False
+        for name, why in res.get("mismatch", {}).items():
+            lines.append(f"{'':<{tw}}MISMATCH {name} vs convpool: {why}")
+    lite = [(r["workload"]["name"], r["info"]["litert"]) for r in results if "litert" in r.get("info", {})]
+    if lite:
+        ok = [n for n, i in lite if i.get("xnnpack")]
+        bad = [n for n, i in lite if not i.get("xnnpack")]
+        lines.append(f"litert ({lite[0][1].get('api')}): XNNPACK delegate confirmed (a DELEGATE node in "
+                     f"the graph and the delegate's creation logged) on {len(ok)} of {len(lite)} workloads"
+                     + (f"; NOT on {', '.join(bad)}" if bad else ""))
     if scaling is not None:
-        lines.append(f"thread scaling, conv 3x3 64->64: {scaling:.2f}x from 1 to {machine['threads']} threads")
+        lines.append(f"thread scaling, conv 3x3 64->64: {scaling:.2f}x from 1 to "
+                     f"{machine['threads']} threads")
     for name, m in memory.items():
         lines.append(f"peak memory, full-HD conv, {name}: +{m['over_input_mib']:.0f} MiB over the input "
                      f"(output {m['output_mib']:.0f} MiB)")
     return "\n".join(lines)
 
 
-def chart(results, impls, path):
+def chart(results, impls, path, mode):
     try:
         import matplotlib
 
@@ -439,17 +879,19 @@ def chart(results, impls, path):
     except ImportError:
         print("  (matplotlib not installed: no chart)", file=sys.stderr)
         return
-    fig, ax = plt.subplots(figsize=(11, 5))
+    fig, ax = plt.subplots(figsize=(12, 5))
     width = 0.8 / len(impls)
     for i, name in enumerate(impls):
-        vals = [r["median"].get(name, np.nan) / r["median"]["convpool"] for r in results]
+        vals = [r["median"].get(name, np.nan) / r["median"].get("convpool", np.nan) for r in results]
         ax.bar(np.arange(len(results)) + i * width, vals, width, label=name)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks(np.arange(len(results)) + width * (len(impls) - 1) / 2)
     ax.set_xticklabels([r["workload"]["name"] for r in results], rotation=20, ha="right")
     ax.set_ylabel("time / convpool's time (log; higher = slower than convpool)")
-    ax.set_title("convpool vs peers, float32, median of interleaved runs")
+    how = ("each library in its own processes, median over alternating rounds" if mode == "isolated"
+           else "all libraries in one process, median of interleaved runs")
+    ax.set_title(f"convpool vs peers, float32, {how}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -457,46 +899,104 @@ def chart(results, impls, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=7, help="interleaved rounds (default 7)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--isolated", dest="shared", action="store_false",
+                      help="each library in fresh processes of its own (the default)")
+    mode.add_argument("--shared", dest="shared", action="store_true",
+                      help="every library in this one process, interleaved")
+    parser.set_defaults(shared=False)
+    parser.add_argument("--repeat", type=int, default=7, help="rounds (default 7)")
+    parser.add_argument("--calls", type=int, default=5,
+                        help="isolated mode: timed calls per process and round (default 5)")
+    parser.add_argument("--budget", type=float, default=5.0,
+                        help="isolated mode: stop a process's timed calls after this many seconds "
+                             "(at least one call; default 5)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=list(IMPLS))
-    parser.add_argument("--only", nargs="+", help="workload names to run")
-    parser.add_argument("--quick", action="store_true", help="3 rounds, no NumPy reference, no memory probe")
+    parser.add_argument("--only", nargs="+", choices=[w["name"] for w in WORKLOADS], metavar="WORKLOAD",
+                        help="workload names to run: " + ", ".join(w["name"] for w in WORKLOADS))
+    parser.add_argument("--quick", action="store_true",
+                        help="3 rounds (of 3 calls, isolated), no NumPy reference, no memory probe")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probe")
     parser.add_argument("--outdir", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
     if args.quick:
         args.repeat = min(args.repeat, 3)
+        args.calls = min(args.calls, 3)
         args.impls = [i for i in args.impls if i != "numpy"]
         args.no_memory = True
+    mode = "shared" if args.shared else "isolated"
     impls = available_impls(args.impls)
     if "convpool" not in impls:
         parser.error("convpool must be one of --impls")
     impls = ["convpool"] + [i for i in impls if i != "convpool"]
-    workloads = [w for w in WORKLOADS if not args.only or w["name"] in args.only]
+    workloads = [with_geometry(w) for w in WORKLOADS if not args.only or w["name"] in args.only]
 
     def progress(msg):
         print(f"\r  {msg:<70}", end="", file=sys.stderr, flush=True)
 
-    progress("measuring the machine (bandwidth, matmul)")
-    bw, peak = measure_machine(args.threads)
-    machine = dict(cpu=_cpu_name(), threads=args.threads, bandwidth_gbs=bw, matmul_gflops=peak,
+    progress("measuring the machine (bandwidth, float32 peak)")
+    bw = measure_bandwidth()
+    peak = measure_peak(args.threads)
+    machine = dict(cpu=_cpu_name(), cpu_model=_cpu_model(), threads=args.threads, bandwidth_gbs=bw,
+                   matmul_gflops=peak["gflops"], peak=peak, mode=mode, rounds=args.repeat,
+                   calls=args.calls if mode == "isolated" else 1,
+                   blas_env={k: os.environ[k] for k in BLAS_CAPS if k in os.environ},
                    python=sys.version.split()[0], platform=platform.platform())
-    results = []
-    for i, wl in enumerate(workloads):
-        progress(f"[{i + 1}/{len(workloads)}] {wl['name']}")
-        times = time_workload(wl, impls, args.threads, args.repeat, progress)
-        fl, by = flops(wl), traffic_bytes(wl)
-        read = times.pop("(read input)")
-        wl_bw = max(bw, 4 * np.prod(wl["shape"]) / statistics.median(read) / 1e9)
-        floor = max(by / (wl_bw * 1e9), fl / (peak * 1e9))
-        results.append(dict(workload=wl, flops=fl, bytes=by, floor_s=floor, times=times,
-                            bandwidth_gbs=wl_bw,
-                            median={k: statistics.median(v) for k, v in times.items()}))
-    scaling = None
-    if not args.only or "conv3x3_64" in args.only:
-        scaling = thread_scaling(next(w for w in WORKLOADS if w["name"] == "conv3x3_64"),
-                                 args.repeat, args.threads, progress)
+    workdir = tempfile.mkdtemp(prefix="convpool-compare-")
+    try:
+        if "litert" in impls:
+            progress("litert: building the .tflite models")
+            paths = tflite_models(workloads, workdir)
+            if not paths:
+                impls.remove("litert")
+            workloads = [dict(w, tflite=paths.get(w["name"])) for w in workloads]
+        results = []
+        for i, wl in enumerate(workloads):
+            progress(f"[{i + 1}/{len(workloads)}] {wl['name']}")
+            if mode == "shared":
+                times, info, checks = time_workload_shared(wl, impls, args.threads, args.repeat, progress)
+                round_medians = {k: list(v) for k, v in times.items()}
+            else:
+                progress(f"[{i + 1}/{len(workloads)}] {wl['name']}: writing the inputs")
+                input_paths = save_inputs(wl, workdir)
+                entries = [(READ, READ, 1)] + [(name, name, args.threads) for name in impls]
+                times, info, checks = time_workload_isolated(wl, entries, args.repeat, args.calls,
+                                                             args.budget, input_paths, progress)
+                shutil.rmtree(os.path.dirname(input_paths["x"]))
+                round_medians = {k: [statistics.median(c) for c in v] for k, v in times.items()}
+            fl, by = flops(wl), traffic_bytes(wl)
+            read = round_medians.pop(READ)
+            times.pop(READ)
+            wl_bw = max(bw, 4 * np.prod(wl["shape"]) / statistics.median(read) / 1e9)
+            floor = by / (wl_bw * 1e9)
+            if peak["gflops"]:
+                floor = max(floor, fl / (peak["gflops"] * 1e9))
+            mismatch = {}
+            if "convpool" in checks:
+                for name, c in checks.items():
+                    why = checksum_mismatch(checks["convpool"], c) if name != "convpool" else None
+                    if why:
+                        mismatch[name] = why
+            results.append(dict(workload={k: v for k, v in wl.items() if k != "tflite"}, flops=fl,
+                                bytes=by, floor_s=floor, times=times, round_medians=round_medians,
+                                bandwidth_gbs=wl_bw, info=info, checksums=checks, mismatch=mismatch,
+                                median={k: statistics.median(v) for k, v in round_medians.items()}))
+        scaling = None
+        if not args.only or "conv3x3_64" in args.only:
+            wl = with_geometry(next(w for w in WORKLOADS if w["name"] == "conv3x3_64"))
+            if mode == "shared":
+                scaling = thread_scaling_shared(wl, args.repeat, args.threads, progress)
+            else:
+                input_paths = save_inputs(wl, workdir)
+                entries = [("1", "convpool", 1), (str(args.threads), "convpool", args.threads)]
+                t, _, _ = time_workload_isolated(wl, entries, args.repeat, args.calls, args.budget,
+                                                 input_paths, progress)
+                med = {k: statistics.median(statistics.median(c) for c in v) for k, v in t.items()}
+                if len(med) == 2:
+                    scaling = med["1"] / med[str(args.threads)]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     memory = {} if args.no_memory else peak_memory(impls)
     print("\r" + " " * 80 + "\r", end="", file=sys.stderr)
     text = render(results, machine, scaling, memory, impls)
@@ -505,7 +1005,7 @@ def main(argv=None):
     with open(os.path.join(args.outdir, "compare.json"), "w") as f:
         json.dump(dict(machine=machine, results=results, thread_scaling=scaling, memory=memory,
                        versions=_versions(impls)), f, indent=1, default=str)
-    chart(results, impls, os.path.join(args.outdir, "compare.png"))
+    chart(results, impls, os.path.join(args.outdir, "compare.png"), mode)
     with open(os.path.join(args.outdir, "compare.txt"), "w") as f:
         f.write(text + "\n")
 
@@ -521,17 +1021,44 @@ def _cpu_name():
     return platform.processor() or "unknown CPU"
 
 
+def _cpu_model():
+    """Vendor, family, model and stepping from /proc/cpuinfo (the name alone can be vague)."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return None
+    return {k: fields.get(k) for k in ("vendor_id", "cpu family", "model", "stepping")}
+
+
 def _versions(impls):
+    from importlib import metadata
+
+    dists = {"numpy": ["numpy"], "convpool": ["convpool"], "onnxruntime": ["onnxruntime"],
+             "torch": ["torch"], "tensorflow": ["tensorflow-cpu", "tensorflow"],
+             "litert": ["ai-edge-litert", "tensorflow-cpu", "tensorflow"]}
     out = {}
-    for name, module in [("numpy", "numpy"), ("convpool", "convpool"), ("onnxruntime", "onnxruntime"),
-                         ("torch", "torch"), ("tensorflow", "tensorflow")]:
-        if name in impls or name == "numpy":
+    for name, candidates in dists.items():
+        if name not in impls and name not in ("numpy", "convpool"):
+            continue
+        for dist in candidates:
             try:
-                out[name] = __import__(module).__version__
-            except Exception:  # noqa: BLE001
+                out[name if name != "litert" else f"litert ({dist})"] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
                 pass
     return out
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--worker"]:
+        _worker_main()
+    elif sys.argv[1:] == ["--build-tflite"]:
+        _build_tflite_main()
+    else:
+        main()
