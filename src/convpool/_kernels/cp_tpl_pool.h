@@ -202,10 +202,10 @@ static void CP_ISA_FN(CP_POOL_NAME)(const cp_pool_geom *g, const CP_T *x, CP_T *
             const int64_t step = g->sw * C;
             int64_t o = 0;
             if (C * (int64_t)sizeof(CP_T) <= 16)
-                for (; (o * C + 16 / (int64_t)sizeof(CP_T)) <= cnt * C; o++)
+                _Pragma("GCC unroll 4") for (; (o * C + 16 / (int64_t)sizeof(CP_T)) <= cnt * C; o++)
                     memcpy(out + o * C, h + o * step, 16);
             else
-                for (; (o * C + 32 / (int64_t)sizeof(CP_T)) <= cnt * C; o++)
+                _Pragma("GCC unroll 4") for (; (o * C + 32 / (int64_t)sizeof(CP_T)) <= cnt * C; o++)
                     memcpy(out + o * C, h + o * step, 32);
             for (; o < cnt; o++)
                 for (int64_t c = 0; c < C; c++)
