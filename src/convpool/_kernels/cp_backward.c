@@ -159,13 +159,5 @@ static void pool_unit_rows(const cp_pool_geom *g, int64_t unit, int64_t *n, int6
 }
 
 /* ---- per dtype --------------------------------------------------------------- */
-#define CP_T float
-#define CP_SFX f32
-#include "cp_tpl_backward.h"
-#undef CP_T
-#undef CP_SFX
-#define CP_T double
-#define CP_SFX f64
-#include "cp_tpl_backward.h"
-#undef CP_T
-#undef CP_SFX
+#define CP_TEMPLATE "cp_tpl_backward.h"
+#include "cp_each_dtype.h"

@@ -108,16 +108,8 @@ void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, i
 }
 
 /* ---- the per-unit drivers, per dtype ----------------------------------------- */
-#define CP_T float
-#define CP_SFX f32
-#include "cp_tpl_conv.h"
-#undef CP_T
-#undef CP_SFX
-#define CP_T double
-#define CP_SFX f64
-#include "cp_tpl_conv.h"
-#undef CP_T
-#undef CP_SFX
+#define CP_TEMPLATE "cp_tpl_conv.h"
+#include "cp_each_dtype.h"
 
 /* ---- the algorithm table ---------------------------------------------------- */
 static int64_t pixels_of(const cp_conv_geom *g) { return g->n * g->oh * g->ow; }

@@ -20,57 +20,23 @@
 #include "cp_internal.h"
 
 #if CP_BUILD_X86_SIMD
-#if defined(CP_EMULATE_AVX512) && CP_EMULATE_AVX512
-#define CP_TARGET_ISA "avx2,fma"
-#include "cp_target.h"
-#include "cp_avx512_emulation.h"
-#define CP_AVX512_EMULATED 1
-#else
-#define CP_TARGET_ISA "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"
-#include "cp_target.h"
-#include <immintrin.h>
-#define CP_AVX512_EMULATED 0
-#endif
-
-#define CP_ISA avx512
-
-#define CP_T float
-#define CP_SFX f32
-#define CP_F64 0
-#include "cp_simd_avx512.h"
-#define CP_WIDE_MR 12
-#define CP_WIDE_NV 2
-#define CP_NARROW_MR 12
-#define CP_NARROW_NV 1
-#include "cp_tpl_isa.h"
-#undef CP_T
-#undef CP_SFX
-#undef CP_F64
-
-#define CP_T double
-#define CP_SFX f64
-#define CP_F64 1
-#include "cp_simd_avx512.h"
-#define CP_WIDE_MR 12
-#define CP_WIDE_NV 2
-#define CP_NARROW_MR 12
-#define CP_NARROW_NV 1
-#include "cp_tpl_isa.h"
-#undef CP_T
-#undef CP_SFX
-#undef CP_F64
-
-#include "cp_target_end.h"
-
 #include <cpuid.h>
 
+#define CP_ISA avx512
+#if defined(CP_EMULATE_AVX512) && CP_EMULATE_AVX512
+#define CP_ISA_EMULATED 1
+#else
+#define CP_ISA_EMULATED 0
+#endif
+
 /* The CPU has AVX-512 F, VL, BW, DQ (and AVX2, FMA), and the OS saves the
- * opmask and ZMM state (XCR0 bits 1, 2, 5, 6, 7). */
-static int supported(void)
+ * opmask and ZMM state (XCR0 bits 1, 2, 5, 6, 7).  The emulation only needs
+ * AVX2 and FMA. */
+static int cp_isa_supported__avx512(void)
 {
     unsigned a, b, c, d;
     unsigned long long xcr0;
-    if (CP_AVX512_EMULATED) {
+    if (CP_ISA_EMULATED) {
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
@@ -86,22 +52,28 @@ static int supported(void)
            (b & (1u << 31)); /* AVX2, F, DQ, BW, VL */
 }
 
-const cp_isa_config cp_isa_config__avx512 = {
-    .name = "avx512",
-    .compiled = 1,
-    .emulated = CP_AVX512_EMULATED,
-    .supported = supported,
-    .gemm_f32 = cp_gemm_tiles_f32__avx512,
-    .gemm_f64 = cp_gemm_tiles_f64__avx512,
-    .depthwise_f32 = cp_dwconv2d_nhwc_f32__avx512,
-    .depthwise_f64 = cp_dwconv2d_nhwc_f64__avx512,
-    .maxpool_f32 = cp_maxpool2d_nhwc_f32__avx512,
-    .maxpool_f64 = cp_maxpool2d_nhwc_f64__avx512,
-    .avgpool_f32 = cp_avgpool2d_nhwc_f32__avx512,
-    .avgpool_f64 = cp_avgpool2d_nhwc_f64__avx512,
-    .maxpool_bwd_run_f32 = cp_maxpool2d_bwd_run_f32__avx512,
-    .maxpool_bwd_run_f64 = cp_maxpool2d_bwd_run_f64__avx512,
-};
+#if CP_ISA_EMULATED
+#define CP_TARGET_ISA "avx2,fma"
+#include "cp_target.h"
+#include "cp_avx512_emulation.h"
+#else
+#define CP_TARGET_ISA "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"
+#include "cp_target.h"
+#include <immintrin.h>
+#endif
+
+#define CP_SIMD_HEADER "cp_simd_avx512.h"
+#define CP_F32_WIDE_MR 12
+#define CP_F32_WIDE_NV 2
+#define CP_F32_NARROW_MR 12
+#define CP_F32_NARROW_NV 1
+#define CP_F64_WIDE_MR 12
+#define CP_F64_WIDE_NV 2
+#define CP_F64_NARROW_MR 12
+#define CP_F64_NARROW_NV 1
+#include "cp_tpl_simd_isa.h"
+
+#include "cp_target_end.h"
 #else
 const cp_isa_config cp_isa_config__avx512 = {.name = "avx512", .compiled = 0};
 #endif

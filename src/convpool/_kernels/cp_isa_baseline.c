@@ -10,17 +10,8 @@
 
 #define CP_ISA baseline
 
-#define CP_T float
-#define CP_SFX f32
-#include "cp_tpl_baseline.h"
-#undef CP_T
-#undef CP_SFX
-
-#define CP_T double
-#define CP_SFX f64
-#include "cp_tpl_baseline.h"
-#undef CP_T
-#undef CP_SFX
+#define CP_TEMPLATE "cp_tpl_baseline.h"
+#include "cp_each_dtype.h"
 
 static int supported(void) { return 1; }
 

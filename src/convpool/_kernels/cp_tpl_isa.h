@@ -1,14 +1,23 @@
 /*
- * Template: every kernel of one SIMD ISA for one dtype.  Include from
- * cp_isa_<name>.c with CP_T, CP_SFX, CP_F64, CP_ISA, the vocabulary
- * (cp_simd_<name>.h) and the two micro-kernel tiles
- *   CP_WIDE_MR, CP_WIDE_NV      rows and vectors of output channels (WIDE)
- *   CP_NARROW_MR, CP_NARROW_NV  the same for NARROW
- * It defines cp_gemm_tiles_<sfx>__<isa> (the tiles, for the config) and the
- * static kernels the config points at: cp_dwconv2d_nhwc_<sfx>__<isa>,
+ * Template: every kernel of one SIMD ISA for one dtype, included per dtype by
+ * cp_tpl_simd_isa.h (CP_T, CP_SFX, CP_F64 set; see there for the ISA's
+ * macros).  It defines cp_gemm_tiles_<sfx>__<isa> (the tiles, for the config)
+ * and the static kernels the config points at: cp_dwconv2d_nhwc_<sfx>__<isa>,
  * cp_{max,avg}pool2d_nhwc_<sfx>__<isa>, cp_maxpool2d_bwd_run_<sfx>__<isa>.
  */
 #define CP_SIMD 1
+#include CP_SIMD_HEADER
+#if CP_F64
+#define CP_WIDE_MR CP_F64_WIDE_MR
+#define CP_WIDE_NV CP_F64_WIDE_NV
+#define CP_NARROW_MR CP_F64_NARROW_MR
+#define CP_NARROW_NV CP_F64_NARROW_NV
+#else
+#define CP_WIDE_MR CP_F32_WIDE_MR
+#define CP_WIDE_NV CP_F32_WIDE_NV
+#define CP_NARROW_MR CP_F32_NARROW_MR
+#define CP_NARROW_NV CP_F32_NARROW_NV
+#endif
 
 _Static_assert(CP_WIDE_MR <= CP_MAX_MR && CP_NARROW_MR <= CP_MAX_MR &&
                    CP_WIDE_NV * CPV_W * sizeof(CP_T) <= CP_MAX_NR_BYTES &&
