@@ -32,7 +32,7 @@ CP_ALWAYS_INLINE void CP_ISA_FN(CP_GEMM_BLOCK)(const int mr, int64_t i0, int64_t
     const CP_T *bk = b;
     for (int64_t s = 0; s < nseg; s++) {
         const CP_T *a = seg[s] + i0 * lda;
-        for (int64_t k = 0; k < kseg; k++, bk += CP_GEMM_NR) {
+        _Pragma("GCC unroll 2") for (int64_t k = 0; k < kseg; k++, bk += CP_GEMM_NR) {
             CPV bv[CP_GEMM_NV];
             _Pragma("GCC unroll 4") for (int j = 0; j < CP_GEMM_NV; j++)
                 bv[j] = cpv_load(bk + j * CPV_W);
