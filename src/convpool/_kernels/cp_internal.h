@@ -58,7 +58,7 @@
  *   A_s[i, k] = seg[s][i * lda + k]   (segment s: e.g. one kernel row of taps,
  *                                      read in place from the NHWC input),
  *   B[k, j]   = b[k * NR + j]          (a packed weight panel, zero padded to NR,
- *                                      CP_ALIGN-aligned),
+ *                                      aligned to the ISA's vector width),
  *   C[i, j]   = c[i * ldc + j].
  * Every C[i, j] is accumulated from +0 over s, then k, in increasing order, one
  * multiply-add at a time (fused in every SIMD variant, separately rounded in
@@ -70,7 +70,8 @@
  * flags: CP_STORE_RELU replaces each result v by (v < 0 ? 0 : v) as it is
  * stored (a NaN stays NaN); CP_STORE_STREAM allows non-temporal stores of full
  * panels, set by the caller only when c is CP_ALIGN-aligned and ldc is a
- * multiple of NR.
+ * multiple of NR.  Rows are computed in blocks (MR, then 8, 4, 2, 1) and the
+ * reduction is never split, so no result depends on which block holds it.
  */
 typedef void (*cp_gemm_f32_fn)(int64_t m, int64_t nseg, const float *const *seg, int64_t lda,
                                int64_t kseg, const float *b, float *c, int64_t ldc, int64_t nr,
