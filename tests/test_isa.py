@@ -227,6 +227,7 @@ PLAN_CASES = [
     ((1, 8, 40, 16), (1, 1, 16, 32), dict(), "pointwise"),
     ((1, 8, 40, 16), (3, 3, 1, 16), dict(groups=16, padding="same"), "depthwise"),
     ((1, 8, 200, 16), (3, 3, 1, 32), dict(groups=16, padding="same"), "rows"),
+    ((1, 8, 32, 32), (3, 3, 32, 32), dict(padding="same"), "rows"),  # a CIFAR layer
 ]
 
 

@@ -125,8 +125,11 @@ static int pointwise_applies(const cp_conv_geom *g)
 }
 static int rows_applies(const cp_conv_geom *g) { return g->nseg <= CP_MAX_SEG; }
 static int always(const cp_conv_geom *g) { return (void)g, 1; }
-/* ROWS wants enough output columns to fill register tiles. */
-static int rows_preferred(const cp_conv_geom *g) { return g->ow >= 4 * g->mr; }
+/* ROWS wants enough output columns to fill register tiles: 24 is four AVX2
+ * tiles or two AVX-512 ones (leftover rows run in smaller blocks, so no tile
+ * is wasted).  The same for every ISA, so a layer takes the same path. */
+#define CP_ROWS_MIN_OW 24
+static int rows_preferred(const cp_conv_geom *g) { return g->ow >= CP_ROWS_MIN_OW; }
 
 static int64_t rows_units(const cp_conv_geom *g) { return g->n * g->oh; }
 static int64_t tile_units(const cp_conv_geom *g)
