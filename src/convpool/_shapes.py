@@ -27,6 +27,8 @@ from numpy.typing import NDArray
 from ._checks import check_int
 
 __all__ = [
+    "IntPair",
+    "Padding",
     "Window2D",
     "as_pair",
     "effective_size",
