@@ -1,8 +1,9 @@
 """Pure helpers shared by the test modules: case ids, derived tolerances, guard regions.
 
 Import them with ``from _helpers import ...`` (``conftest.py`` puts this
-directory on ``sys.path``).  Nothing here calls the fast functions; the
-oracle is always :mod:`convpool.reference`.
+directory on ``sys.path``).  The oracle is always :mod:`convpool.reference`;
+only ``forced_conv`` and ``every_algorithm`` call the fast kernels, to force
+one of their conv algorithms.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from convpool._shapes import effective_size
 
 __all__ = [
     "DTYPE_TAG",
+    "every_algorithm",
+    "forced_conv",
     "Guarded",
     "assert_bitwise_equal",
     "assert_conv_close",
@@ -512,3 +515,37 @@ def conv_configs(draw, *, batches, heights, widths, dtypes, layouts, bias=False)
                data_format=draw(st.sampled_from(layouts)),
                seed=draw(st.integers(0, 2**32 - 1)))
     return cfg
+
+
+# ------------------------------------------------- conv algorithms, forced
+def _conv_call(x, kernel, bias, kw):
+    from convpool._checks import ConvCall
+
+    return ConvCall(x, kernel, bias, kw.get("strides", 1), kw.get("padding", "valid"),
+                    kw.get("dilation_rate", 1), kw.get("groups", 1), "channels_last")
+
+
+def forced_conv(x, kernel, bias, algorithm, *, relu=False, **kw):
+    """conv2d (NHWC) computed by the kernel algorithm ``algorithm``; ValueError
+    if it cannot compute this call."""
+    from convpool import functional
+
+    return functional._conv2d(_conv_call(x, kernel, bias, kw), None, relu, algorithm)
+
+
+def every_algorithm(x, kernel, bias, *, relu=False, **kw):
+    """{algorithm: result} for every kernel algorithm that can compute this call
+    (each asked of the plan, then forced)."""
+    from convpool import functional
+    from convpool._kernels import _core
+
+    out = {}
+    for name in _core.CONV_ALGORITHMS:
+        try:
+            functional._plan(_conv_call(x, kernel, bias, kw), name)
+        except ValueError:
+            continue
+        out[name] = forced_conv(x, kernel, bias, name, relu=relu, **kw)
+    assert "gather" in out, "GATHER computes every geometry"
+    return out
+

@@ -20,11 +20,9 @@ import numpy as np
 import pytest
 
 import convpool
-from convpool import functional
-from convpool._checks import ConvCall
 from convpool._kernels import _core
 
-from _helpers import assert_bitwise_equal, case_id
+from _helpers import assert_bitwise_equal, case_id, every_algorithm, forced_conv
 
 DTYPES = [np.float32, np.float64]
 DT_IDS = ["f32", "f64"]
@@ -146,28 +144,6 @@ CONV_CASES = [
 ]
 
 
-def _conv_call(x, kernel, bias, **kw):
-    return ConvCall(x, kernel, bias, kw.get("strides", 1), kw.get("padding", "valid"),
-                    kw.get("dilation_rate", 1), kw.get("groups", 1), "channels_last")
-
-
-def _forced_conv(x, kernel, bias, algorithm, relu=True, **kw):
-    return functional._conv2d(_conv_call(x, kernel, bias, **kw), None, relu, algorithm)
-
-
-def _applicable(x, kernel, bias, **kw):
-    """The algorithms that can compute this call (the plan, each forced in turn)."""
-    names = []
-    for name in _core.CONV_ALGORITHMS:
-        try:
-            functional._plan(_conv_call(x, kernel, bias, **kw), name)
-        except ValueError:
-            continue
-        names.append(name)
-    assert "gather" in names, "GATHER computes every geometry"
-    return names
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
 @pytest.mark.parametrize("cfg", CONV_CASES, ids=[case_id(**c) for c in CONV_CASES])
 def test_conv_bits_equal_across_simd_isas_and_algorithms(simd_isas, cfg, dtype, rng):
@@ -182,8 +158,8 @@ def test_conv_bits_equal_across_simd_isas_and_algorithms(simd_isas, cfg, dtype, 
     results = {}
     for name in simd_isas:
         _core.isa_select(name)
-        for algorithm in _applicable(x, kernel, bias, **kw):
-            results[name, algorithm] = _forced_conv(x, kernel, bias, algorithm, **kw)
+        for algorithm, got in every_algorithm(x, kernel, bias, relu=True, **kw).items():
+            results[name, algorithm] = got
     first = next(iter(results))
     for key, got in results.items():
         assert_bitwise_equal(got, results[first], (cfg, key), what="ISA x algorithm")
@@ -245,7 +221,7 @@ def test_plan_names_the_algorithm_and_tile(isa, xs, ks, kw, algorithm, dtype):
     # the plan is the one conv2d runs: forcing the named algorithm changes nothing
     xr = np.random.default_rng(0).standard_normal(xs).astype(dtype)
     kr = np.random.default_rng(1).standard_normal(ks).astype(dtype)
-    assert_bitwise_equal(_forced_conv(xr, kr, None, algorithm, relu=False, **kw),
+    assert_bitwise_equal(forced_conv(xr, kr, None, algorithm, **kw),
                          convpool.conv2d(xr, kr, **kw), (xs, ks, kw), what="plan vs conv2d")
 
 
@@ -266,11 +242,11 @@ def test_forcing_an_algorithm_that_cannot_run_is_a_value_error(rng):
     x = rng.standard_normal((1, 5, 6, 4)).astype(np.float32)
     k = rng.standard_normal((3, 3, 4, 8)).astype(np.float32)
     with pytest.raises(ValueError, match="the depthwise algorithm cannot compute"):
-        _forced_conv(x, k, None, "depthwise")
+        forced_conv(x, k, None, "depthwise")
     with pytest.raises(ValueError, match="the pointwise algorithm cannot compute"):
-        _forced_conv(x, k, None, "pointwise")
+        forced_conv(x, k, None, "pointwise")
     with pytest.raises(ValueError, match="algorithm must be one of"):
-        _forced_conv(x, k, None, "winograd9")
+        forced_conv(x, k, None, "winograd9")
 
 
 def test_plan_validates_like_conv2d():

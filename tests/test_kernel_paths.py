@@ -15,11 +15,9 @@ import numpy as np
 import pytest
 
 import convpool
-from convpool import functional
-from convpool._checks import ConvCall
 from convpool._kernels import _core
 
-from _helpers import assert_bitwise_equal, case_id
+from _helpers import assert_bitwise_equal, case_id, every_algorithm
 
 DTYPES = [np.float32, np.float64]
 
@@ -28,23 +26,6 @@ pytestmark = pytest.mark.usefixtures("isa")
 
 def _data(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
-
-
-def _call(x, kernel, bias, kw):
-    return ConvCall(x, kernel, bias, kw.get("strides", 1), kw.get("padding", "valid"),
-                    kw.get("dilation_rate", 1), kw.get("groups", 1), "channels_last")
-
-
-def _every_algorithm(x, kernel, bias, **kw):
-    """{algorithm: result} for every algorithm that can compute this call."""
-    out = {}
-    for name in _core.CONV_ALGORITHMS:
-        try:
-            functional._plan(_call(x, kernel, bias, kw), name)
-        except ValueError:
-            continue
-        out[name] = functional._conv2d(_call(x, kernel, bias, kw), None, False, name)
-    return out
 
 
 def _assert_all_equal(results, cfg, need):
@@ -77,7 +58,7 @@ def test_rows_path_equals_gather_path(cfg, width, dtype, rng):
     x = _data(rng, (2, 13, width * sw + 5, cfg["c"]), dtype)
     kernel = _data(rng, cfg["kernel"] + (cfg["c"] // cfg["groups"], cfg["oc"]), dtype)
     bias = _data(rng, (cfg["oc"],), dtype)
-    results = _every_algorithm(x, kernel, bias, **kw)
+    results = every_algorithm(x, kernel, bias, **kw)
     _assert_all_equal(results, cfg, {"rows", "gather"})
     assert_bitwise_equal(convpool.conv2d(x, kernel, bias, **kw), results["gather"], cfg,
                          what="conv2d's own choice vs GATHER")
@@ -91,7 +72,7 @@ def test_pointwise_path_equals_rows_path(c, oc, dtype, rng):
     x = _data(rng, (2, 9, 31, c), dtype)
     kernel = _data(rng, (1, 1, c, oc), dtype)
     bias = _data(rng, (oc,), dtype)
-    results = _every_algorithm(x, kernel, bias)
+    results = every_algorithm(x, kernel, bias)
     _assert_all_equal(results, (c, oc), {"pointwise", "rows", "gather"})
     padded = convpool.conv2d(x, kernel, bias, padding=1)
     assert_bitwise_equal(padded[:, 1:-1, 1:-1], results["pointwise"], (c, oc),
@@ -118,7 +99,7 @@ def test_depthwise_path_equals_gemm_path(cfg, dtype, rng):
     x = _data(rng, (2, 11, 29, c), dtype)
     kernel = _data(rng, cfg["kernel"] + (1, c), dtype)
     bias = _data(rng, (c,), dtype)
-    results = _every_algorithm(x, kernel, bias, **kw)
+    results = every_algorithm(x, kernel, bias, **kw)
     _assert_all_equal(results, cfg, {"depthwise", "rows", "gather"})
     doubled = convpool.conv2d(x, np.repeat(kernel, 2, axis=3), np.repeat(bias, 2), **kw)
     assert_bitwise_equal(results["depthwise"], doubled[..., ::2], cfg, what="DEPTHWISE vs GEMM")

@@ -48,6 +48,7 @@ static const CP_CAT(CP_CAT(cp_gemm, CP_SFX), tile)
 };
 
 /* Depthwise: blocks of channels accumulated in a small array. */
+#include "cp_tpl_dw_taps.h"
 #define CP_DW_CHUNK 64
 static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, const CP_T *x,
                                                         const CP_T *w, const CP_T *bias,
@@ -61,14 +62,7 @@ static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, c
     CP_ASSERT(taps <= CP_MAX_SEG && g->groups == C && g->oc == C);
     for (int64_t ow = 0; ow < g->ow; ow++) {
         CP_T *const out = y + (row * g->ow + ow) * C;
-        const int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
-        for (int64_t kh = 0; kh < g->kh; kh++)
-            for (int64_t kw = 0; kw < g->kw; kw++) {
-                const int64_t ih = ih0 + kh * g->dh, iw = iw0 + kw * g->dw;
-                xp[kh * g->kw + kw] = ih >= 0 && ih < g->h && iw >= 0 && iw < g->w
-                                          ? x + ((n * g->h + ih) * g->w + iw) * C
-                                          : zeros;
-            }
+        CP_DW_TAPS(g, x, n, oh, ow, zeros, xp);
         for (int64_t c0 = 0; c0 < C; c0 += CP_DW_CHUNK) {
             const int64_t cn = C - c0 < CP_DW_CHUNK ? C - c0 : CP_DW_CHUNK;
             for (int64_t c = 0; c < cn; c++)
@@ -86,6 +80,7 @@ static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, c
     }
 }
 #undef CP_DW_CHUNK
+#undef CP_DW_TAPS
 
 #include "cp_tpl_stream.h"
 #define CP_POOL_MAX 1

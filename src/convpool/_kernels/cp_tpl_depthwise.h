@@ -11,23 +11,7 @@
  * every tap; then single vectors; then the tail, masked where the ISA has
  * masks, else one channel at a time (the same fused arithmetic).
  */
-#define CP_DW_TAPS CP_ISA_FN(CP_CAT(cp_dw_taps, CP_SFX))
-
-/* Input pointer of every tap of output pixel (n, oh, ow); `zeros` in the padding. */
-static inline void CP_DW_TAPS(const cp_conv_geom *g, const CP_T *x, int64_t n, int64_t oh,
-                              int64_t ow, const CP_T *zeros, const CP_T **xp)
-{
-    const int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
-    for (int64_t kh = 0; kh < g->kh; kh++) {
-        const int64_t ih = ih0 + kh * g->dh;
-        for (int64_t kw = 0; kw < g->kw; kw++) {
-            const int64_t iw = iw0 + kw * g->dw;
-            xp[kh * g->kw + kw] = ih >= 0 && ih < g->h && iw >= 0 && iw < g->w
-                                      ? x + ((n * g->h + ih) * g->w + iw) * g->c
-                                      : zeros;
-        }
-    }
-}
+#include "cp_tpl_dw_taps.h"
 
 static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, const CP_T *x,
                                                  const CP_T *w, const CP_T *bias, CP_T *y,
