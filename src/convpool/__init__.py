@@ -15,6 +15,8 @@ from .functional import (
     conv2d,
     conv2d_backward,
     conv2d_plan,
+    dense,
+    dense_backward,
     max_pool2d,
     max_pool2d_backward,
 )
@@ -29,6 +31,8 @@ __version__ = "0.1.0"
 __all__ = [
     "conv2d",
     "conv2d_plan",
+    "dense",
+    "dense_backward",
     "max_pool2d",
     "avg_pool2d",
     "conv2d_backward",

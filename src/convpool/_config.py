@@ -14,7 +14,7 @@ import platform
 import sys
 from typing import Any
 
-from ._kernels import _core
+from ._kernels import WAIT_POLICY, _core
 
 __all__ = ["show_config", "config"]
 
@@ -74,6 +74,7 @@ def config() -> dict[str, Any]:
         "openmp": _core.openmp_enabled(),
         "openmp_version": _core.openmp_version(),
         "openmp_runtime": _openmp_runtime(),
+        "openmp_wait": WAIT_POLICY,
         "simd_compiled": [n for n in _PREFERENCE[::-1] if _core.isa_compiled(n)],
         # a test build's variants whose intrinsics are emulated (tools/emulate_avx512.sh)
         "simd_emulated": [n for n in _PREFERENCE[::-1] if _core.isa_emulated(n)],

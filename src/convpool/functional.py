@@ -9,6 +9,7 @@ before any kernel runs.
 
 from __future__ import annotations
 
+import math
 from typing import Any, SupportsIndex
 
 import numpy as np
@@ -19,6 +20,8 @@ from ._checks import (
     ConvCall,
     FloatArray,
     PoolCall,
+    as_array,
+    cast_weights,
     check_activation,
     check_bool,
     check_out,
@@ -35,6 +38,8 @@ from ._threads import get_num_threads
 __all__ = [
     "conv2d",
     "conv2d_plan",
+    "dense",
+    "dense_backward",
     "max_pool2d",
     "avg_pool2d",
     "conv2d_backward",
@@ -367,6 +372,8 @@ def conv2d_backward(
     data_format: str = "channels_last",
     *,
     input_grad: bool = True,
+    activation: str | None = None,
+    output: ArrayLike | None = None,
 ) -> tuple[FloatArray | None, FloatArray, FloatArray]:
     """Gradients of :func:`conv2d` with respect to its input, kernel and bias.
 
@@ -378,6 +385,13 @@ def conv2d_backward(
         The forward call's arguments (validated the same way).
     input_grad : bool, default True
         False skips grad_x (returned as None), e.g. for a network's first layer.
+    activation : {None, "relu"}, keyword-only
+        The forward call's activation.  With "relu", ``grad_out`` is the
+        gradient of the activated output and passes only where ``output > 0``:
+        the mask is applied by a compiled pass inside this call (no NumPy
+        temporaries; ``grad_out`` is not modified).
+    output : array_like of the forward output's shape, keyword-only
+        The forward call's result; required with ``activation="relu"``.
 
     Returns
     -------
@@ -410,6 +424,7 @@ def conv2d_backward(
     """
     call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format)
     gy = grad_out_nhwc(grad_out, call)
+    gy = _through_activation(gy, call, activation, output)
     nhwc = to_nhwc_shape(call.x.shape, call.data_format)
     grad_x = np.empty(nhwc, call.dtype) if input_grad else None
     grad_kernel = np.zeros(call.kernel.shape, call.dtype)
@@ -441,6 +456,34 @@ def conv2d_backward(
     return grad_x, grad_kernel, grad_bias
 
 
+def _through_activation(
+    gy: NDArray[Any], call: ConvCall, activation: object, output: ArrayLike | None
+) -> NDArray[Any]:
+    """``gy`` (NHWC) through the forward call's activation, given its ``output``."""
+    if check_activation(activation) is None:
+        if output is not None:
+            raise ValueError("output is used with activation='relu' only; got activation=None")
+        return gy
+    if output is None:
+        raise ValueError("activation='relu' needs output=, the forward call's result")
+    y = as_array(output, "output")
+    if y.shape != tuple(call.out_shape):
+        raise ValueError(
+            f"output must have the forward output's shape {tuple(call.out_shape)} "
+            f"(x shape {call.x.shape}, {call.data_format}), got {y.shape}"
+        )
+    y = to_nhwc(cast_weights(y, "output", call.dtype), call.data_format, call.dtype)
+    return _relu_grad(gy, y)
+
+
+def _relu_grad(grad_out: NDArray[Any], y: NDArray[Any]) -> NDArray[Any]:
+    """grad_out through a ReLU whose output was ``y`` (same shape and float dtype)."""
+    gy, yc = kernel_ready(grad_out), kernel_ready(y)
+    out = _memory.empty(gy.shape, gy.dtype)
+    _core.relu_grad(gy.reshape(-1), yc.reshape(-1), out.reshape(-1), get_num_threads())
+    return out
+
+
 def _pool_backward(
     grad_out: ArrayLike,
     x: ArrayLike,
@@ -469,6 +512,129 @@ def _pool_backward(
             get_num_threads(),
         )
     return from_nhwc(grad_x, call.data_format)
+
+
+def _dense_call(x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None) -> tuple[ConvCall, tuple[int, ...]]:
+    """A dense call as the 1x1 conv over its rows: the ConvCall, and the result's shape."""
+    x = as_array(x, "x")
+    kernel = as_array(kernel, "kernel")
+    if x.ndim < 1:
+        raise ValueError(f"x must have at least one axis (..., features), got shape {x.shape}")
+    if kernel.ndim != 2:
+        raise ValueError(f"kernel must be 2-D (features, units), got shape {kernel.shape}")
+    if kernel.shape[0] != x.shape[-1]:
+        raise ValueError(
+            f"kernel has {kernel.shape[0]} input features (shape {kernel.shape}) but x has "
+            f"{x.shape[-1]} on its last axis (shape {x.shape})"
+        )
+    d_in, units = kernel.shape
+    rows = math.prod(x.shape[:-1])
+    call = ConvCall(x.reshape(rows, 1, 1, d_in), kernel.reshape(1, 1, d_in, units), bias,
+                    1, "valid", 1, 1, "channels_last")
+    return call, x.shape[:-1] + (units,)
+
+
+def dense(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    out: FloatArray | None = None,
+    *,
+    activation: str | None = None,
+) -> FloatArray:
+    """A fully connected layer on the last axis: ``y = x @ kernel + bias``.
+
+    It runs on convpool's own GEMM micro-kernels (it is the 1x1 convolution
+    of the rows of x), in the same OpenMP threads as the convolutions, so its
+    bits are the same for any thread count (NumPy's matmul depends on BLAS's
+    threads and blocking) and no second thread pool competes for the cores.
+
+    Parameters
+    ----------
+    x : array_like of shape (..., features)
+        float32 or float64 (integers, bools and float16 are computed in float32).
+    kernel : array_like of shape (features, units)
+    bias : array_like of shape (units,), optional
+    out : ndarray of shape (..., units), optional
+        As in :func:`conv2d`.
+    activation : {None, "relu"}, keyword-only
+        Applied as the result is written.
+
+    Returns
+    -------
+    y : ndarray of shape (..., units)
+        Each value is ``bias + sum over f of x[..., f] * kernel[f, :]``
+        accumulated in f order from zero, then the bias added.
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> x = np.array([[1.0, 2.0]], np.float32)
+    >>> convpool.dense(x, np.array([[1.0, 0.0, -1.0], [0.5, 1.0, 0.0]], np.float32), [0, 0, 1])
+    array([[2., 2., 0.]], dtype=float32)
+    """
+    call, shape = _dense_call(x, kernel, bias)
+    relu = check_activation(activation) == "relu"
+    out = check_out(out, shape, call.dtype, {"x": x, "kernel": kernel, "bias": bias})
+    y = _conv2d(call, None if out is None else out.reshape(call.nhwc_shape), relu, None)
+    return out if out is not None else y.reshape(shape)
+
+
+def dense_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    kernel: ArrayLike,
+    *,
+    input_grad: bool = True,
+    activation: str | None = None,
+    output: ArrayLike | None = None,
+) -> tuple[FloatArray | None, FloatArray, FloatArray]:
+    """Gradients of :func:`dense` with respect to its input, kernel and bias.
+
+    Parameters
+    ----------
+    grad_out : array_like of shape (..., units)
+    x, kernel :
+        The forward call's arguments.
+    input_grad, activation, output :
+        As in :func:`conv2d_backward`.
+
+    Returns
+    -------
+    grad_x : ndarray of x's shape, or None
+        ``grad_out @ kernel.T``.
+    grad_kernel : ndarray of shape (features, units)
+        ``x.T @ grad_out`` over all leading axes.
+    grad_bias : ndarray of shape (units,)
+        All bitwise the same for any thread count.
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> x = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    >>> gx, gk, gb = convpool.dense_backward(np.ones((2, 1), np.float32), x, np.ones((2, 1), np.float32))
+    >>> gk[:, 0], gb
+    (array([4., 6.], dtype=float32), array([2.], dtype=float32))
+    """
+    call, shape = _dense_call(x, kernel, None)
+    grad_out = as_array(grad_out, "grad_out")
+    if grad_out.shape != shape:
+        raise ValueError(
+            f"grad_out must have the forward output's shape {shape}, got {grad_out.shape}"
+        )
+    if output is not None:
+        output = as_array(output, "output")
+        if output.shape != shape:
+            raise ValueError(f"output must have the forward output's shape {shape}, got {output.shape}")
+        output = output.reshape(call.nhwc_shape)
+    grad_x, grad_kernel, grad_bias = conv2d_backward(
+        grad_out.reshape(call.nhwc_shape), call.x, call.kernel,
+        input_grad=input_grad, activation=activation, output=output,
+    )
+    d_in, units = call.kernel.shape[2:]
+    x_shape = shape[:-1] + (d_in,)
+    return (None if grad_x is None else grad_x.reshape(x_shape),
+            grad_kernel.reshape(d_in, units), grad_bias)
 
 
 def max_pool2d_backward(

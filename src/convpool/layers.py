@@ -96,11 +96,6 @@ def _relu_inplace(y: NDArray[Any]) -> NDArray[Any]:
     return y
 
 
-def _relu_grad(grad_out: NDArray[Any], y: NDArray[Any]) -> NDArray[Any]:
-    """The gradient through a ReLU whose output was ``y``: passes where y > 0."""
-    return np.where(y > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
-
-
 def _glorot_uniform(
     rng: np.random.Generator,
     shape: tuple[int, ...],
@@ -411,28 +406,26 @@ class Dense(_KernelBias, Layer):
         if self.use_bias:
             self._weights["bias"] = np.zeros(self.units, dtype)
 
-    # Dense runs on NumPy's matmul (BLAS), the fastest choice for the large
-    # weight matrices of classifier heads; unlike convpool's own kernels, its
-    # bits may depend on BLAS's thread count and blocking.
+    # Dense runs on convpool's own GEMM (functional.dense, a 1x1 conv over
+    # the rows): the same threads as the convolutions, and the same bits for
+    # any thread count.
     def _call(self, x: NDArray[Any]) -> NDArray[Any]:
         self.compute_output_shape(x.shape)
         dtype = compute_dtype(x, "x")
-        y: NDArray[Any] = np.matmul(x.astype(dtype, copy=False), self._weight("kernel", dtype))
-        if self.use_bias:
-            y += self._weight("bias", dtype)
-        return _relu_inplace(y) if self.activation == "relu" else y
+        return functional.dense(
+            x, self._weight("kernel", dtype),
+            self._weight("bias", dtype) if self.use_bias else None,
+            activation=self.activation,
+        )
 
     def _backward(
         self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
     ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
-        if self.activation == "relu":
-            grad_out = _relu_grad(grad_out, y)
-        dtype = grad_out.dtype
-        x2 = x.astype(dtype, copy=False).reshape(-1, x.shape[-1])
-        g2 = grad_out.reshape(-1, self.units)
-        grads = [x2.T @ g2] + ([g2.sum(axis=0)] if self.use_bias else [])
-        grad_x = (g2 @ self._weight("kernel", dtype).T).reshape(x.shape) if input_grad else None
-        return grad_x, grads
+        grad_x, grad_kernel, grad_bias = functional.dense_backward(
+            grad_out, x, self._weight("kernel", grad_out.dtype), input_grad=input_grad,
+            activation=self.activation, output=y if self.activation else None,
+        )
+        return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
 
     def receptive_field(
         self, field: OptionalPair, jump: OptionalPair, input_shape: ShapeLike
@@ -626,8 +619,6 @@ class Conv2D(_KernelBias, _Spatial):
     def _backward(
         self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
     ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
-        if self.activation == "relu":
-            grad_out = _relu_grad(grad_out, y)
         grad_x, grad_kernel, grad_bias = functional.conv2d_backward(
             grad_out,
             x,
@@ -638,6 +629,8 @@ class Conv2D(_KernelBias, _Spatial):
             groups=self.groups,
             data_format=self.data_format,
             input_grad=input_grad,
+            activation=self.activation,
+            output=y if self.activation else None,
         )
         return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
 
@@ -869,7 +862,7 @@ class ReLU(Layer):
     def _backward(
         self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
     ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
-        return (_relu_grad(grad_out, y) if input_grad else None), []
+        return (functional._relu_grad(grad_out, y) if input_grad else None), []
 
 
 #: Layer classes by name, for :meth:`Sequential.save` / :func:`convpool.load`.

@@ -98,6 +98,8 @@ cdef extern from "cp_kernels.h" nogil:
     void cp_conv2d_bwd_weight_reduce_f64(const cp_convbwd_geom *b, const double *partials,
                                          double *gk, double *gb, int64_t k)
 
+    void cp_relu_grad_f32(const float *gy, const float *y, float *gx, int64_t lo, int64_t hi)
+    void cp_relu_grad_f64(const double *gy, const double *y, double *gx, int64_t lo, int64_t hi)
     int64_t cp_poolbwd_units(const cp_pool_geom *g)
     int64_t cp_poolbwd_scratch_bytes(const cp_pool_geom *g)
     void cp_maxpool2d_bwd_unit_f32(const cp_pool_geom *g, const float *x, const float *gy,
@@ -592,3 +594,34 @@ def pool2d_backward_nhwc(const floating[:, :, :, ::1] x,
                     cp_avgpool2d_bwd_unit_f64(&g, gyp, gxp, u, scratch + threadid() * stride)
     finally:
         cp_aligned_free(scratch)
+
+
+# Elements per unit of the elementwise kernels (a few pages: enough work per
+# unit, and blocks that split evenly among the threads).
+cdef int64_t ELEMENTWISE_BLOCK = 16384
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def relu_grad(const floating[::1] gy, const floating[::1] y, floating[::1] gx, int n_threads):
+    """gx = y > 0 ? gy : 0, elementwise (the gradient through a ReLU of output y).
+
+    gy, y, gx: flat, the same length; gx: OUT, may be gy.
+    """
+    cdef int64_t size = gy.shape[0]
+    if size == 0:
+        return
+    cdef int64_t blocks = (size + ELEMENTWISE_BLOCK - 1) // ELEMENTWISE_BLOCK
+    cdef int nt = _team_size(n_threads, blocks, <double>size)
+    cdef const floating *gyp = &gy[0]
+    cdef const floating *yp = &y[0]
+    cdef floating *gxp = &gx[0]
+    cdef int64_t blk, hi
+    for blk in prange(blocks, nogil=True, schedule="static", num_threads=nt):
+        hi = (blk + 1) * ELEMENTWISE_BLOCK
+        if hi > size:
+            hi = size
+        if floating is float:
+            cp_relu_grad_f32(gyp, yp, gxp, blk * ELEMENTWISE_BLOCK, hi)
+        else:
+            cp_relu_grad_f64(gyp, yp, gxp, blk * ELEMENTWISE_BLOCK, hi)

@@ -188,6 +188,11 @@ void cp_conv2d_bwd_weight_reduce_f32(const cp_convbwd_geom *b, const float *part
 void cp_conv2d_bwd_weight_reduce_f64(const cp_convbwd_geom *b, const double *partials,
                                      double *gk, double *gb, int64_t k);
 
+/* The gradient through a ReLU whose output was y, elements [lo, hi):
+ * gx = y > 0 ? gy : 0 (gx may be gy). */
+void cp_relu_grad_f32(const float *gy, const float *y, float *gx, int64_t lo, int64_t hi);
+void cp_relu_grad_f64(const double *gy, const double *y, double *gx, int64_t lo, int64_t hi);
+
 int64_t cp_poolbwd_units(const cp_pool_geom *g);
 int64_t cp_poolbwd_scratch_bytes(const cp_pool_geom *g);
 void cp_maxpool2d_bwd_unit_f32(const cp_pool_geom *g, const float *x, const float *gy, float *gx,

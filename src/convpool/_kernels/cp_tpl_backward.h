@@ -290,3 +290,11 @@ void CP_CAT(cp_avgpool2d_bwd_unit, CP_SFX)(const cp_pool_geom *g, const CP_T *gy
 }
 
 #undef CP_TILE
+
+/* gx[i] = y[i] > 0 ? gy[i] : 0 for i in [lo, hi): the gradient through a ReLU
+ * whose output was y (a NaN output passes nothing).  gx may be gy. */
+void CP_CAT(cp_relu_grad, CP_SFX)(const CP_T *gy, const CP_T *y, CP_T *gx, int64_t lo, int64_t hi)
+{
+    for (int64_t i = lo; i < hi; i++)
+        gx[i] = y[i] > 0 ? gy[i] : (CP_T)0;
+}
