@@ -166,11 +166,13 @@ def test_conv_bits_equal_across_simd_isas_and_algorithms(simd_isas, cfg, dtype, 
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
-@pytest.mark.parametrize("c", [1, 3, 4, 8, 17, 33])
+@pytest.mark.parametrize("c", [1, 3, 4, 5, 8, 16, 17, 33])
 def test_pools_and_backward_bits_equal_across_simd_isas(simd_isas, c, dtype, rng):
     """Max and average pooling, forward and backward, and the conv backward
-    pass: every SIMD variant gives the same bits (NaN and inf planted)."""
+    pass: every SIMD variant gives the same bits (NaN and inf planted; the
+    second image rounded, so its windows hold ties)."""
     x = rng.standard_normal((2, 13, 29, c)).astype(dtype)
+    x[1] = np.round(x[1])
     x[0, 3, 4, 0] = np.nan
     x[1, 5, 6, c - 1] = -np.inf
     kernel = rng.standard_normal((3, 3, c, 19)).astype(dtype)
@@ -193,6 +195,35 @@ def test_pools_and_backward_bits_equal_across_simd_isas(simd_isas, c, dtype, rng
     for name in simd_isas[1:]:
         for i, (got, want) in enumerate(zip(results[name], results[first])):
             assert_bitwise_equal(got, want, (name, first, c, i), what="ISA variants")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 32, 33])
+def test_max_pool_backward_vector_run_equals_the_portable_loop(c, dtype, rng):
+    """The max-pool gradient over tiling windows (a vector run in every SIMD
+    variant, for any C) gives the baseline's bits: the first maximum wins,
+    a NaN replaces it, ties and -inf included, padded borders too."""
+    names = [n for n in _core.isa_names() if _core.isa_compiled(n) and _core.isa_supported(n)]
+    x = rng.standard_normal((2, 12, 19, c)).astype(dtype)
+    x[1] = np.round(x[1])  # ties
+    x[0, 3, 4, 0] = np.nan
+    x[0, 7, 9, c - 1] = np.nan
+    x[1, 5, 6, c - 1] = -np.inf
+    cases = [dict(pool_size=2), dict(pool_size=3), dict(pool_size=(2, 3)),
+             dict(pool_size=3, padding="same"), dict(pool_size=(3, 2), padding=((1, 1), (1, 0)))]
+    old = _core.isa_selected()
+    results = {}
+    try:
+        for name in names:
+            _core.isa_select(name)
+            for i, kw in enumerate(cases):
+                g = np.linspace(-1, 1, convpool.max_pool2d(x, **kw).size).astype(dtype)
+                g = g.reshape(convpool.max_pool2d(x, **kw).shape)
+                results[name, i] = convpool.max_pool2d_backward(g, x, **kw)
+    finally:
+        _core.isa_select(old)
+    for (name, i), got in results.items():
+        assert_bitwise_equal(got, results["baseline", i], (name, cases[i], c), what="ISA vs baseline")
 
 
 # ------------------------------------------------------------------ the plan

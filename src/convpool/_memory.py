@@ -8,8 +8,12 @@ the page first.  Inference engines avoid it with an arena; convpool does the
 same for its large results: when every view of a result is gone, its buffer
 goes back to a small cache and the next result of a similar size reuses it.
 
-- Only results of at least ``MIN_CACHED_BYTES`` take part; smaller ones are
-  ordinary NumPy arrays (the C allocator already recycles those).
+- Results of at least ``MIN_CACHED_BYTES`` (256 KiB) take part: the sizes
+  the C allocator serves with fresh mappings, which fault on every first
+  touch.  So a training loop or repeated predict calls, whose activations and
+  gradients come back with the same sizes every step, stop faulting after
+  their first step.  Smaller results are ordinary NumPy arrays (the C
+  allocator recycles those itself).
 - The cache holds at most ``set_buffer_cache(max_bytes)`` bytes of dropped
   buffers (default: 2 GiB or an eighth of the physical memory, whichever is
   smaller); ``set_buffer_cache(0)`` turns it off and frees what it holds.
@@ -60,7 +64,9 @@ __all__ = ["empty", "set_buffer_cache", "get_buffer_cache", "set_workspace_limit
            "get_workspace_limit"]
 
 ALIGN = 64
-MIN_CACHED_BYTES = 16 << 20
+MIN_CACHED_BYTES = 256 << 10
+#: Dropped buffers kept at most (the oldest go first), so a lookup stays short.
+MAX_CACHED_BUFFERS = 64
 
 
 def _default_limit() -> int:
@@ -118,7 +124,7 @@ def _release(raw: NDArray[np.uint8] | None) -> None:
             return
         _free.append(raw)
         _free_bytes += raw.nbytes
-        while _free_bytes > _limit:
+        while _free_bytes > _limit or len(_free) > MAX_CACHED_BUFFERS:
             _free_bytes -= _free.pop(0).nbytes
 
 

@@ -426,7 +426,7 @@ def conv2d_backward(
     gy = grad_out_nhwc(grad_out, call)
     gy = _through_activation(gy, call, activation, output)
     nhwc = to_nhwc_shape(call.x.shape, call.data_format)
-    grad_x = np.empty(nhwc, call.dtype) if input_grad else None
+    grad_x = _memory.empty(nhwc, call.dtype) if input_grad else None
     grad_kernel = np.zeros(call.kernel.shape, call.dtype)
     grad_bias = np.zeros(call.kernel.shape[3], call.dtype)
     w = call.win

@@ -606,7 +606,7 @@ cdef int64_t ELEMENTWISE_BLOCK = 16384
 def relu_grad(const floating[::1] gy, const floating[::1] y, floating[::1] gx, int n_threads):
     """gx = y > 0 ? gy : 0, elementwise (the gradient through a ReLU of output y).
 
-    gy, y, gx: flat, the same length; gx: OUT, may be gy.
+    gy, y, gx: flat, the same length; gx: OUT, sharing no memory with gy or y.
     """
     cdef int64_t size = gy.shape[0]
     if size == 0:

@@ -94,14 +94,26 @@ typedef void (*cp_pool_row_f64_fn)(const cp_pool_geom *g, const double *x, doubl
                                    int64_t row, double *scratch);
 
 /* Max-pool gradient of windows [o0, o1) of one output row, for windows that
- * tile the input (stride = pool size), lie wholly inside it, have C <= 4
- * channels and are not the row's last (4-lane loads may read one pixel on):
- * every cell of those windows is written (grad_out at the winner, else 0).
+ * tile the input (stride = pool size), lie wholly inside it, have fewer than
+ * 2^24 cells, and with C < 4 channels are not the row's last (4-lane loads
+ * may read one pixel on): every cell of those windows is written (grad_out
+ * at the winner, else 0).
  * xw: the window row's first input row; gw: the same in the gradient. */
 typedef void (*cp_maxbwd_run_f32_fn)(const cp_pool_geom *g, const float *xw, const float *grad,
                                      float *gw, int64_t o0, int64_t o1);
 typedef void (*cp_maxbwd_run_f64_fn)(const cp_pool_geom *g, const double *xw,
                                      const double *grad, double *gw, int64_t o0, int64_t o1);
+
+/* The direct weight gradient of a conv with few input channels (one group,
+ * Cg <= CP_WGRAD_DIRECT_MAX_CG) over output pixels [begin, end): partial
+ * ([OC][K], dW transposed) = each (tap, oc) sum over the pixels in order. */
+typedef void (*cp_wgrad_f32_fn)(const cp_convbwd_geom *b, const float *gy, const float *x,
+                                float *partial, int64_t begin, int64_t end);
+typedef void (*cp_wgrad_f64_fn)(const cp_convbwd_geom *b, const double *gy, const double *x,
+                                double *partial, int64_t begin, int64_t end);
+/* Input channels (per group) up to which the weight gradient is direct; the
+ * taps per pass, CP_WGRAD_TAPS, are each ISA's (one register each). */
+#define CP_WGRAD_DIRECT_MAX_CG 4
 
 /* One micro-kernel: its function and register tile. */
 typedef struct {
@@ -129,6 +141,8 @@ typedef struct {
     cp_pool_row_f64_fn avgpool_f64;
     cp_maxbwd_run_f32_fn maxpool_bwd_run_f32; /* NULL: the portable loop does it all */
     cp_maxbwd_run_f64_fn maxpool_bwd_run_f64;
+    cp_wgrad_f32_fn wgrad_direct_f32;   /* NULL: the GEMM path for every weight gradient */
+    cp_wgrad_f64_fn wgrad_direct_f64;
 } cp_isa_config;
 
 #define CP_ISA_DECLARE_(name) extern const cp_isa_config cp_isa_config__##name;

@@ -32,6 +32,8 @@ static int cp_isa_supported__avx2(void)
 #define CP_F64_WIDE_NV 2
 #define CP_F64_NARROW_MR 12
 #define CP_F64_NARROW_NV 1
+/* Taps per pass of the direct weight gradient: one accumulator each, of 16 registers. */
+#define CP_WGRAD_TAPS 12
 #include "cp_tpl_simd_isa.h"
 
 #include "cp_target_end.h"

@@ -71,6 +71,8 @@ static int cp_isa_supported__avx512(void)
 #define CP_F64_WIDE_NV 2
 #define CP_F64_NARROW_MR 12
 #define CP_F64_NARROW_NV 1
+/* Taps per pass of the direct weight gradient: one accumulator each, of 32 registers. */
+#define CP_WGRAD_TAPS 24
 #include "cp_tpl_simd_isa.h"
 
 #include "cp_target_end.h"

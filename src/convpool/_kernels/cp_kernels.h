@@ -161,6 +161,7 @@ typedef struct {
     int64_t dx_tile;           /* output pixels per data-gradient tile */
     int64_t wt_tile;           /* output pixels per weight-gradient tile */
     int64_t chunks, chunk;     /* fixed partition of the pixels for the weight gradient */
+    int64_t dw_direct;         /* weight gradient by the direct kernel (few input channels) */
 } cp_convbwd_geom;
 
 void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize);
@@ -189,7 +190,7 @@ void cp_conv2d_bwd_weight_reduce_f64(const cp_convbwd_geom *b, const double *par
                                      double *gk, double *gb, int64_t k);
 
 /* The gradient through a ReLU whose output was y, elements [lo, hi):
- * gx = y > 0 ? gy : 0 (gx may be gy). */
+ * gx = y > 0 ? gy : 0 (gx shares no memory with gy or y). */
 void cp_relu_grad_f32(const float *gy, const float *y, float *gx, int64_t lo, int64_t hi);
 void cp_relu_grad_f64(const double *gy, const double *y, double *gx, int64_t lo, int64_t hi);
 

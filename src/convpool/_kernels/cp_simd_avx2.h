@@ -13,6 +13,8 @@
  *   cpv_fma(a, b, c) = a * b + c, rounded once; cpv_add(a, b)
  *   cpv_max(a, b)     = a > b ? a : b (b when either is NaN: x86's max)
  *   cpv_max_nan(a, b) = (b > a || b != b) ? b : a, the pools' NaN-keeping max
+ *   CPV_MASK, cpv_upd(v, m) (lanes where v > m || v != v), cpv_eq(a, b),
+ *   cpv_blend(a, b, k) (k ? b : a): the max-pool gradient's winner search
  *   cps_fma(a, b, c)  the scalar fused multiply-add
  *   CPV_MASKED        1 if n-lane loads and stores are native (masked) and
  *                     cheap, so templates use them for tails
@@ -99,6 +101,10 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define cpv_add(a, b) _mm256_add_ps(a, b)
 #define cpv_max(a, b) _mm256_max_ps(a, b)
 #define cpv_max_nan(a, b) cp_avx2_max_nan_f32(a, b)
+#define CPV_MASK __m256
+#define cpv_upd(v, m) _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q))
+#define cpv_eq(a, b) _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
+#define cpv_blend(a, b, k) _mm256_blendv_ps(a, b, k)
 #define cps_fma(a, b, c) __builtin_fmaf(a, b, c)
 #define CPQ __m128
 #define CPQ_MASK __m128
@@ -127,6 +133,10 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define cpv_add(a, b) _mm256_add_pd(a, b)
 #define cpv_max(a, b) _mm256_max_pd(a, b)
 #define cpv_max_nan(a, b) cp_avx2_max_nan_f64(a, b)
+#define CPV_MASK __m256d
+#define cpv_upd(v, m) _mm256_or_pd(_mm256_cmp_pd(v, m, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q))
+#define cpv_eq(a, b) _mm256_cmp_pd(a, b, _CMP_EQ_OQ)
+#define cpv_blend(a, b, k) _mm256_blendv_pd(a, b, k)
 #define cps_fma(a, b, c) __builtin_fma(a, b, c)
 #define CPQ __m256d
 #define CPQ_MASK __m256d

@@ -43,6 +43,11 @@ static inline __m512d cp_avx512_max_nan_f64(__m512d a, __m512d b)
 #define cpv_add(a, b) _mm512_add_ps(a, b)
 #define cpv_max(a, b) _mm512_max_ps(a, b)
 #define cpv_max_nan(a, b) cp_avx512_max_nan_f32(a, b)
+#define CPV_MASK __mmask16
+#define cpv_upd(v, m)                                                                        \
+    ((__mmask16)(_mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)))
+#define cpv_eq(a, b) _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ)
+#define cpv_blend(a, b, k) _mm512_mask_blend_ps(k, a, b)
 #define cps_fma(a, b, c) __builtin_fmaf(a, b, c)
 #define CPQ __m128
 #define CPQ_MASK __mmask8
@@ -72,6 +77,11 @@ static inline __m512d cp_avx512_max_nan_f64(__m512d a, __m512d b)
 #define cpv_add(a, b) _mm512_add_pd(a, b)
 #define cpv_max(a, b) _mm512_max_pd(a, b)
 #define cpv_max_nan(a, b) cp_avx512_max_nan_f64(a, b)
+#define CPV_MASK __mmask8
+#define cpv_upd(v, m)                                                                        \
+    ((__mmask8)(_mm512_cmp_pd_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)))
+#define cpv_eq(a, b) _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ)
+#define cpv_blend(a, b, k) _mm512_mask_blend_pd(k, a, b)
 #define cps_fma(a, b, c) __builtin_fma(a, b, c)
 #define CPQ __m256d
 #define CPQ_MASK __mmask8

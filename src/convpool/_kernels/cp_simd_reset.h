@@ -19,6 +19,10 @@
 #undef cpv_add
 #undef cpv_max
 #undef cpv_max_nan
+#undef CPV_MASK
+#undef cpv_upd
+#undef cpv_eq
+#undef cpv_blend
 #undef cps_fma
 #undef cpq_loadu
 #undef cpq_storeu

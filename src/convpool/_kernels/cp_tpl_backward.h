@@ -87,6 +87,13 @@ void CP_CAT(cp_conv2d_bwd_weight_chunk, CP_SFX)(const cp_convbwd_geom *b, const 
     CP_T *const prod = gt + lines(g->ocg * b->wt_tile, sizeof(CP_T)); /* OCg x NR */
     CP_T *const bias_part = partial + K * g->oc;
     memset(partial, 0, (size_t)(K * g->oc + g->oc) * sizeof(CP_T));
+    if (b->dw_direct && cp_active->CP_CAT(wgrad_direct, CP_SFX) != NULL) {
+        cp_active->CP_CAT(wgrad_direct, CP_SFX)(b, gy, x, partial, begin, end);
+        for (int64_t p = begin; p < end; p++) /* the bias, pixels in order */
+            for (int64_t oc = 0; oc < g->oc; oc++)
+                bias_part[oc] = bias_part[oc] + gy[p * g->oc + oc];
+        return;
+    }
     memset(patch, 0, (size_t)(kpanels * NR) * sizeof(CP_T)); /* the tail stays zero */
     for (int64_t p0 = begin; p0 < end; p0 += b->wt_tile) {
         const int64_t cnt = end - p0 < b->wt_tile ? end - p0 : b->wt_tile;
@@ -162,13 +169,15 @@ void CP_CAT(cp_maxpool2d_bwd_unit, CP_SFX)(const cp_pool_geom *g, const CP_T *x,
     const CP_T *const xn = x + n * g->h * rs;
     CP_T *const gxn = gx + n * g->h * rs;
     /* A vector run over the interior windows, where the ISA has one: they */
-    /* tile the input (stride = pool size), C <= 4, and 4-lane loads from */
-    /* them stay inside the row (of x) and the gradient row.              */
+    /* tile the input (stride = pool size), their cell numbers are exact  */
+    /* as floats, and (C < 4) 4-lane loads from them stay inside the row  */
+    /* (of x) and the gradient row.                                       */
     int64_t o0 = 0, o1 = 0;
     const int64_t ih0_band = oh_lo * g->sh - g->pt;
-    if (cp_active->CP_CAT(maxpool_bwd_run, CP_SFX) != NULL && g->sh == g->kh && g->sw == g->kw && C <= 4 && oh_hi == oh_lo + 1 &&
+    if (cp_active->CP_CAT(maxpool_bwd_run, CP_SFX) != NULL && g->sh == g->kh &&
+        g->sw == g->kw && g->kh * g->kw < ((int64_t)1 << 24) && oh_hi == oh_lo + 1 &&
         ih0_band >= 0 && ih0_band + g->kh <= g->h) {
-        const int64_t extra = (4 + C - 1) / C - 1; /* pixels a 4-lane load reads on */
+        const int64_t extra = C >= 4 ? 0 : (4 + C - 1) / C - 1; /* pixels a 4-lane load reads on */
         o0 = (g->pl + g->sw - 1) / g->sw;
         o1 = (g->w - 1 - extra + g->pl - g->kw + 1) / g->sw + 1; /* last col + extra < W */
         if (g->w - 1 - extra + g->pl - g->kw + 1 < 0)
@@ -292,9 +301,15 @@ void CP_CAT(cp_avgpool2d_bwd_unit, CP_SFX)(const cp_pool_geom *g, const CP_T *gy
 #undef CP_TILE
 
 /* gx[i] = y[i] > 0 ? gy[i] : 0 for i in [lo, hi): the gradient through a ReLU
- * whose output was y (a NaN output passes nothing).  gx may be gy. */
-void CP_CAT(cp_relu_grad, CP_SFX)(const CP_T *gy, const CP_T *y, CP_T *gx, int64_t lo, int64_t hi)
+ * whose output was y (a NaN output passes nothing).  gx overlaps neither
+ * input and both are loaded unconditionally, so the loop vectorises into
+ * compares and ands (a branch per element would mispredict on every other
+ * sign). */
+void CP_CAT(cp_relu_grad, CP_SFX)(const CP_T *CP_RESTRICT gy, const CP_T *CP_RESTRICT y,
+                                  CP_T *CP_RESTRICT gx, int64_t lo, int64_t hi)
 {
-    for (int64_t i = lo; i < hi; i++)
-        gx[i] = y[i] > 0 ? gy[i] : (CP_T)0;
+    for (int64_t i = lo; i < hi; i++) {
+        const CP_T g = gy[i], v = y[i];
+        gx[i] = v > 0 ? g : (CP_T)0;
+    }
 }

@@ -3,7 +3,8 @@
  * cp_tpl_simd_isa.h (CP_T, CP_SFX, CP_F64 set; see there for the ISA's
  * macros).  It defines cp_gemm_tiles_<sfx>__<isa> (the tiles, for the config)
  * and the static kernels the config points at: cp_dwconv2d_nhwc_<sfx>__<isa>,
- * cp_{max,avg}pool2d_nhwc_<sfx>__<isa>, cp_maxpool2d_bwd_run_<sfx>__<isa>.
+ * cp_{max,avg}pool2d_nhwc_<sfx>__<isa>, cp_maxpool2d_bwd_run_<sfx>__<isa>,
+ * cp_wgrad_direct_<sfx>__<isa>.
  */
 #define CP_SIMD 1
 #include CP_SIMD_HEADER
@@ -50,6 +51,7 @@ static const CP_CAT(CP_CAT(cp_gemm, CP_SFX), tile)
 #include "cp_tpl_pool.h"
 #undef CP_POOL_MAX
 #include "cp_tpl_maxbwd.h"
+#include "cp_tpl_wgrad.h"
 
 #undef CP_SIMD
 #undef CP_WIDE_MR

@@ -7,6 +7,7 @@
  *   CP_ISA_EMULATED     1 if the intrinsics are emulated (a test build)
  *   CP_F32_WIDE_MR, CP_F32_WIDE_NV, CP_F32_NARROW_MR, CP_F32_NARROW_NV,
  *   CP_F64_WIDE_MR, ...  the micro-kernel tiles: rows and vectors of channels
+ *   CP_WGRAD_TAPS       taps per pass of the direct weight gradient
  * and `static int cp_isa_supported__<isa>(void)` defined before.  Defines
  * `const cp_isa_config cp_isa_config__<isa>`.
  */
@@ -31,6 +32,8 @@ const cp_isa_config CP_ISA_FN(cp_isa_config) = {
     .avgpool_f64 = CP_ISA_FN(cp_avgpool2d_nhwc_f64),
     .maxpool_bwd_run_f32 = CP_ISA_FN(cp_maxpool2d_bwd_run_f32),
     .maxpool_bwd_run_f64 = CP_ISA_FN(cp_maxpool2d_bwd_run_f64),
+    .wgrad_direct_f32 = CP_ISA_FN(cp_wgrad_direct_f32),
+    .wgrad_direct_f64 = CP_ISA_FN(cp_wgrad_direct_f64),
 };
 
 #undef CP_STR
