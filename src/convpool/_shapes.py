@@ -35,6 +35,7 @@ __all__ = [
     "output_length",
     "resolve_padding",
     "window_2d",
+    "data_gradient_padding",
     "receptive_field_step",
 ]
 
@@ -275,6 +276,24 @@ def window_2d(
     # window, so it is normalised to 1 (and never reaches a 64-bit kernel).
     dh, dw = (1 if kh == 1 else dh), (1 if kw == 1 else dw)
     return Window2D(kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, oh, ow)
+
+
+def data_gradient_padding(win: Window2D) -> tuple[int, int] | None:
+    """The (top, left) padding that makes a conv's input gradient a forward conv.
+
+    For stride 1, ``grad_x[i] = sum over a of grad_out[i + pt - a*dh] * W[a]``:
+    the stride-1 convolution of ``grad_out`` with the kernel flipped (and its
+    channel axes swapped), padded by ``dh*(KH-1) - pt`` on top and
+    ``dh*(KH-1) - pb`` below (likewise the columns), whose output is H x W.
+    Returns None when that is not a plain convolution: a stride above 1, or
+    a pad wider than the dilated kernel (a negative pad).
+    """
+    if (win.sh, win.sw) != (1, 1):
+        return None
+    span_h, span_w = win.dh * (win.kh - 1), win.dw * (win.kw - 1)
+    if max(win.pt, win.pb) > span_h or max(win.pl, win.pr) > span_w:
+        return None
+    return span_h - win.pt, span_w - win.pl
 
 
 def receptive_field_step(

@@ -32,7 +32,7 @@ from ._checks import (
     to_nhwc_shape,
 )
 from ._kernels import _core
-from ._shapes import IntPair, Padding
+from ._shapes import IntPair, Padding, data_gradient_padding
 from ._threads import get_num_threads
 
 __all__ = [
@@ -430,18 +430,21 @@ def conv2d_backward(
     grad_kernel = np.zeros(call.kernel.shape, call.dtype)
     grad_bias = np.zeros(call.kernel.shape[3], call.dtype)
     w = call.win
-    pointwise = (w.kh, w.kw, w.sh, w.sw, w.pt, w.pb, w.pl, w.pr, call.groups) == (1,) * 5 + (0,) * 4
+    # A stride-1 conv's input gradient is again a stride-1 conv (of grad_out,
+    # with the kernel flipped and its channel axes swapped per group): the
+    # forward kernels, with their algorithms (pointwise, depthwise, rows,
+    # gather), compute it.  Other strides take the backward kernel's col2im.
+    dx_pads = data_gradient_padding(w) if grad_x is not None else None
     if gy.size and call.kernel.shape[2] and grad_kernel.size:
-        if pointwise and grad_x is not None:
-            # A 1x1 conv's input gradient is the 1x1 conv of grad_out with the
-            # kernel transposed: the forward kernel does it, in one GEMM pass.
-            _core.conv2d_nhwc(gy, kernel_ready(call.kernel.transpose(0, 1, 3, 2)), None,
-                              grad_x, 1, 1, 1, 1, 0, 0, 1, get_num_threads())
+        if dx_pads is not None:
+            _core.conv2d_nhwc(gy, kernel_ready(_data_gradient_kernel(call.kernel, call.groups)),
+                              None, grad_x, 1, 1, w.dh, w.dw, dx_pads[0], dx_pads[1],
+                              call.groups, get_num_threads())
         _core.conv2d_backward_nhwc(
             gy,
             to_nhwc(call.x, call.data_format, call.dtype),
             kernel_ready(call.kernel),
-            None if pointwise else grad_x,
+            None if dx_pads is not None else grad_x,
             grad_kernel.reshape(-1),
             grad_bias,
             w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,
@@ -454,6 +457,19 @@ def conv2d_backward(
     if grad_x is not None:
         grad_x = from_nhwc(grad_x, call.data_format)
     return grad_x, grad_kernel, grad_bias
+
+
+def _data_gradient_kernel(kernel: NDArray[Any], groups: int) -> NDArray[Any]:
+    """The kernel of the conv that gives a stride-1 conv's input gradient.
+
+    ``kernel`` (KH, KW, Cg, C_out) becomes (KH, KW, C_out // groups, C_in):
+    flipped in both spatial axes, and in each group its input and output
+    channels swapped.
+    """
+    kh, kw, cg, oc = kernel.shape
+    per_group = kernel.reshape(kh, kw, cg, groups, oc // groups)
+    swapped = per_group.transpose(0, 1, 4, 3, 2).reshape(kh, kw, oc // groups, groups * cg)
+    return swapped[::-1, ::-1]
 
 
 def _through_activation(

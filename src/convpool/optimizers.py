@@ -6,6 +6,7 @@ given, so one optimizer serves one model (its ``weights`` order is fixed).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,7 +56,7 @@ class Optimizer:
                 raise ValueError(f"a gradient of shape {g.shape} for a weight of shape {w.shape}")
         if self._state is None:
             self._state = [self._new_state(w) for w in weights]
-        elif [s[0].shape for s in self._state] != [w.shape for w in weights]:
+        elif [(s[0].shape, s[0].dtype) for s in self._state] != [(w.shape, w.dtype) for w in weights]:
             raise ValueError("this optimizer was used with other weights; make a new one")
         self.iterations += 1
         for w, g, state in zip(weights, grads, self._state):
@@ -91,14 +92,17 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def _new_state(self, w: NDArray[Any]) -> list[NDArray[Any]]:
-        return [np.zeros_like(w)]
+        return [np.zeros_like(w), np.empty_like(w), np.empty_like(w)]  # velocity, 2 scratch
 
     def _update(self, w: NDArray[Any], g: NDArray[Any], state: list[NDArray[Any]]) -> None:
-        (v,) = state
+        v, lr_g, t = state  # every operation in place: no temporaries
+        np.multiply(g, self.learning_rate, out=lr_g)
         v *= self.momentum
-        v -= self.learning_rate * g
+        v -= lr_g
         if self.nesterov:
-            w += self.momentum * v - self.learning_rate * g
+            np.multiply(v, self.momentum, out=t)
+            t -= lr_g
+            w += t
         else:
             w += v
 
@@ -129,14 +133,22 @@ class Adam(Optimizer):
         self.epsilon = _positive(epsilon, "epsilon")
 
     def _new_state(self, w: NDArray[Any]) -> list[NDArray[Any]]:
-        return [np.zeros_like(w), np.zeros_like(w)]
+        return [np.zeros_like(w), np.zeros_like(w), np.empty_like(w), np.empty_like(w)]
 
     def _update(self, w: NDArray[Any], g: NDArray[Any], state: list[NDArray[Any]]) -> None:
-        m, v = state
+        m, v, a, b = state  # moments, and two scratch arrays: no temporaries
         t = self.iterations
+        # Python floats (weak scalars): the arithmetic stays in w's dtype.
+        lr_t = float(self.learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t))
         m *= self.beta_1
-        m += (1 - self.beta_1) * g
+        np.multiply(g, 1 - self.beta_1, out=a)
+        m += a
         v *= self.beta_2
-        v += (1 - self.beta_2) * (g * g)
-        lr_t = self.learning_rate * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
-        w -= (lr_t * m / (np.sqrt(v) + self.epsilon)).astype(w.dtype, copy=False)
+        np.multiply(g, g, out=a)
+        a *= 1 - self.beta_2
+        v += a
+        np.sqrt(v, out=b)
+        b += self.epsilon
+        np.multiply(m, lr_t, out=a)
+        a /= b
+        w -= a

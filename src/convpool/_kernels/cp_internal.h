@@ -104,9 +104,10 @@ typedef void (*cp_maxbwd_run_f32_fn)(const cp_pool_geom *g, const float *xw, con
 typedef void (*cp_maxbwd_run_f64_fn)(const cp_pool_geom *g, const double *xw,
                                      const double *grad, double *gw, int64_t o0, int64_t o1);
 
-/* The direct weight gradient of a conv with few input channels (one group,
- * Cg <= CP_WGRAD_DIRECT_MAX_CG) over output pixels [begin, end): partial
- * ([OC][K], dW transposed) = each (tap, oc) sum over the pixels in order. */
+/* The direct weight gradients over output pixels [begin, end), of a conv
+ * with few input channels (one group, Cg <= CP_WGRAD_DIRECT_MAX_CG) or of a
+ * depthwise conv (groups = C_in = C_out): partial ([OC][K], dW transposed) =
+ * each (tap, oc) sum over the pixels in order. */
 typedef void (*cp_wgrad_f32_fn)(const cp_convbwd_geom *b, const float *gy, const float *x,
                                 float *partial, int64_t begin, int64_t end);
 typedef void (*cp_wgrad_f64_fn)(const cp_convbwd_geom *b, const double *gy, const double *x,
@@ -143,6 +144,8 @@ typedef struct {
     cp_maxbwd_run_f64_fn maxpool_bwd_run_f64;
     cp_wgrad_f32_fn wgrad_direct_f32;   /* NULL: the GEMM path for every weight gradient */
     cp_wgrad_f64_fn wgrad_direct_f64;
+    cp_wgrad_f32_fn wgrad_depthwise_f32; /* NULL: the GEMM path for depthwise too */
+    cp_wgrad_f64_fn wgrad_depthwise_f64;
 } cp_isa_config;
 
 #define CP_ISA_DECLARE_(name) extern const cp_isa_config cp_isa_config__##name;

@@ -161,8 +161,9 @@ typedef struct {
     int64_t dx_tile;           /* output pixels per data-gradient tile */
     int64_t wt_tile;           /* output pixels per weight-gradient tile */
     int64_t chunks, chunk;     /* fixed partition of the pixels for the weight gradient */
-    int64_t dw_direct;         /* weight gradient by the direct kernel (few input channels) */
+    int64_t dw_direct;         /* the weight gradient's algorithm: CP_WGRAD_* */
 } cp_convbwd_geom;
+enum { CP_WGRAD_GEMM, CP_WGRAD_FEW_CHANNELS, CP_WGRAD_DEPTHWISE };
 
 void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize);
 int64_t cp_convbwd_dx_packed_elems(const cp_convbwd_geom *b);

@@ -87,8 +87,12 @@ void CP_CAT(cp_conv2d_bwd_weight_chunk, CP_SFX)(const cp_convbwd_geom *b, const 
     CP_T *const prod = gt + lines(g->ocg * b->wt_tile, sizeof(CP_T)); /* OCg x NR */
     CP_T *const bias_part = partial + K * g->oc;
     memset(partial, 0, (size_t)(K * g->oc + g->oc) * sizeof(CP_T));
-    if (b->dw_direct && cp_active->CP_CAT(wgrad_direct, CP_SFX) != NULL) {
-        cp_active->CP_CAT(wgrad_direct, CP_SFX)(b, gy, x, partial, begin, end);
+    const CP_CAT(CP_CAT(cp_wgrad, CP_SFX), fn) direct =
+        b->dw_direct == CP_WGRAD_FEW_CHANNELS ? cp_active->CP_CAT(wgrad_direct, CP_SFX)
+        : b->dw_direct == CP_WGRAD_DEPTHWISE  ? cp_active->CP_CAT(wgrad_depthwise, CP_SFX)
+                                              : NULL;
+    if (direct != NULL) {
+        direct(b, gy, x, partial, begin, end);
         for (int64_t p = begin; p < end; p++) /* the bias, pixels in order */
             for (int64_t oc = 0; oc < g->oc; oc++)
                 bias_part[oc] = bias_part[oc] + gy[p * g->oc + oc];

@@ -34,6 +34,8 @@ const cp_isa_config CP_ISA_FN(cp_isa_config) = {
     .maxpool_bwd_run_f64 = CP_ISA_FN(cp_maxpool2d_bwd_run_f64),
     .wgrad_direct_f32 = CP_ISA_FN(cp_wgrad_direct_f32),
     .wgrad_direct_f64 = CP_ISA_FN(cp_wgrad_direct_f64),
+    .wgrad_depthwise_f32 = CP_ISA_FN(cp_wgrad_depthwise_f32),
+    .wgrad_depthwise_f64 = CP_ISA_FN(cp_wgrad_depthwise_f64),
 };
 
 #undef CP_STR

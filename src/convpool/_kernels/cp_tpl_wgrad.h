@@ -80,3 +80,69 @@ static void CP_ISA_FN(CP_CAT(cp_wgrad_direct, CP_SFX))(const cp_convbwd_geom *b,
         }
     }
 }
+
+/*
+ * The direct weight gradient of a depthwise conv (groups = C_in = C_out):
+ * channel c's taps see only channel c, so the channels are the lanes of both
+ * operands, and each tap's accumulator is x[pixel + tap] * grad_out[pixel]
+ * summed over the pixels in order, lane by lane (the same bits for any
+ * vector width).  Taps in the padding read 0.
+ */
+static void CP_ISA_FN(CP_CAT(cp_wgrad_depthwise, CP_SFX))(const cp_convbwd_geom *b,
+                                                   const CP_T *gy, const CP_T *x,
+                                                   CP_T *partial, int64_t begin, int64_t end)
+{
+    const cp_conv_geom *g = &b->f;
+    const int64_t K = g->k, C = g->c;
+    const int64_t row_elems = g->w * C, image_elems = g->h * row_elems;
+    CP_ASSERT(g->groups == C && g->oc == C && K == g->kh * g->kw);
+    for (int64_t c0 = 0; c0 < C; c0 += CPV_W) {
+        const int64_t nl = C - c0 < CPV_W ? C - c0 : CPV_W;
+        for (int64_t t0 = 0; t0 < K; t0 += CP_WGRAD_TAPS) {
+            const int64_t nt = K - t0 < CP_WGRAD_TAPS ? K - t0 : CP_WGRAD_TAPS;
+            int64_t tkh[CP_WGRAD_TAPS], tkw[CP_WGRAD_TAPS], toff[CP_WGRAD_TAPS];
+            CPV acc[CP_WGRAD_TAPS];
+            for (int64_t t = 0; t < CP_WGRAD_TAPS; t++) {
+                const int64_t k = t0 + (t < nt ? t : 0);
+                tkh[t] = k / g->kw * g->dh;
+                tkw[t] = k % g->kw * g->dw;
+                toff[t] = tkh[t] * row_elems + tkw[t] * C;
+                acc[t] = cpv_zero();
+            }
+            int64_t n = begin / (g->oh * g->ow), oh = begin / g->ow % g->oh, ow = begin % g->ow;
+            for (int64_t p = begin; p < end; p++) {
+                const CP_T *const gp = gy + p * C + c0;
+                const CPV gv = nl == CPV_W ? cpv_loadu(gp) : cpv_loadu_n(gp, nl);
+                const int64_t ih0 = oh * g->sh - g->pt, iw0 = ow * g->sw - g->pl;
+                const CP_T *const xo = x + n * image_elems + ih0 * row_elems + iw0 * C + c0;
+                if (nl == CPV_W && ih0 >= 0 && iw0 >= 0 && ih0 + (g->kh - 1) * g->dh < g->h &&
+                    iw0 + (g->kw - 1) * g->dw < g->w) {
+                    for (int64_t t = 0; t < CP_WGRAD_TAPS; t++)
+                        acc[t] = cpv_fma(cpv_loadu(xo + toff[t]), gv, acc[t]);
+                } else { /* a fixed trip count: acc stays in registers */
+                    for (int64_t t = 0; t < CP_WGRAD_TAPS; t++) {
+                        const int64_t ih = ih0 + tkh[t], iw = iw0 + tkw[t];
+                        const int inside = ih >= 0 && ih < g->h && iw >= 0 && iw < g->w;
+                        const CPV v = !inside        ? cpv_zero()
+                                      : nl == CPV_W ? cpv_loadu(xo + toff[t])
+                                                    : cpv_loadu_n(xo + toff[t], nl);
+                        acc[t] = cpv_fma(v, gv, acc[t]);
+                    }
+                }
+                if (++ow == g->ow) {
+                    ow = 0;
+                    if (++oh == g->oh) {
+                        oh = 0;
+                        n++;
+                    }
+                }
+            }
+            CP_T lanes[CP_WGRAD_TAPS][CPV_W]; /* partial is [C][K] */
+            for (int64_t t = 0; t < CP_WGRAD_TAPS; t++)
+                cpv_storeu(lanes[t], acc[t]);
+            for (int64_t t = 0; t < nt; t++)
+                for (int64_t j = 0; j < nl; j++)
+                    partial[(c0 + j) * K + t0 + t] = lanes[t][j];
+        }
+    }
+}
