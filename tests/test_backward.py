@@ -1143,3 +1143,225 @@ def test_conv2d_backward_zero_channels_match_reference(layout, rng):
     gx, gk, gb = convpool.conv2d_backward(g, x, kernel, data_format=layout)
     assert gx.shape == x.shape and not gx.any()
     assert gk.shape == kernel.shape and gb.shape == (0,)
+
+
+# ============================================== 8. activation="relu": output= masks grad_out
+RELU_CONV_CASES = [
+    _geom(n=2, h=9, w=13, c=4, oc=17, kernel=(3, 2), strides=(2, 1), padding="same",
+          dilation=(1, 2)),
+    _geom(n=3, h=6, w=7, c=6, oc=6, kernel=3, padding=1, groups=6),  # depthwise
+    _geom(n=2, h=5, w=11, c=9, oc=16, kernel=1),  # pointwise: grad_x by the forward kernel
+    _geom(n=2, h=10, w=9, c=3, oc=8, kernel=3, padding="same"),  # C_in 3: the direct wgrad
+]
+
+
+def _relu_case(cfg, rng):
+    """grad_out, x, kernel, the conv kwargs, and the forward output of a ReLU conv
+    (bias around 0, so its mask cuts) with NaN planted in it."""
+    g, x, kernel, kwargs = _conv_case(cfg, rng, _normal)
+    bias = (rng.standard_normal(cfg["oc"]) / 4).astype(cfg["dtype"])
+    y = convpool.conv2d(x, kernel, bias, activation="relu", **kwargs)
+    y.flat[3::29] = np.nan  # NaN output: no gradient passes
+    return g, x, kernel, kwargs, y
+
+
+@pytest.mark.parametrize("cfg", _conv_params(RELU_CONV_CASES))
+def test_conv2d_backward_relu_equals_masked_grad_out(cfg, rng):
+    """activation="relu" with output=y is conv2d_backward of where(y > 0, grad_out, 0),
+    bit for bit (NaN in y blocks, as NaN > 0 is false); grad_out and output untouched;
+    and within the derived bounds of the float64 reference given the same keywords."""
+    g, x, kernel, kwargs, y = _relu_case(cfg, rng)
+    with np.errstate(invalid="ignore"):
+        masked = np.where(y > 0, g, 0).astype(cfg["dtype"])
+    assert 0 < np.count_nonzero(masked) < 0.9 * g.size, "precondition: the mask cuts some"
+    assert np.isnan(y).any() and np.all(g[np.isnan(y)] != 0), "precondition: NaN to block"
+    kept = g.copy(), y.copy()
+    got = convpool.conv2d_backward(g, x, kernel, activation="relu", output=y, **kwargs)
+    want = convpool.conv2d_backward(masked, x, kernel, **kwargs)
+    for name, a, b in zip(_GRAD_NAMES, got, want):
+        assert_bitwise_equal(a, b, case_id(**cfg), what=f"{name}: relu vs masked grad_out")
+    assert_bitwise_equal(g, kept[0], cfg, what="grad_out after the call")
+    assert_bitwise_equal(y, kept[1], cfg, what="output after the call")
+    no_x = convpool.conv2d_backward(g, x, kernel, activation="relu", output=y, input_grad=False,
+                                    **kwargs)
+    assert no_x[0] is None
+    assert_bitwise_equal(no_x[1], want[1], cfg, what="grad_kernel, relu, input_grad=False")
+    ref = _ref_conv64(g, x, kernel, activation="relu", output=y.astype(np.float64), **kwargs)
+    tols = conv_backward_tolerances(masked, x, kernel, cfg["dtype"], **kwargs)
+    for name, fast, r, tol in zip(_GRAD_NAMES, got, ref, tols):
+        assert_conv_close(fast, r, tol, f"{name} (relu): {case_id(**cfg)}")
+
+
+@pytest.mark.parametrize("impl", [convpool, reference], ids=["convpool", "reference"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case, pattern", [
+    ("output_without_activation", r"output is used with activation='relu' only; "
+                                  r"got activation=None"),
+    ("output_with_linear", r"output is used with activation='relu' only"),
+    ("relu_without_output", r"activation='relu' needs output=, the forward call's result"),
+    ("output_wrong_shape", r"output must have the forward output's shape {shape}.*got {bad}"),
+    ("output_other_layout", r"output must have the forward output's shape {shape}.*got {bad}"),
+    ("bad_activation", r"activation must be None, 'linear' or 'relu', got 'elu'"),
+])
+def test_conv2d_backward_activation_output_errors(case, pattern, layout, impl):
+    g, x, kernel, kwargs = _small_conv(layout=layout)
+    y = np.ones(g.shape, np.float32)
+    extra = {
+        "output_without_activation": dict(output=y),
+        "output_with_linear": dict(activation="linear", output=y),
+        "relu_without_output": dict(activation="relu"),
+        "output_wrong_shape": dict(activation="relu", output=y[..., :-1]),
+        "output_other_layout": dict(activation="relu", output=np.ascontiguousarray(
+            y.transpose(0, 2, 3, 1) if layout == "channels_first" else y.transpose(0, 3, 1, 2))),
+        "bad_activation": dict(activation="elu", output=y),
+    }[case]
+    if "{shape}" in pattern:
+        pattern = pattern.format(shape=re.escape(str(g.shape)),
+                                 bad=re.escape(str(extra["output"].shape)))
+    kept = g.copy()
+    with pytest.raises(ValueError, match=pattern):
+        impl.conv2d_backward(g, x, kernel, **kwargs, **extra)
+    assert_bitwise_equal(g, kept, case, what="grad_out after a rejected call")
+
+
+@pytest.mark.parametrize("impl", [convpool, reference], ids=["convpool", "reference"])
+def test_conv2d_backward_output_other_float_dtype(impl):
+    g, x, kernel, kwargs = _small_conv()
+    with pytest.raises(TypeError, match="output has dtype float64"):
+        impl.conv2d_backward(g, x, kernel, activation="relu", output=g.astype(np.float64),
+                             **kwargs)
+    # an integer output is cast, like grad_out: the same mask as its float copy
+    yi = np.arange(g.size).reshape(g.shape) % 3 - 1
+    a = impl.conv2d_backward(g, x, kernel, activation="relu", output=yi, **kwargs)
+    b = impl.conv2d_backward(np.where(yi > 0, g, 0).astype(g.dtype), x, kernel, **kwargs)
+    for name, u, v in zip(_GRAD_NAMES, a, b):
+        assert_bitwise_equal(u, v, impl.__name__, what=f"{name}: int output vs its mask")
+
+
+# ========================================= 9. the direct weight gradient (C_in <= 4, groups 1)
+# The SIMD variants compute grad_kernel of a conv with one group and at most 4
+# input channels directly (cp_tpl_wgrad.h: output channels in the lanes, up to
+# 8 taps per pass); the baseline keeps the GEMM path.  K = KH * KW * C_in taps
+# ranges over 1, 4, 9 (8 + 1), 27, 36 (4 full passes + a ragged one) and 75;
+# C_out over one lane, a ragged f64 vector (5), exactly one f64 / half an f32
+# vector (8), one f32 vector (16) and a ragged third panel (33).
+WGRAD_DIRECT_GRID = [
+    _geom(n=2, h=9, w=11, c=c, oc=oc, kernel=3, padding=padding)
+    for c in (1, 2, 3, 4) for oc in (1, 5, 8, 16, 33) for padding in ("same", "valid")
+]
+WGRAD_DIRECT_EXTRA = [
+    _geom(n=3, h=13, w=12, c=3, oc=16, kernel=3, strides=2, padding="same"),
+    _geom(n=2, h=12, w=15, c=2, oc=5, kernel=(3, 2), strides=(2, 3), padding=((1, 0), (2, 1))),
+    _geom(n=2, h=11, w=13, c=1, oc=33, kernel=3, padding="same", dilation=2),
+    _geom(n=2, h=14, w=13, c=4, oc=8, kernel=(2, 3), dilation=(2, 1), padding=1),
+    _geom(n=2, h=16, w=17, c=3, oc=17, kernel=(5, 5), padding="same"),  # K = 75
+    _geom(n=2, h=23, w=21, c=3, oc=16, kernel=7, strides=2, padding=3),  # a stem layer
+    _geom(n=3, h=5, w=7, c=1, oc=9, kernel=1),  # K = 1, pointwise
+    _geom(n=2, h=7, w=6, c=2, oc=12, kernel=(2, 1), strides=(1, 2)),  # K = 4
+    _geom(n=2, h=3, w=4, c=4, oc=7, kernel=(3, 4), padding=((2, 2), (3, 3))),  # mostly padding
+]
+
+
+def _wgrad_params():
+    """The grid in both dtypes (NHWC); the extra geometries in both dtypes and layouts."""
+    out = []
+    for geos, layouts in ((WGRAD_DIRECT_GRID, ("channels_last",)), (WGRAD_DIRECT_EXTRA, LAYOUTS)):
+        for geo, dtype, layout in itertools.product(geos, DTYPES, layouts):
+            cfg = dict(geo, dtype=np.dtype(dtype), data_format=layout)
+            out.append(pytest.param(cfg, id=case_id(**cfg)))
+    return out
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("cfg", _wgrad_params())
+def test_conv2d_backward_direct_wgrad_matches_reference(cfg, rng):
+    g, x, kernel, kwargs = _conv_case(cfg, rng, _normal)
+    _check_conv_against_reference(cfg, g, x, kernel, kwargs)
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c, oc", [(1, 5), (3, 16), (4, 33)], ids=["C1-O5", "C3-O16", "C4-O33"])
+def test_conv2d_backward_direct_wgrad_exact_on_small_integers(c, oc, dtype, rng):
+    cfg = _geom(n=2, h=10, w=9, c=c, oc=oc, kernel=3, strides=(1, 2), padding="same",
+                dtype=np.dtype(dtype))
+    g, x, kernel, kwargs = _conv_case(cfg, rng, _ints4)
+    got = convpool.conv2d_backward(g, x, kernel, **kwargs)
+    ref = _ref_conv64(g, x, kernel, **kwargs)
+    assert np.count_nonzero(ref[1]) >= 0.5 * ref[1].size, "mistrusted case: grad_kernel zeros"
+    for name, fast, r in zip(_GRAD_NAMES, got, ref):
+        _assert_exact(fast, r, cfg, name)
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c, oc", [(1, 5), (3, 17), (4, 8)], ids=["C1-O5", "C3-O17", "C4-O8"])
+def test_conv2d_backward_direct_wgrad_nonfinite(c, oc, dtype, rng):
+    """NaN / inf as IEEE says: a NaN gradient at a corner pixel poisons every tap
+    of its channel (its padded taps read 0, and 0 * NaN is NaN); an inf input
+    under a zero gradient gives NaN; under a non-zero one, inf."""
+    cfg = _geom(n=2, h=7, w=8, c=c, oc=oc, kernel=3, padding="same", dtype=np.dtype(dtype))
+    g, x, kernel, kwargs = _conv_case(cfg, rng, _normal)
+    g[0, 0, 0, oc - 1] = np.nan  # corner: 5 of its 9 taps are padding
+    x[1, 3, 4, c - 1] = np.inf
+    g[1, 2:5, 3:6, 0] = 0.0  # every window over the inf pixel has a zero gradient in channel 0
+    got = convpool.conv2d_backward(g, x, kernel, **kwargs)
+    with np.errstate(invalid="ignore"):
+        ref = _ref_conv64(g, x, kernel, **kwargs)
+    gk = ref[1]
+    assert np.isnan(gk[..., oc - 1]).all(), "precondition: the reference poisons the channel"
+    if oc > 1:
+        assert np.isnan(gk[..., c - 1, 0]).all() and np.isinf(gk[..., c - 1, 1:oc - 1]).all()
+    clean = [np.where(np.isfinite(a), a, 0) for a in (g, x)]
+    tols = conv_backward_tolerances(clean[0], clean[1], kernel, dtype, **kwargs)
+    for name, fast, r, tol in zip(_GRAD_NAMES, got, ref, tols):
+        assert_conv_close(fast, r, tol, f"{name}: nonfinite C{c} O{oc} {np.dtype(dtype)}")
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("c, oc", [(1, 5), (3, 17), (2, 33)], ids=["C1-O5", "C3-O17", "C2-O33"])
+def test_conv2d_backward_direct_wgrad_nan_guard_regions(c, oc, dtype, rng):
+    """grad_out, x, kernel and output passed in place inside NaN guards: the
+    direct kernel's vector loads past the last output channel (a ragged vector
+    at the array's end) and its taps near the border read no guard cell."""
+    cfg = _geom(n=2, h=7, w=9, c=c, oc=oc, kernel=3, padding="same", dtype=np.dtype(dtype))
+    g, x, kernel, kwargs = _conv_case(cfg, rng, _normal)
+    y = convpool.conv2d(x, kernel, activation="relu", **kwargs)
+    for extra, guarded_extra in (({}, {}),
+                                 (dict(activation="relu", output=y),
+                                  dict(activation="relu", output=guarded(y).view))):
+        plain = convpool.conv2d_backward(g, x, kernel, **kwargs, **extra)
+        got = convpool.conv2d_backward(guarded(g).view, guarded(x).view, guarded(kernel).view,
+                                       **kwargs, **guarded_extra)
+        for name, a, b in zip(_GRAD_NAMES, got, plain):
+            assert not np.isnan(a).any(), f"{name}: NaN from a guard cell; {extra.keys()}"
+            assert_bitwise_equal(a, b, case_id(**cfg), what=f"{name}: guarded vs plain")
+
+
+# (8, 28, 28, C) -> 32 filters: 6272 output pixels, at least three weight-gradient chunks.
+WGRAD_THREAD_CASES = [
+    _geom(n=8, h=28, w=28, c=1, oc=32, kernel=3, padding="same", dtype=np.dtype(np.float32)),
+    _geom(n=8, h=28, w=28, c=3, oc=32, kernel=3, padding="same", dtype=np.dtype(np.float64)),
+    _geom(n=8, h=28, w=28, c=3, oc=33, kernel=(5, 5), strides=1, padding="valid",
+          dtype=np.dtype(np.float32)),
+]
+
+
+@pytest.mark.parametrize("cfg", [pytest.param(c, id=case_id(**c)) for c in WGRAD_THREAD_CASES])
+def test_conv2d_backward_direct_wgrad_bitwise_across_thread_counts(cfg, rng, num_threads):
+    n, oh, ow, _ = _conv_out_nhwc(cfg)
+    assert n * oh * ow >= 2 * 2048, "precondition: several weight-gradient chunks"
+    g, x, kernel, kwargs = _conv_case(cfg, rng, _normal)
+    results = {}
+    for t in (1, 2, 3):
+        num_threads(t)
+        results[t] = convpool.conv2d_backward(g, x, kernel, **kwargs)
+    for t in (2, 3):
+        for name, a, b in zip(_GRAD_NAMES, results[t], results[1]):
+            assert_bitwise_equal(a, b, case_id(**cfg), what=f"{name}: {t} threads vs 1")
+    # and right: a wrong but deterministic result would pass the comparison above
+    ref = _ref_conv64(g, x, kernel, **kwargs)
+    tols = conv_backward_tolerances(g, x, kernel, cfg["dtype"], **kwargs)
+    for name, fast, r, tol in zip(_GRAD_NAMES, results[1], ref, tols):
+        assert_conv_close(fast, r, tol, f"{name}: {case_id(**cfg)}")

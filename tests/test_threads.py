@@ -336,3 +336,126 @@ def test_show_config_prints_and_returns(capsys):
     want = os.environ.get("CONVPOOL_DISPATCH")
     if want:
         assert cfg["simd_selected"] == want.strip().lower()
+
+
+# ------------------------------------------------------------ OpenMP waiting policy
+_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+_WAIT_SCRIPT = """
+import contextlib, ctypes, hashlib, io, json, os, sys
+import numpy as np
+
+def openmp_mapped():
+    with open("/proc/self/maps") as maps:
+        return any(name in line for line in maps for name in ("libgomp", "libomp", "libiomp"))
+
+preload = {preload!r}
+if preload:
+    ctypes.CDLL(preload, mode=ctypes.RTLD_GLOBAL)
+before = openmp_mapped()
+import convpool
+from convpool._kernels import WAIT_POLICY
+libc = ctypes.CDLL(None)
+libc.getenv.restype = ctypes.c_char_p
+with contextlib.redirect_stdout(io.StringIO()) as printed:
+    shown = convpool.show_config()
+x = np.random.default_rng(3).standard_normal((2, 40, 40, 16)).astype(np.float32)
+k = np.random.default_rng(4).standard_normal((3, 3, 16, 17)).astype(np.float32)
+convpool.set_num_threads(2)
+y = convpool.conv2d(x, k, padding="same")
+print(json.dumps({{
+    "openmp_before_import": before,
+    "wait_policy": WAIT_POLICY,
+    "config": convpool._config.config()["openmp_wait"],
+    "shown": shown.get("openmp_wait"),
+    "printed": [line for line in printed.getvalue().splitlines() if "openmp_wait" in line],
+    "environ": {{name: os.environ.get(name) for name in {variables!r}}},
+    "c_environ": {{name: (libc.getenv(name.encode()) or b"").decode() or None
+                   for name in {variables!r}}},
+    "conv_sha256": hashlib.sha256(y.tobytes()).hexdigest(),
+}}))
+"""
+
+
+def _wait_policy_child(preload: str = "", **env_over) -> dict:
+    """Run the script above in a child whose environment has neither waiting
+    variable except those in ``env_over``; return its report."""
+    env = {k: v for k, v in os.environ.items() if k not in _WAIT_VARIABLES}
+    env.update(env_over)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WAIT_SCRIPT.format(preload=preload, variables=_WAIT_VARIABLES)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _expected_conv_sha256() -> str:
+    import hashlib
+
+    x = np.random.default_rng(3).standard_normal((2, 40, 40, 16)).astype(np.float32)
+    k = np.random.default_rng(4).standard_normal((3, 3, 16, 17)).astype(np.float32)
+    return hashlib.sha256(convpool.conv2d(x, k, padding="same").tobytes()).hexdigest()
+
+
+needs_openmp = pytest.mark.skipif(not _core.openmp_enabled(),
+                                  reason="built without OpenMP: no waiting policy")
+
+
+def _assert_reported(report, policy):
+    """WAIT_POLICY, config() and show_config() (returned and printed) all say ``policy``."""
+    assert report["wait_policy"] == policy, report
+    assert report["config"] == policy and report["shown"] == policy, report
+    assert len(report["printed"]) == 1 and report["printed"][0].split(None, 1)[1] == policy, report
+
+
+@needs_openmp
+def test_wait_policy_default_is_convpools_short_spin():
+    from convpool._kernels import SPIN_COUNT
+
+    report = _wait_policy_child()
+    if report["openmp_before_import"]:
+        pytest.skip("an OpenMP runtime is loaded before convpool here (NumPy's BLAS?)")
+    _assert_reported(report, f"GOMP_SPINCOUNT={SPIN_COUNT} (convpool's default)")
+    # the variable was set only while libgomp loaded: gone from os.environ and from
+    # the C environment (so child processes see what the user gave)
+    assert report["environ"] == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None}, report
+    assert report["c_environ"] == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None}, report
+    assert report["conv_sha256"] == _expected_conv_sha256(), "the policy changed the bits"
+
+
+@needs_openmp
+@pytest.mark.parametrize("env, policy", [
+    (dict(OMP_WAIT_POLICY="passive"), "OMP_WAIT_POLICY=passive (from the environment)"),
+    (dict(GOMP_SPINCOUNT="500"), "GOMP_SPINCOUNT=500 (from the environment)"),
+    (dict(OMP_WAIT_POLICY="active", GOMP_SPINCOUNT="7"),
+     "OMP_WAIT_POLICY=active GOMP_SPINCOUNT=7 (from the environment)"),
+], ids=["passive", "spincount", "both"])
+def test_wait_policy_from_the_environment_is_kept(env, policy):
+    report = _wait_policy_child(**env)
+    _assert_reported(report, policy)
+    # the user's own variables are left as they were, and nothing is added
+    want = {name: env.get(name) for name in _WAIT_VARIABLES}
+    assert report["environ"] == want and report["c_environ"] == want, report
+    assert report["conv_sha256"] == _expected_conv_sha256(), "the policy changed the bits"
+
+
+@needs_openmp
+def test_wait_policy_when_the_runtime_was_loaded_first():
+    runtime = convpool._config.config()["openmp_runtime"]
+    if not os.path.isfile(runtime) or "libgomp" not in os.path.basename(runtime):
+        pytest.skip(f"the OpenMP runtime is not a libgomp file here: {runtime}")
+    report = _wait_policy_child(preload=runtime)
+    assert report["openmp_before_import"], report
+    _assert_reported(report, "the runtime's default (it was loaded before convpool)")
+    assert report["environ"] == {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None}, report
+
+
+def test_show_config_has_openmp_wait(capsys):
+    from convpool._kernels import WAIT_POLICY
+
+    cfg = convpool.show_config()
+    assert "openmp_wait" in cfg and cfg["openmp_wait"] == WAIT_POLICY
+    assert isinstance(WAIT_POLICY, str) and WAIT_POLICY
+    assert any(line.startswith("openmp_wait") and line.endswith(WAIT_POLICY)
+               for line in capsys.readouterr().out.splitlines())

@@ -252,6 +252,44 @@ def test_fit_is_reproducible_and_thread_invariant(rng, num_threads):
             assert_bitwise_equal(a, b, "fit", what="weights after fit at 1 vs more threads")
 
 
+def test_fit_bitwise_across_threads_and_blas_limits(rng, num_threads):
+    """A CNN whose every layer runs on convpool's kernels (Dense included: it
+    no longer calls NumPy's matmul) trains to the same bits at 1, 2 and 3
+    threads, and with NumPy's BLAS limited to one thread or not."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    x, y = _bars(rng, 128)
+
+    def train():
+        model = Sequential([Conv2D(8, 3, padding="same", activation="relu", seed=5),
+                            MaxPool2D(2), Flatten(), Dense(64, activation="relu", seed=6),
+                            Dense(3, seed=7)], input_shape=(None, 8, 8, 1))
+        before = [w.copy() for w in model.get_weights()]
+        # 128 samples in batches of 64, two epochs: four Adam steps, shuffled by seed
+        model.fit(x, y, epochs=2, batch_size=64, optimizer=Adam(0.01), shuffle=True, seed=2,
+                  verbose=False)
+        return before, model.get_weights()
+
+    runs = {}
+    for threads in (1, 2, 3):
+        num_threads(threads)
+        runs[f"convpool at {threads} thread(s)"] = train()
+    num_threads(None)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        assert all(i["num_threads"] == 1 for i in blas), blas
+        runs["BLAS limited to 1 thread"] = train()
+    runs["BLAS unlimited"] = train()
+    before, after = runs["convpool at 1 thread(s)"]
+    assert len(after) == 6  # conv kernel, bias; two Dense kernels and biases
+    for i, (b, a) in enumerate(zip(before, after)):
+        assert not np.array_equal(a, b), f"weight {i} ({a.shape}) did not change in training"
+    for label, (b_other, a_other) in runs.items():
+        for i, (w0, w) in enumerate(zip(before, b_other)):
+            assert_bitwise_equal(w, w0, label, what=f"initial weight {i}")
+        for i, (w1, w) in enumerate(zip(after, a_other)):
+            assert_bitwise_equal(w, w1, label, what=f"weight {i} after fit, {label} vs 1 thread")
+
+
 def test_fit_rejects_bad_arguments(rng):
     x, y = _bars(rng, 10)
     model = _small_cnn()
@@ -266,13 +304,27 @@ def test_fit_rejects_bad_arguments(rng):
 
 
 def test_predict_in_batches_equals_one_call(rng):
-    """convpool's layers give each sample the same bits in any batch split
-    (Dense is left out: it runs on BLAS, whose blocking depends on the batch)."""
+    """convpool's conv and pool layers give each sample the same bits in any
+    batch split (the Dense case is the test below)."""
     x, _ = _bars(rng, 50)
     model = Sequential([Conv2D(8, 3, padding="same", activation="relu", seed=0), MaxPool2D(2),
                         Conv2D(3, 4, seed=1), Flatten()], input_shape=(None, 8, 8, 1))
     assert_bitwise_equal(model.predict(x, batch_size=7), model.predict(x), "predict",
                          what="batched vs whole predict")
+
+
+def test_predict_in_batches_with_dense_equals_one_call(rng, num_threads):
+    """Dense now runs on convpool's GEMM too (each row summed in feature order),
+    so a whole CNN with Dense layers gives every sample the same bits in any batch split."""
+    x, _ = _bars(rng, 50)
+    model = Sequential([Conv2D(8, 3, padding="same", activation="relu", seed=0), MaxPool2D(2),
+                        Flatten(), Dense(32, activation="relu", seed=1), Dense(3, seed=2)],
+                       input_shape=(None, 8, 8, 1))
+    num_threads(3)
+    whole = model.predict(x)
+    assert_bitwise_equal(model.predict(x, batch_size=7), whole, "predict",
+                         what="batched vs whole predict")
+    assert_bitwise_equal(model.predict(x[13:14]), whole[13:14], "predict", what="one sample")
 
 
 def test_save_and_load_roundtrip(tmp_path, rng):

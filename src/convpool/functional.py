@@ -436,7 +436,7 @@ def conv2d_backward(
     # gather), compute it.  Other strides take the backward kernel's col2im.
     dx_pads = data_gradient_padding(w) if grad_x is not None else None
     if gy.size and call.kernel.shape[2] and grad_kernel.size:
-        if dx_pads is not None:
+        if grad_x is not None and dx_pads is not None:
             _core.conv2d_nhwc(gy, kernel_ready(_data_gradient_kernel(call.kernel, call.groups)),
                               None, grad_x, 1, 1, w.dh, w.dw, dx_pads[0], dx_pads[1],
                               call.groups, get_num_threads())

@@ -15,6 +15,7 @@ padding zero under an infinite weight) or when +inf and -inf terms meet
 
 from __future__ import annotations
 
+import math
 from typing import Any, SupportsIndex
 
 import numpy as np
@@ -25,6 +26,8 @@ from ._checks import (
     ConvCall,
     FloatArray,
     PoolCall,
+    as_array,
+    cast_weights,
     check_activation,
     check_bool,
     check_out,
@@ -36,9 +39,11 @@ from ._shapes import IntPair, Padding, Window2D, effective_size
 
 __all__ = [
     "conv2d",
+    "dense",
     "max_pool2d",
     "avg_pool2d",
     "conv2d_backward",
+    "dense_backward",
     "max_pool2d_backward",
     "avg_pool2d_backward",
 ]
@@ -189,6 +194,83 @@ def conv2d(
     return _deliver(y.reshape(call.nhwc_shape), call, out)
 
 
+def _dense_call(
+    x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None
+) -> tuple[ConvCall, tuple[int, ...]]:
+    """A dense call checked as :func:`convpool.dense` checks it: the ConvCall of
+    the 1x1 conv over its rows (for the dtype and bias checks), and the result's shape."""
+    x = as_array(x, "x")
+    kernel = as_array(kernel, "kernel")
+    if x.ndim < 1:
+        raise ValueError(f"x must have at least one axis (..., features), got shape {x.shape}")
+    if kernel.ndim != 2:
+        raise ValueError(f"kernel must be 2-D (features, units), got shape {kernel.shape}")
+    if kernel.shape[0] != x.shape[-1]:
+        raise ValueError(
+            f"kernel has {kernel.shape[0]} input features (shape {kernel.shape}) but x has "
+            f"{x.shape[-1]} on its last axis (shape {x.shape})"
+        )
+    features, units = kernel.shape
+    rows = math.prod(x.shape[:-1])
+    call = ConvCall(x.reshape(rows, 1, 1, features), kernel.reshape(1, 1, features, units),
+                    bias, 1, "valid", 1, 1, "channels_last")
+    return call, x.shape[:-1] + (units,)
+
+
+def _rows64(a: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[np.float64]:
+    """``a`` (..., n) as a float64 matrix of shape (rows, n), its values first
+    rounded to the compute ``dtype`` (as the fast functions read an integer input)."""
+    rows = math.prod(a.shape[:-1])  # not reshape(-1, n): that fails when n == 0
+    matrix: NDArray[np.float64] = np.asarray(a, dtype).astype(np.float64)
+    return matrix.reshape(rows, a.shape[-1])
+
+
+def dense(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    *,
+    activation: str | None = None,
+) -> FloatArray:
+    """Reference of :func:`convpool.dense`: ``x @ kernel + bias`` on the last axis.
+
+    Computed in float64 (one matrix product, :func:`_matmul`, so NaN and
+    infinities follow IEEE arithmetic whatever BLAS skips), then the bias
+    added and, with ``activation="relu"``, ``max(0, y)`` that keeps NaN; the
+    result is rounded once to the compute dtype.
+
+    Parameters
+    ----------
+    x : array_like of shape (..., features)
+        float32 or float64; integer, bool and float16 inputs are computed in
+        float32.
+    kernel : array_like of shape (features, units)
+    bias : array_like of shape (units,), optional
+    activation : {None, "relu"}, keyword-only
+
+    Returns
+    -------
+    y : ndarray of shape (..., units), in the compute dtype
+        With ``features == 0`` every output is the bias (or 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convpool import reference
+    >>> reference.dense(np.array([[1.0, 2.0]], np.float32), [[1, 0], [1, -1]], [1, 0])
+    array([[ 4., -2.]], dtype=float32)
+    """
+    call, shape = _dense_call(x, kernel, bias)
+    relu = check_activation(activation) == "relu"
+    k = call.kernel.reshape(call.kernel.shape[2:])
+    y = _matmul(_rows64(call.x, call.dtype), np.asarray(k, np.float64))  # (rows, units)
+    if call.bias is not None:
+        y = y + np.asarray(call.bias, np.float64)
+    if relu:
+        y = np.where(y < 0, 0, y)  # max(0, y) that keeps NaN
+    return np.ascontiguousarray(y.reshape(shape), dtype=call.dtype)
+
+
 def max_pool2d(
     x: ArrayLike,
     pool_size: IntPair,
@@ -242,6 +324,29 @@ def _crop(xp: NDArray[Any], win: Window2D) -> NDArray[Any]:
     return xp[:, win.pt : xp.shape[1] - win.pb, win.pl : xp.shape[2] - win.pr]
 
 
+def _relu_mask(
+    activation: object, output: ArrayLike | None, shape: tuple[int, ...],
+    dtype: np.dtype[Any], context: str | None = None,
+) -> NDArray[np.bool_] | None:
+    """Where a ReLU passes the gradient (``output > 0``, so not at NaN), in the
+    forward output's ``shape``; None without an activation."""
+    if check_activation(activation) is None:
+        if output is not None:
+            raise ValueError("output is used with activation='relu' only; got activation=None")
+        return None
+    if output is None:
+        raise ValueError("activation='relu' needs output=, the forward call's result")
+    y = as_array(output, "output")
+    if y.shape != tuple(shape):
+        where = f" ({context})" if context else ""
+        raise ValueError(
+            f"output must have the forward output's shape {tuple(shape)}{where}, got {y.shape}"
+        )
+    with np.errstate(invalid="ignore"):
+        mask: NDArray[np.bool_] = cast_weights(y, "output", dtype) > 0
+    return mask
+
+
 def conv2d_backward(
     grad_out: ArrayLike,
     x: ArrayLike,
@@ -253,6 +358,8 @@ def conv2d_backward(
     data_format: str = "channels_last",
     *,
     input_grad: bool = True,
+    activation: str | None = None,
+    output: ArrayLike | None = None,
 ) -> tuple[FloatArray | None, FloatArray, FloatArray]:
     """Reference of :func:`convpool.conv2d_backward`.
 
@@ -260,10 +367,16 @@ def conv2d_backward(
     pixels (one product); grad_x, for each tap (kh, kw), grad_out @
     kernel[kh, kw]^T added into the padded input at that tap's strided
     positions, then cropped; grad_bias is grad_out summed.  NaN and
-    infinities follow IEEE arithmetic (:func:`_matmul`).
+    infinities follow IEEE arithmetic (:func:`_matmul`).  With
+    ``activation="relu"``, grad_out is first replaced by 0 wherever the
+    forward result ``output`` is not > 0 (NaN included).
     """
     call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format)
     g = grad_out_nhwc(grad_out, call)
+    mask = _relu_mask(activation, output, call.out_shape, call.dtype,
+                      f"x shape {call.x.shape}, {call.data_format}")
+    if mask is not None:
+        g = np.where(to_nhwc(mask, call.data_format, np.dtype(np.bool_)), g, 0).astype(call.dtype)
     x = to_nhwc(call.x, call.data_format, call.dtype)
     win, k = call.win, call.kernel
     cg, ocg = k.shape[2], k.shape[3] // call.groups
@@ -289,6 +402,66 @@ def conv2d_backward(
                     gxp[:, rows, cols, ins] += _matmul(g_i, k[kh, kw, :, outs].T)
     grad_bias = g.sum(axis=(0, 1, 2))
     grad_x = None if gxp is None else from_nhwc(_crop(gxp, win), call.data_format)
+    return grad_x, grad_kernel, grad_bias
+
+
+def dense_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    kernel: ArrayLike,
+    *,
+    input_grad: bool = True,
+    activation: str | None = None,
+    output: ArrayLike | None = None,
+) -> tuple[FloatArray | None, FloatArray, FloatArray]:
+    """Reference of :func:`convpool.dense_backward`.
+
+    With ``activation="relu"``, grad_out is first replaced by 0 wherever the
+    forward result ``output`` is not > 0 (NaN included).  Then, in float64
+    over the rows (every leading axis) and rounded once to the compute dtype:
+    ``grad_x = grad_out @ kernel.T``, ``grad_kernel = x.T @ grad_out`` (both
+    by :func:`_matmul`: IEEE NaN and infinities), ``grad_bias`` the column
+    sums of grad_out.
+
+    Parameters
+    ----------
+    grad_out : array_like of shape (..., units)
+        The forward output's shape; a float dtype other than the compute
+        dtype is a TypeError, integers are cast.
+    x : array_like of shape (..., features)
+    kernel : array_like of shape (features, units)
+    input_grad : bool, default True
+        False skips grad_x (returned as None).
+    activation : {None, "relu"}, keyword-only
+    output : array_like of shape (..., units), keyword-only
+        The forward result; required with ``activation="relu"`` (only then).
+
+    Returns
+    -------
+    grad_x : ndarray of x's shape, or None
+    grad_kernel : ndarray of shape (features, units)
+    grad_bias : ndarray of shape (units,)
+        All in the compute dtype.
+    """
+    call, shape = _dense_call(x, kernel, None)
+    g = as_array(grad_out, "grad_out")
+    if g.shape != shape:
+        raise ValueError(f"grad_out must have the forward output's shape {shape}, got {g.shape}")
+    g = cast_weights(g, "grad_out", call.dtype)
+    mask = _relu_mask(activation, output, shape, call.dtype)
+    if mask is not None:
+        g = np.where(mask, g, 0).astype(call.dtype)
+    features, units = call.kernel.shape[2:]
+    g64 = _rows64(g, call.dtype)  # (rows, units)
+    x64 = _rows64(call.x, call.dtype)  # (rows, features)
+    k64 = np.asarray(call.kernel.reshape(features, units), np.float64)
+    grad_kernel = np.ascontiguousarray(_matmul(x64.T, g64), dtype=call.dtype)
+    grad_bias = np.ascontiguousarray(g64.sum(axis=0), dtype=call.dtype)
+    grad_x = None
+    if input_grad:
+        grad_x = np.ascontiguousarray(
+            _matmul(g64, k64.T).reshape(shape[:-1] + (features,)), dtype=call.dtype
+        )
     return grad_x, grad_kernel, grad_bias
 
 
