@@ -7,6 +7,7 @@ received.  It never modifies its inputs.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, SupportsIndex, TypeAlias, TypeVar, cast
@@ -32,6 +33,7 @@ __all__ = [
     "check_out",
     "check_rank4",
     "compute_dtype",
+    "dense_call",
     "from_nhwc",
     "from_nhwc_shape",
     "grad_out_nhwc",
@@ -296,6 +298,29 @@ class ConvCall:
         self.x, self.kernel, self.bias = x, kernel, bias
         self.nhwc_shape = (n, self.win.oh, self.win.ow, oc)
         self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)
+
+
+def dense_call(
+    x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None
+) -> tuple[ConvCall, tuple[int, ...]]:
+    """A dense call checked and normalised: the :class:`ConvCall` of the 1x1
+    conv over the rows of ``x`` (features as channels), and the result's shape."""
+    x = as_array(x, "x")
+    kernel = as_array(kernel, "kernel")
+    if x.ndim < 1:
+        raise ValueError(f"x must have at least one axis (..., features), got shape {x.shape}")
+    if kernel.ndim != 2:
+        raise ValueError(f"kernel must be 2-D (features, units), got shape {kernel.shape}")
+    if kernel.shape[0] != x.shape[-1]:
+        raise ValueError(
+            f"kernel has {kernel.shape[0]} input features (shape {kernel.shape}) but x has "
+            f"{x.shape[-1]} on its last axis (shape {x.shape})"
+        )
+    features, units = kernel.shape
+    rows = math.prod(x.shape[:-1])
+    call = ConvCall(x.reshape(rows, 1, 1, features), kernel.reshape(1, 1, features, units),
+                    bias, 1, "valid", 1, 1, "channels_last")
+    return call, x.shape[:-1] + (units,)
 
 
 class PoolCall:

@@ -9,7 +9,6 @@ before any kernel runs.
 
 from __future__ import annotations
 
-import math
 from typing import Any, SupportsIndex
 
 import numpy as np
@@ -25,6 +24,7 @@ from ._checks import (
     check_activation,
     check_bool,
     check_out,
+    dense_call,
     from_nhwc,
     grad_out_nhwc,
     kernel_ready,
@@ -530,26 +530,6 @@ def _pool_backward(
     return from_nhwc(grad_x, call.data_format)
 
 
-def _dense_call(x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None) -> tuple[ConvCall, tuple[int, ...]]:
-    """A dense call as the 1x1 conv over its rows: the ConvCall, and the result's shape."""
-    x = as_array(x, "x")
-    kernel = as_array(kernel, "kernel")
-    if x.ndim < 1:
-        raise ValueError(f"x must have at least one axis (..., features), got shape {x.shape}")
-    if kernel.ndim != 2:
-        raise ValueError(f"kernel must be 2-D (features, units), got shape {kernel.shape}")
-    if kernel.shape[0] != x.shape[-1]:
-        raise ValueError(
-            f"kernel has {kernel.shape[0]} input features (shape {kernel.shape}) but x has "
-            f"{x.shape[-1]} on its last axis (shape {x.shape})"
-        )
-    d_in, units = kernel.shape
-    rows = math.prod(x.shape[:-1])
-    call = ConvCall(x.reshape(rows, 1, 1, d_in), kernel.reshape(1, 1, d_in, units), bias,
-                    1, "valid", 1, 1, "channels_last")
-    return call, x.shape[:-1] + (units,)
-
-
 def dense(
     x: ArrayLike,
     kernel: ArrayLike,
@@ -589,7 +569,7 @@ def dense(
     >>> convpool.dense(x, np.array([[1.0, 0.0, -1.0], [0.5, 1.0, 0.0]], np.float32), [0, 0, 1])
     array([[2., 2., 0.]], dtype=float32)
     """
-    call, shape = _dense_call(x, kernel, bias)
+    call, shape = dense_call(x, kernel, bias)
     relu = check_activation(activation) == "relu"
     out = check_out(out, shape, call.dtype, {"x": x, "kernel": kernel, "bias": bias})
     y = _conv2d(call, None if out is None else out.reshape(call.nhwc_shape), relu, None)
@@ -632,7 +612,7 @@ def dense_backward(
     >>> gk[:, 0], gb
     (array([4., 6.], dtype=float32), array([2.], dtype=float32))
     """
-    call, shape = _dense_call(x, kernel, None)
+    call, shape = dense_call(x, kernel, None)
     grad_out = as_array(grad_out, "grad_out")
     if grad_out.shape != shape:
         raise ValueError(

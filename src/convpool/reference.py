@@ -31,6 +31,7 @@ from ._checks import (
     check_activation,
     check_bool,
     check_out,
+    dense_call,
     from_nhwc,
     grad_out_nhwc,
     to_nhwc,
@@ -194,29 +195,6 @@ def conv2d(
     return _deliver(y.reshape(call.nhwc_shape), call, out)
 
 
-def _dense_call(
-    x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None
-) -> tuple[ConvCall, tuple[int, ...]]:
-    """A dense call checked as :func:`convpool.dense` checks it: the ConvCall of
-    the 1x1 conv over its rows (for the dtype and bias checks), and the result's shape."""
-    x = as_array(x, "x")
-    kernel = as_array(kernel, "kernel")
-    if x.ndim < 1:
-        raise ValueError(f"x must have at least one axis (..., features), got shape {x.shape}")
-    if kernel.ndim != 2:
-        raise ValueError(f"kernel must be 2-D (features, units), got shape {kernel.shape}")
-    if kernel.shape[0] != x.shape[-1]:
-        raise ValueError(
-            f"kernel has {kernel.shape[0]} input features (shape {kernel.shape}) but x has "
-            f"{x.shape[-1]} on its last axis (shape {x.shape})"
-        )
-    features, units = kernel.shape
-    rows = math.prod(x.shape[:-1])
-    call = ConvCall(x.reshape(rows, 1, 1, features), kernel.reshape(1, 1, features, units),
-                    bias, 1, "valid", 1, 1, "channels_last")
-    return call, x.shape[:-1] + (units,)
-
-
 def _rows64(a: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[np.float64]:
     """``a`` (..., n) as a float64 matrix of shape (rows, n), its values first
     rounded to the compute ``dtype`` (as the fast functions read an integer input)."""
@@ -260,7 +238,7 @@ def dense(
     >>> reference.dense(np.array([[1.0, 2.0]], np.float32), [[1, 0], [1, -1]], [1, 0])
     array([[ 4., -2.]], dtype=float32)
     """
-    call, shape = _dense_call(x, kernel, bias)
+    call, shape = dense_call(x, kernel, bias)
     relu = check_activation(activation) == "relu"
     k = call.kernel.reshape(call.kernel.shape[2:])
     y = _matmul(_rows64(call.x, call.dtype), np.asarray(k, np.float64))  # (rows, units)
@@ -443,7 +421,7 @@ def dense_backward(
     grad_bias : ndarray of shape (units,)
         All in the compute dtype.
     """
-    call, shape = _dense_call(x, kernel, None)
+    call, shape = dense_call(x, kernel, None)
     g = as_array(grad_out, "grad_out")
     if g.shape != shape:
         raise ValueError(f"grad_out must have the forward output's shape {shape}, got {g.shape}")
