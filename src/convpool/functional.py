@@ -434,12 +434,15 @@ def conv2d_backward(
     # with the kernel flipped and its channel axes swapped per group): the
     # forward kernels, with their algorithms (pointwise, depthwise, rows,
     # gather), compute it.  Other strides take the backward kernel's col2im.
-    dx_pads = data_gradient_padding(w) if grad_x is not None else None
+    # (Only for a finite kernel: the padded zeros of grad_out would multiply
+    # an inf or NaN weight into terms the gradient does not have.)
+    dx_pads = (data_gradient_padding(w)
+               if grad_x is not None and np.isfinite(call.kernel).all() else None)
     if gy.size and call.kernel.shape[2] and grad_kernel.size:
         if grad_x is not None and dx_pads is not None:
             _core.conv2d_nhwc(gy, kernel_ready(_data_gradient_kernel(call.kernel, call.groups)),
                               None, grad_x, 1, 1, w.dh, w.dw, dx_pads[0], dx_pads[1],
-                              call.groups, get_num_threads())
+                              call.groups, get_num_threads(), op="conv2d_backward")
         _core.conv2d_backward_nhwc(
             gy,
             to_nhwc(call.x, call.data_format, call.dtype),

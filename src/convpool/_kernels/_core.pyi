@@ -59,6 +59,7 @@ def conv2d_nhwc(
     n_threads: int,
     relu: bool = False,
     algorithm: str | None = None,
+    op: str = "conv2d",
 ) -> None: ...
 def pool2d_nhwc(
     x: NDArray[_F],

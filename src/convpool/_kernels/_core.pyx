@@ -356,13 +356,15 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
                 floating[:, :, :, ::1] y,
                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                 Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int n_threads,
-                bint relu=False, str algorithm=None):
+                bint relu=False, str algorithm=None, str op="conv2d"):
     """y = conv2d(x, kernel) + bias, NHWC; every size > 0 (see the module docstring).
 
     x (N, H, W, C), kernel (KH, KW, C // groups, OC), bias (OC,) or None,
     y (N, OH, OW, OC): OUT.  relu: y = max(0, y) as it is written (NaN kept).
     algorithm: one of CONV_ALGORITHMS to force it (ValueError if it cannot
-    compute this geometry), or None for the plan's choice.
+    compute this geometry), or None for the plan's choice.  op: the public
+    function named by a MemoryError (conv2d_backward computes its stride-1
+    input gradient here).
     """
     cdef cp_conv_geom g
     g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
@@ -378,7 +380,7 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
     # Per-thread scratch, rounded to whole cache lines so threads never share one.
     cdef int64_t stride = (cp_conv_scratch_elems(&g) * sizeof(floating) + CP_ALIGN - 1) // CP_ALIGN * CP_ALIGN
     cdef int64_t packed_bytes = _lines(cp_conv_packed_elems(&g) * sizeof(floating))
-    _reserve("conv2d", packed_bytes + nt * stride,
+    _reserve(op, packed_bytes + nt * stride,
              f"packed kernel {packed_bytes} + {nt} threads x {stride} scratch")
     cdef floating *packed = <floating *> _alloc_or_raise(packed_bytes, "packed weights")
     cdef char *scratch = <char *> cp_aligned_alloc(nt * stride)
