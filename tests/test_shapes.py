@@ -265,3 +265,21 @@ def test_receptive_field_step_non_square():
     win = Window2D(kh=1, kw=4, sh=3, sw=1, dh=1, dw=3, pt=0, pb=0, pl=0, pr=0, oh=1, ow=1)
     # H: k_eff 1 -> field stays 2, jump 2*3 = 6;  W: k_eff (4-1)*3+1 = 10 -> field 5 + 9*3 = 32
     assert receptive_field_step((2, 5), (2, 3), win) == ((2, 32), (6, 3))
+
+
+def test_window_2d_cache_returns_the_checked_answer():
+    """A repeated geometry comes from the cache; arguments the checks reject
+    (a bool, a float) still raise after an equal-valued int was cached, and
+    NumPy integers and arrays are resolved afresh with the same result."""
+    first = window_2d((9, 7), 3, 2, "same", 1)
+    assert window_2d((9, 7), 3, 2, "same", 1) is first
+    assert window_2d((9, 7), (3, 3), (2, 2), "same", (1, 1)) == first
+    assert window_2d((9, 7), np.int64(3), np.array([2, 2]), "same", 1) == first
+    with pytest.raises(TypeError):
+        window_2d((9, 7), 3, True, "same", 1)
+    with pytest.raises((TypeError, ValueError)):
+        window_2d((9, 7), 3, 2.0, "same", 1)
+    with pytest.raises(ValueError, match="does not fit"):
+        window_2d((2, 2), 5, 1, "valid", 1)
+    with pytest.raises(ValueError, match="does not fit"):  # a bad geometry is never cached
+        window_2d((2, 2), 5, 1, "valid", 1)

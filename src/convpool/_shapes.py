@@ -206,6 +206,14 @@ class Window2D:
     ow: int
 
 
+#: Windows resolved before, by the repr of their arguments when those are
+#: plain Python ints, strings and sequences of them (so the repr is the
+#: value, and bools, NumPy scalars and arrays always take the checks).  Only
+#: valid geometries are stored; a bad one raises each time.
+_WINDOWS: dict[str, Window2D] = {}
+_MAX_WINDOWS = 512
+
+
 def window_2d(
     in_hw: tuple[int, int],
     window: IntPair,
@@ -239,7 +247,44 @@ def window_2d(
     Returns
     -------
     Window2D
+        Cached: a layer called on batches of one shape resolves its window
+        once, and a repeated call skips the checks it already passed.
     """
+    args = (in_hw, window, strides, padding, dilation_rate, max_pad)
+    key = repr(args) if _plain(args) else None
+    cached = _WINDOWS.get(key) if key is not None else None
+    if cached is not None:
+        return cached
+    win = _window_2d(in_hw, window, strides, padding, dilation_rate, window_name=window_name,
+                     context=context, max_pad=max_pad)
+    if key is not None:
+        if len(_WINDOWS) >= _MAX_WINDOWS:
+            _WINDOWS.clear()
+        _WINDOWS[key] = win
+    return win
+
+
+def _plain(value: object) -> bool:
+    """Built of Python ints, strings, None, tuples and lists only (whose repr is the value)."""
+    if value is None or type(value) in (int, str):
+        return True
+    if type(value) in (tuple, list):
+        return all(_plain(v) for v in value)  # type: ignore[attr-defined]
+    return False
+
+
+def _window_2d(
+    in_hw: tuple[int, int],
+    window: IntPair,
+    strides: IntPair,
+    padding: Padding,
+    dilation_rate: IntPair,
+    *,
+    window_name: str,
+    context: str,
+    max_pad: tuple[int, int] | None,
+) -> Window2D:
+    """:func:`window_2d` without the cache."""
     kh, kw = as_pair(window, window_name)
     sh, sw = as_pair(strides, "strides")
     dh, dw = as_pair(dilation_rate, "dilation_rate")
