@@ -45,22 +45,29 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> tuple[float, 
             raise TypeError(f"class-index labels must be integers, got dtype {labels.dtype}")
         if n and (labels.min() < 0 or labels.max() >= k):
             raise ValueError(f"labels must lie in [0, {k}), got [{labels.min()}, {labels.max()}]")
-        target = np.zeros((n, k), dtype)
-        target[np.arange(n), labels] = 1
-    elif labels.shape == (n, k):
-        target = labels.astype(dtype, copy=False)
-    else:
+    elif labels.shape != (n, k):
         raise ValueError(
             f"labels must have shape (N,) = ({n},) or (N, K) = {(n, k)}, got {labels.shape}"
         )
     if n == 0:
         return 0.0, np.zeros((0, k), dtype)
-    z = logits.astype(np.float64, copy=False)
-    z = z - z.max(axis=1, keepdims=True)
-    log_softmax = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    loss = float(-(target * log_softmax).sum() / n)
-    grad = ((np.exp(log_softmax) - target) / n).astype(dtype)
-    return loss, grad
+    # One float64 work array, updated in place: z - max, then log softmax,
+    # then the gradient (no one-hot target is built for class indices).
+    z = np.array(logits, dtype=np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
+    if labels.shape == (n,):
+        rows = np.arange(n)
+        loss = float(-z[rows, labels].sum() / n)
+        np.exp(z, out=z)
+        z[rows, labels] -= 1
+    else:
+        target = labels.astype(np.float64, copy=False)
+        loss = float(-(target * z).sum() / n)
+        np.exp(z, out=z)
+        z -= target
+    z /= n
+    return loss, z.astype(dtype)
 
 
 #: Losses by name, for :meth:`Sequential.fit`.
