@@ -1238,17 +1238,19 @@ def test_conv2d_backward_output_other_float_dtype(impl):
         assert_bitwise_equal(u, v, impl.__name__, what=f"{name}: int output vs its mask")
 
 
-# ========================================= 9. the direct weight gradient (C_in <= 4, groups 1)
-# The SIMD variants compute grad_kernel of a conv with one group and at most 4
-# input channels directly (cp_tpl_wgrad.h: output channels in the lanes, up to
-# 8 taps per pass); the baseline keeps the GEMM path.  K = KH * KW * C_in taps
-# ranges over 1, 4, 9 (8 + 1), 27, 36 (4 full passes + a ragged one) and 75;
-# C_out over one lane, a ragged f64 vector (5), exactly one f64 / half an f32
-# vector (8), one f32 vector (16) and a ragged third panel (33).
+# ========================================= 9. the direct weight gradient (C_in = 1, C_out <= 32)
+# The SIMD variants compute grad_kernel of a conv with one group, one input
+# channel and at most 32 filters directly (cp_tpl_wgrad.h: output channels in
+# the lanes, 12 (AVX2) or 24 (AVX-512) taps per pass); the baseline, and the
+# geometries just past those limits (2-4 input channels, 33 filters), take the
+# GEMM path: the grid covers both sides.  K = KH * KW * C_in taps ranges over
+# 1, 4, 9, 25 (ragged passes), 27, 36 and 75; C_out over one lane, a ragged
+# f64 vector (5), one f64 / half an f32 vector (8), one f32 vector (16), the
+# largest direct case (32) and a ragged third panel (33).
 WGRAD_DIRECT_GRID = [
     _geom(n=2, h=9, w=11, c=c, oc=oc, kernel=3, padding=padding)
-    for c in (1, 2, 3, 4) for oc in (1, 5, 8, 16, 33) for padding in ("same", "valid")
-]
+    for c in (1, 2, 3, 4) for oc in (1, 5, 8, 16, 32, 33) for padding in ("same", "valid")
+] + [_geom(n=2, h=12, w=11, c=1, oc=32, kernel=5, padding="same")]
 WGRAD_DIRECT_EXTRA = [
     _geom(n=3, h=13, w=12, c=3, oc=16, kernel=3, strides=2, padding="same"),
     _geom(n=2, h=12, w=15, c=2, oc=5, kernel=(3, 2), strides=(2, 3), padding=((1, 0), (2, 1))),

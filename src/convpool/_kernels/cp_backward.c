@@ -16,8 +16,8 @@
  *     dW^T = grad_out^T @ patches is summed tile by tile (the GEMM micro-kernel
  *     with grad_out^T as A and the patches packed in panels as B), then the
  *     partials are added in chunk order.  The bias gradient likewise.  With
- *     few input channels (one group, Cg <= 4: first layers), and for depthwise
- *     convs, a chunk's partial is computed directly instead (cp_tpl_wgrad.h),
+ *     one input channel and at most 32 filters (a grey first layer), and for
+ *     depthwise convs, a chunk's partial is computed directly instead (cp_tpl_wgrad.h),
  *     each (tap, oc) summed over the chunk's pixels in order.
  *   max_pool2d: the gradient goes to the first maximum of each window in
  *     row-major order (a NaN replaces the running maximum, as in the
@@ -72,7 +72,9 @@ void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize)
      * ISA: it is sized from the geometry alone (the patches, tile x K padded
      * to the widest panel of any ISA, and grad_out transposed, OCg x tile),
      * in multiples of 6 pixels. */
-    b->dw_direct = g->groups == 1 && g->cg <= CP_WGRAD_DIRECT_MAX_CG   ? CP_WGRAD_FEW_CHANNELS
+    b->dw_direct = g->groups == 1 && g->cg <= CP_WGRAD_DIRECT_MAX_CG &&
+                           g->oc <= CP_WGRAD_DIRECT_MAX_OC
+                       ? CP_WGRAD_FEW_CHANNELS
                    : g->groups == g->c && g->groups == g->oc ? CP_WGRAD_DEPTHWISE
                                                              : CP_WGRAD_GEMM;
     b->dw_gemm = cp_gemm_kind(itemsize, g->k);

@@ -105,7 +105,8 @@ typedef void (*cp_maxbwd_run_f64_fn)(const cp_pool_geom *g, const double *xw,
                                      const double *grad, double *gw, int64_t o0, int64_t o1);
 
 /* The direct weight gradients over output pixels [begin, end), of a conv
- * with few input channels (one group, Cg <= CP_WGRAD_DIRECT_MAX_CG) or of a
+ * with few channels (one group, Cg <= CP_WGRAD_DIRECT_MAX_CG, C_out <=
+ * CP_WGRAD_DIRECT_MAX_OC) or of a
  * depthwise conv (groups = C_in = C_out): partial ([OC][K], dW transposed) =
  * each (tap, oc) sum over the pixels in order. */
 typedef void (*cp_wgrad_f32_fn)(const cp_convbwd_geom *b, const float *gy, const float *x,
@@ -114,7 +115,11 @@ typedef void (*cp_wgrad_f64_fn)(const cp_convbwd_geom *b, const double *gy, cons
                                 double *partial, int64_t begin, int64_t end);
 /* Input channels (per group) up to which the weight gradient is direct; the
  * taps per pass, CP_WGRAD_TAPS, are each ISA's (one register each). */
-#define CP_WGRAD_DIRECT_MAX_CG 4
+#define CP_WGRAD_DIRECT_MAX_CG 1
+/* ... and output channels (beyond these, or with 2-4 input channels, the GEMM
+ * path measured as fast or faster on an AMD EPYC Zen 3: re-reading the pixels
+ * once per vector of output channels costs more than its packing). */
+#define CP_WGRAD_DIRECT_MAX_OC 32
 
 /* One micro-kernel: its function and register tile. */
 typedef struct {

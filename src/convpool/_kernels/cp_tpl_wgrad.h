@@ -1,7 +1,7 @@
 /*
- * Template: the direct weight gradient of a conv with few input channels (a
- * network's first layers: Cg <= CP_WGRAD_DIRECT_MAX_CG, one group), for one
- * ISA and dtype.  Include with CP_T, CP_SFX, CP_ISA and the vector vocabulary;
+ * Template: the direct weight gradient of a conv with few channels (a grey
+ * first layer: Cg <= CP_WGRAD_DIRECT_MAX_CG, C_out <= CP_WGRAD_DIRECT_MAX_OC,
+ * one group), for one ISA and dtype.  Include with CP_T, CP_SFX, CP_ISA and the vector vocabulary;
  * defines cp_wgrad_direct_<sfx>__<isa> (see cp_wgrad_*_fn in cp_internal.h).
  *
  * There K = KH * KW * Cg is small, so the GEMM path's patches (one K-wide row
