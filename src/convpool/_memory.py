@@ -38,11 +38,15 @@ the selected SIMD variant (``conv2d_plan`` reports it: float32 6x16 on AVX2,
   plus, per thread, an im2col tile of at most ``max(48 KiB, MR * K * b)``
   (depthwise: ``C * b``; 1x1 stride 1 unpadded: none);
 - max_pool2d / avg_pool2d: per thread ``3 * max(8192, KW * C) * b``;
-- conv2d_backward: for the input gradient, ``KH * groups * ceil(KW*C_in/groups
-  / NR) * NR * C_out/groups * b`` plus per thread ``max(64 KiB, MR * KW *
-  C_in/groups * b)``; for the kernel gradient, per thread at most
-  ``max(512 KiB, 6 * (K + 128/b + C_out/groups) * b) + (K + NR + C_out/groups
-  * NR) * b + 64``, plus at most 64 chunk partials of ``(K + 1) * C_out * b``;
+- conv2d_backward, in two steps, each freeing its workspace before the next:
+  the input gradient of a stride-1 conv (with a finite kernel) is a conv2d of
+  grad_out with the kernel flipped and swapped to (KH, KW, C_out/groups,
+  C_in), so it takes conv2d's workspace for that kernel; other input
+  gradients (col2im) take ``KH * groups * ceil(KW*C_in/groups / NR) * NR *
+  C_out/groups * b`` plus per thread ``max(64 KiB, MR * KW * C_in/groups *
+  b)``; the kernel gradient then takes, per thread, at most ``max(512 KiB, 6
+  * (K + 128/b + C_out/groups) * b) + (K + NR + C_out/groups * NR) * b + 64``,
+  plus at most 64 chunk partials of ``(K + 1) * C_out * b``;
 - the pool gradients: per thread ``max(C * 16, OW * C * 8)``.
 
 ``tests/test_memory.py`` checks these bounds against what the kernels ask for.
