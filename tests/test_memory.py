@@ -1,6 +1,7 @@
 """Result buffers: alignment and recycling (convpool._memory)."""
 
 import gc
+import sys
 
 import numpy as np
 import pytest
@@ -189,3 +190,45 @@ def test_workspace_limit_raises_before_writing(rng):
 def test_set_workspace_limit_rejects(bad, exc):
     with pytest.raises(exc, match="max_bytes"):
         convpool.set_workspace_limit(bad)
+
+
+# ------------------------------------------------------------- steady state
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and ru_minflt")
+def test_training_and_predict_reach_a_fault_free_steady_state(rng):
+    """After two warm-up epochs, a fit epoch and a predict call fault (almost)
+    no fresh page and the resident set stays flat: activations, gradients,
+    the batch and the optimizer's state all come back at the same sizes and
+    reuse their memory (the first epoch faults thousands of pages)."""
+    import resource
+
+    from convpool.layers import Conv2D, Dense, Flatten, MaxPool2D
+
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    def rss_pages():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1])
+
+    x = rng.standard_normal((512, 28, 28, 1)).astype(np.float32)  # batches of 400 KB
+    y = rng.integers(0, 10, 512)
+    model = convpool.Sequential([Conv2D(32, 3, activation="relu", seed=1), MaxPool2D(2),
+                                 Conv2D(64, 3, activation="relu", seed=2), MaxPool2D(2),
+                                 Flatten(), Dense(10, seed=3)])
+    opt = convpool.Adam()
+    first = faults()
+    for epoch in range(2):
+        model.fit(x, y, epochs=1, batch_size=128, optimizer=opt, verbose=False, seed=epoch)
+        model.predict(x, batch_size=128)
+    warm_up = faults() - first
+    rss = rss_pages()
+    per_epoch = []
+    for epoch in range(3):
+        before = faults()
+        model.fit(x, y, epochs=1, batch_size=128, optimizer=opt, verbose=False, seed=epoch + 2)
+        model.predict(x, batch_size=128)
+        per_epoch.append(faults() - before)
+    assert warm_up > 1000, f"the warm-up faulted only {warm_up} pages: the check is vacuous"
+    # A few faults may come from the interpreter's own allocations.
+    assert sorted(per_epoch)[1] < 64, f"page faults per steady-state epoch: {per_epoch}"
+    assert rss_pages() - rss < 256, f"RSS grew by {rss_pages() - rss} pages in 3 epochs"

@@ -325,6 +325,7 @@ class Sequential:
         progress = Progress() if verbose else None
         n = x.shape[0]
         steps = -(-n // batch_size)
+        x_batch = np.empty((min(batch_size, n),) + x.shape[1:], x.dtype)
         for epoch in range(epochs):
             order = rng.permutation(n) if shuffle else np.arange(n)
             started = time.perf_counter()
@@ -332,7 +333,10 @@ class Sequential:
             hits: float = 0
             for step in range(steps):
                 idx = order[step * batch_size : (step + 1) * batch_size]
-                out = self.forward(x[idx], training=True)
+                # The batch is gathered into one buffer reused every step
+                # (the layers need it only until this step's backward).
+                xb = np.take(x, idx, axis=0, out=x_batch[: len(idx)])
+                out = self.forward(xb, training=True)
                 value, grad = loss_fn(out, y[idx])
                 self.backward(grad)
                 optimizer.apply(self.weights, self.grads)
