@@ -1,6 +1,7 @@
 """Result buffers: alignment and recycling (convpool._memory)."""
 
 import gc
+import os
 import sys
 
 import numpy as np
@@ -194,6 +195,8 @@ def test_set_workspace_limit_rejects(bad, exc):
 
 # ------------------------------------------------------------- steady state
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and ru_minflt")
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="AddressSanitizer's allocator quarantines freed memory (tools/sanitize.sh)")
 def test_training_and_predict_reach_a_fault_free_steady_state(rng):
     """After two warm-up epochs, a fit epoch and a predict call fault (almost)
     no fresh page and the resident set stays flat: activations, gradients,
