@@ -839,7 +839,10 @@ def main(argv=None):
     if not args.scale > 0:
         parser.error("--scale must be positive")
     given = sys.argv[1:] if argv is None else argv
-    command = shlex.join([sys.executable, os.path.relpath(os.path.abspath(__file__)), *given])
+    # Recorded without this machine's paths: the interpreter as "python", the
+    # script relative to the checkout.
+    root = os.path.dirname(HERE)
+    command = shlex.join(["python", os.path.relpath(os.path.abspath(__file__), root), *given])
     os.makedirs(args.out, exist_ok=True)
     if args.profile:
         return _profile_main(args, command)
@@ -863,7 +866,7 @@ def main(argv=None):
     with open(os.path.join(args.out, "models.txt"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(args.out, "models.json"), "w") as f:
-        json.dump(dict(command=command, args=vars(args), machine=machine, versions=versions,
+        json.dump(dict(command=command, args=_recorded_args(args), machine=machine, versions=versions,
                        nets={n: dict(NETS[n], params=net_params(NETS[n])) for n in args.nets},
                        results=results), f, indent=1, default=str)
     if chart(results, impls, os.path.join(args.out, "models.png"), args.threads):
@@ -871,6 +874,16 @@ def main(argv=None):
     else:
         print(f"wrote {args.out}/models.txt, models.json", file=sys.stderr)
     return 0
+
+
+def _recorded_args(args):
+    """The options as JSON records them: --out relative to the checkout when inside it."""
+    record = dict(vars(args))
+    out = os.path.abspath(args.out)
+    root = os.path.dirname(HERE)
+    if os.path.commonpath([out, root]) == root:
+        record["out"] = os.path.relpath(out, root)
+    return record
 
 
 def _profile_main(args, command):
