@@ -37,21 +37,17 @@ def _openmp_loaded() -> bool:
 def _load_core() -> str:
     """Import ``_core`` under convpool's waiting policy; return what was in force."""
     user = [f"{name}={os.environ[name]}" for name in _USER_VARIABLES if name in os.environ]
-    if user:
-        policy = " ".join(user) + " (from the environment)"
-    elif _openmp_loaded():
-        policy = "the runtime's default (it was loaded before convpool)"
-    else:
-        policy = f"GOMP_SPINCOUNT={SPIN_COUNT} (convpool's default)"
     if user or _openmp_loaded():
         from . import _core  # noqa: F401
-        return policy
+        if user:
+            return " ".join(user) + " (from the environment)"
+        return "the runtime's default (it was loaded before convpool)"
     os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     try:
         from . import _core  # noqa: F401
     finally:
         os.environ.pop("GOMP_SPINCOUNT", None)
-    return policy
+    return f"GOMP_SPINCOUNT={SPIN_COUNT} (convpool's default)"
 
 
 #: The OpenMP waiting policy in force, for :func:`convpool.show_config`.

@@ -15,6 +15,23 @@
  * ascending order whatever the vector width, so every SIMD variant gives the
  * same bits.
  */
+/* Slot t of a pass from tap t0: tap k = t0 + t (t0 itself for the slots past
+ * nt, which are computed and dropped), k over (kh, kw, c < cg), and its
+ * offsets: rows and columns into the input, elements from the window's
+ * corner (the channel c of a C-channel pixel; cg = 1 reads the lane's own). */
+static inline void CP_ISA_FN(CP_CAT(wgrad_taps, CP_SFX))(const cp_conv_geom *g, int64_t t0,
+                                                  int64_t nt, int64_t cg, int64_t *tkh,
+                                                  int64_t *tkw, int64_t *toff)
+{
+    const int64_t row_elems = g->w * g->c;
+    for (int64_t t = 0; t < CP_WGRAD_TAPS; t++) {
+        const int64_t k = t0 + (t < nt ? t : 0);
+        tkh[t] = k / (g->kw * cg) * g->dh;
+        tkw[t] = k / cg % g->kw * g->dw;
+        toff[t] = tkh[t] * row_elems + tkw[t] * g->c + k % cg;
+    }
+}
+
 static void CP_ISA_FN(CP_CAT(cp_wgrad_direct, CP_SFX))(const cp_convbwd_geom *b, const CP_T *gy,
                                                 const CP_T *x, CP_T *partial, int64_t begin,
                                                 int64_t end)
@@ -29,14 +46,9 @@ static void CP_ISA_FN(CP_CAT(cp_wgrad_direct, CP_SFX))(const cp_convbwd_geom *b,
             const int64_t nt = K - t0 < CP_WGRAD_TAPS ? K - t0 : CP_WGRAD_TAPS;
             int64_t tkh[CP_WGRAD_TAPS], tkw[CP_WGRAD_TAPS], toff[CP_WGRAD_TAPS];
             CPV acc[CP_WGRAD_TAPS];
-            for (int64_t t = 0; t < CP_WGRAD_TAPS; t++) {
-                const int64_t k = t0 + (t < nt ? t : 0), kh = k / (g->kw * C);
-                const int64_t kw = k / C % g->kw, c = k % C;
-                tkh[t] = kh * g->dh;
-                tkw[t] = kw * g->dw;
-                toff[t] = tkh[t] * row_elems + tkw[t] * C + c;
+            CP_ISA_FN(CP_CAT(wgrad_taps, CP_SFX))(g, t0, nt, C, tkh, tkw, toff);
+            for (int64_t t = 0; t < CP_WGRAD_TAPS; t++)
                 acc[t] = cpv_zero();
-            }
             int64_t n = begin / (g->oh * g->ow), oh = begin / g->ow % g->oh, ow = begin % g->ow;
             for (int64_t p = begin; p < end; p++) {
                 const CP_T *const gp = gy + p * OC + oc0;
@@ -102,13 +114,9 @@ static void CP_ISA_FN(CP_CAT(cp_wgrad_depthwise, CP_SFX))(const cp_convbwd_geom 
             const int64_t nt = K - t0 < CP_WGRAD_TAPS ? K - t0 : CP_WGRAD_TAPS;
             int64_t tkh[CP_WGRAD_TAPS], tkw[CP_WGRAD_TAPS], toff[CP_WGRAD_TAPS];
             CPV acc[CP_WGRAD_TAPS];
-            for (int64_t t = 0; t < CP_WGRAD_TAPS; t++) {
-                const int64_t k = t0 + (t < nt ? t : 0);
-                tkh[t] = k / g->kw * g->dh;
-                tkw[t] = k % g->kw * g->dw;
-                toff[t] = tkh[t] * row_elems + tkw[t] * C;
+            CP_ISA_FN(CP_CAT(wgrad_taps, CP_SFX))(g, t0, nt, 1, tkh, tkw, toff);
+            for (int64_t t = 0; t < CP_WGRAD_TAPS; t++)
                 acc[t] = cpv_zero();
-            }
             int64_t n = begin / (g->oh * g->ow), oh = begin / g->ow % g->oh, ow = begin % g->ow;
             for (int64_t p = begin; p < end; p++) {
                 const CP_T *const gp = gy + p * C + c0;
