@@ -15,6 +15,8 @@ from .functional import (
     conv2d,
     conv2d_backward,
     conv2d_plan,
+    conv2d_transpose,
+    conv2d_transpose_backward,
     dense,
     dense_backward,
     max_pool2d,
@@ -31,6 +33,8 @@ __version__ = "0.1.0"
 __all__ = [
     "conv2d",
     "conv2d_plan",
+    "conv2d_transpose",
+    "conv2d_transpose_backward",
     "dense",
     "dense_backward",
     "max_pool2d",

@@ -16,13 +16,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 if TYPE_CHECKING:  # _shapes imports this module: its names are needed here for typing only
-    from ._shapes import IntPair, Padding, Window2D
+    from ._shapes import IntPair, Padding, TransposeWindow2D, Window2D
 
 __all__ = [
     "DATA_FORMATS",
     "ConvCall",
     "FloatArray",
     "PoolCall",
+    "TransposeCall",
     "as_array",
     "cast_weights",
     "check_activation",
@@ -300,6 +301,92 @@ class ConvCall:
         self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)
 
 
+class TransposeCall:
+    """A conv2d_transpose call with every argument checked and normalised.
+
+    Attributes
+    ----------
+    x : ndarray
+        The input as given, (N, H, W, C_in) or (N, C_in, H, W).
+    kernel : ndarray of shape (KH, KW, C_out // groups, C_in)
+        Keras's Conv2DTranspose layout, in the compute dtype.  It is also
+        the kernel of the conv2d from the output back to the input whose
+        adjoint this is.
+    bias : ndarray of shape (C_out,) or None
+    dtype, data_format, groups :
+        As in :class:`ConvCall`.
+    win : TransposeWindow2D
+    nhwc_shape, out_shape : tuple
+        The output shape in NHWC and in ``data_format``.
+    """
+
+    x: NDArray[Any]
+    kernel: NDArray[Any]
+    bias: NDArray[Any] | None
+    dtype: np.dtype[np.floating[Any]]
+    data_format: str
+    groups: int
+    win: TransposeWindow2D
+    nhwc_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    def __init__(
+        self,
+        x: ArrayLike,
+        kernel: ArrayLike,
+        bias: ArrayLike | None,
+        strides: IntPair,
+        padding: Padding,
+        output_padding: IntPair | None,
+        dilation_rate: IntPair,
+        groups: SupportsIndex,
+        data_format: str | None,
+    ) -> None:
+        from ._shapes import transpose_window_2d
+
+        self.data_format = check_data_format(data_format)
+        x = as_array(x, "x")
+        self.dtype = compute_dtype(x, "x")
+        check_rank4(x, "x", self.data_format)
+        kernel = as_array(kernel, "kernel")
+        if kernel.ndim != 4:
+            raise ValueError(
+                f"kernel must be 4-D (kernel_h, kernel_w, C_out // groups, C_in), "
+                f"got shape {kernel.shape}"
+            )
+        kernel = cast_weights(kernel, "kernel", self.dtype)
+        self.groups = check_int(groups, "groups")
+        n, h, w, c = to_nhwc_shape(x.shape, self.data_format)
+        kh, kw, ocg, cin = kernel.shape
+        shapes = f"x shape {x.shape} ({self.data_format}), kernel shape {kernel.shape}"
+        if cin != c:
+            raise ValueError(
+                f"kernel expects {cin} input channels on its last axis (Conv2DTranspose "
+                f"layout (kernel_h, kernel_w, C_out // groups, C_in)) but x has {c}; {shapes}"
+            )
+        if c % self.groups:
+            raise ValueError(
+                f"groups={self.groups} must divide the input channels ({c}); {shapes}"
+            )
+        if kh < 1 or kw < 1:
+            raise ValueError(f"kernel must have at least one tap per axis; {shapes}")
+        oc = ocg * self.groups
+        if bias is not None:
+            bias = as_array(bias, "bias")
+            if bias.shape != (oc,):
+                raise ValueError(
+                    f"bias must have shape (C_out,) = ({oc},) (kernel's C_out // groups "
+                    f"= {ocg} times groups = {self.groups}), got {bias.shape}; {shapes}"
+                )
+            bias = cast_weights(bias, "bias", self.dtype)
+        self.win = transpose_window_2d(
+            (h, w), (kh, kw), strides, padding, output_padding, dilation_rate, context=shapes
+        )
+        self.x, self.kernel, self.bias = x, kernel, bias
+        self.nhwc_shape = (n, self.win.oh, self.win.ow, oc)
+        self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)
+
+
 def dense_call(
     x: ArrayLike, kernel: ArrayLike, bias: ArrayLike | None
 ) -> tuple[ConvCall, tuple[int, ...]]:
@@ -411,7 +498,9 @@ def from_nhwc(a: NDArray[Any], data_format: str) -> NDArray[Any]:
     return np.ascontiguousarray(a)
 
 
-def grad_out_nhwc(grad_out: ArrayLike, call: ConvCall | PoolCall) -> NDArray[Any]:
+def grad_out_nhwc(
+    grad_out: ArrayLike, call: ConvCall | PoolCall | TransposeCall
+) -> NDArray[Any]:
     """``grad_out`` of a backward pass, checked against the forward ``call``.
 
     Its shape must be the forward output's (``call.out_shape``, in the call's
@@ -424,7 +513,9 @@ def grad_out_nhwc(grad_out: ArrayLike, call: ConvCall | PoolCall) -> NDArray[Any
     return to_nhwc(grad_out, call.data_format, call.dtype)
 
 
-def check_grad_out(shape: tuple[int, ...], dtype: np.dtype[Any], call: ConvCall | PoolCall) -> None:
+def check_grad_out(
+    shape: tuple[int, ...], dtype: np.dtype[Any], call: ConvCall | PoolCall | TransposeCall
+) -> None:
     """Raise unless a grad_out of ``shape`` and ``dtype`` fits the forward ``call``.
 
     The shape must be the forward output's; a float dtype other than the

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, SupportsIndex, TypeAlias, Union, cast
 
 import numpy as np
@@ -37,6 +38,9 @@ __all__ = [
     "window_2d",
     "data_gradient_padding",
     "receptive_field_step",
+    "TransposeWindow2D",
+    "transpose_window_2d",
+    "transpose_receptive_field_step",
 ]
 
 INT64_MAX = 2**63 - 1
@@ -364,4 +368,180 @@ def receptive_field_step(
     eh, ew = effective_size(win.kh, win.dh), effective_size(win.kw, win.dw)
     new_field = (field[0] + (eh - 1) * jump[0], field[1] + (ew - 1) * jump[1])
     new_jump = (jump[0] * win.sh, jump[1] * win.sw)
+    return new_field, new_jump
+
+
+# ------------------------------------------------------------ transposed conv
+@dataclass(frozen=True)
+class TransposeWindow2D:
+    """A fully resolved transposed-convolution geometry, all explicit ints.
+
+    Input pixel ``i`` of an axis reaches the rows ``i*s + a*d`` (tap ``a < KH``)
+    of the full output, ``(H - 1)*s + d*(KH - 1) + 1 + oph`` long (the last
+    ``oph`` rows reached by no pixel); ``pt`` rows are then cropped from its
+    top and ``pb`` from its bottom, so
+
+        OH = (H - 1)*s - (pt + pb) + d*(KH - 1) + oph + 1.
+
+    It is the adjoint (the input gradient) of the conv2d of stride s,
+    dilation d and top padding pt from an (OH, OW) input to the (H, W) one.
+
+    Attributes
+    ----------
+    kh, kw, sh, sw, dh, dw : int
+        Kernel taps, strides, dilation.
+    pt, pb, pl, pr : int
+        Rows and columns cropped from the full output (>= 0).
+    oph, opw : int
+        Output padding: rows and columns added at the bottom and right.
+    oh, ow : int
+        Output height and width (>= 1).
+    """
+
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    oph: int
+    opw: int
+    oh: int
+    ow: int
+
+
+def _keras_transpose_axis(
+    mode: str, k: int, s: int, d: int, output_padding: int | None
+) -> tuple[int, int, int]:
+    """Keras 3's "valid" / "same" on one axis as (crop top, crop bottom, output padding).
+
+    Keras pads the stride-dilated input by (left, right) before a full
+    correlation; a pad of ``eff - 1`` is no crop, a smaller one crops the
+    difference, a larger one adds rows that no pixel reaches.
+    """
+    eff = effective_size(k, d)
+    if mode == "valid":
+        # Without output_padding the output is (H - 1)*s + max(eff, s).
+        return 0, 0, max(eff, s) - eff if output_padding is None else output_padding
+    if output_padding is None:
+        pad_len = s + eff - 2  # the output is H*s
+    else:
+        pad_len = eff + eff % 2 - 2 + output_padding
+    left = min(pad_len // 2 + pad_len % 2, eff - 1)
+    right = pad_len - left
+    return eff - 1 - left, max(eff - 1 - right, 0), max(right - (eff - 1), 0)
+
+
+def transpose_window_2d(
+    in_hw: tuple[int, int],
+    kernel_hw: tuple[int, int],
+    strides: IntPair,
+    padding: Padding,
+    output_padding: IntPair | None,
+    dilation_rate: IntPair = 1,
+    *,
+    context: str = "",
+) -> TransposeWindow2D:
+    """Resolve a transposed convolution over an ``(H, W)`` input; raise on anything invalid.
+
+    Parameters
+    ----------
+    in_hw : (int, int)
+        Input height and width.
+    kernel_hw : (int, int)
+        Kernel taps per axis (>= 1).
+    strides, dilation_rate : int or (int, int)
+        Positive.
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+        ``"valid"`` and ``"same"`` follow Keras's Conv2DTranspose (output
+        ``(H - 1)*s + max(eff, s)`` and ``H*s`` without output_padding);
+        numbers follow PyTorch's ConvTranspose2d: rows and columns cropped
+        from the full output.
+    output_padding : None, int or (int, int)
+        Rows (columns) added at the bottom (right), each smaller than
+        ``max(stride, dilation)`` as in PyTorch.  None: 0 for numeric
+        padding, Keras's default for "valid" / "same".
+    context : str
+        Extra text for error messages (the shapes received).
+
+    Returns
+    -------
+    TransposeWindow2D
+    """
+    kh, kw = kernel_hw
+    sh, sw = as_pair(strides, "strides")
+    dh, dw = as_pair(dilation_rate, "dilation_rate")
+    op = None if output_padding is None else as_pair(output_padding, "output_padding", minimum=0)
+    suffix = f" ({context})" if context else ""
+    if op is not None:
+        for axis, (o, s, d) in enumerate(zip(op, (sh, sw), (dh, dw))):
+            if o >= max(s, d):
+                raise ValueError(
+                    f"output_padding {op} must be smaller than the stride or the dilation "
+                    f"on each axis; axis {axis} has output_padding {o}, strides {s}, "
+                    f"dilation_rate {d}{suffix}"
+                )
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode not in ("valid", "same"):
+            resolve_padding(padding, in_hw, (1, 1), (1, 1))  # raises the usual message
+        rows = _keras_transpose_axis(mode, kh, sh, dh, None if op is None else op[0])
+        cols = _keras_transpose_axis(mode, kw, sw, dw, None if op is None else op[1])
+        (pt, pb, oph), (pl, pr, opw) = rows, cols
+    else:
+        pt, pb, pl, pr = resolve_padding(padding, in_hw, (1, 1), (1, 1))
+        oph, opw = op if op is not None else (0, 0)
+    h, w = in_hw
+    oh = (h - 1) * sh - (pt + pb) + dh * (kh - 1) + oph + 1
+    ow = (w - 1) * sw - (pl + pr) + dw * (kw - 1) + opw + 1
+    if h < 1 or w < 1:
+        raise ValueError(f"conv2d_transpose needs an input of at least 1x1, got {in_hw}{suffix}")
+    if oh < 1 or ow < 1:
+        raise ValueError(
+            f"the output would be empty: {(oh, ow)} = (H - 1)*strides - (crop) + "
+            f"dilation_rate*(kernel - 1) + output_padding + 1 for input {in_hw}, kernel "
+            f"{kernel_hw}, strides {(sh, sw)}, dilation_rate {(dh, dw)}, padding "
+            f"{padding!r} (crop top, bottom, left, right = {(pt, pb, pl, pr)}), "
+            f"output_padding {(oph, opw)}{suffix}"
+        )
+    for value in (oh, ow, pt, pb, pl, pr, sh, sw, dh * kh, dw * kw):
+        if value > INT64_MAX // 4:
+            raise ValueError(
+                f"the transposed convolution is too large for 64-bit indexing: output "
+                f"{(oh, ow)}, padding {(pt, pb, pl, pr)}, strides {(sh, sw)}, "
+                f"dilation_rate {(dh, dw)}, kernel {kernel_hw}{suffix}"
+            )
+    dh, dw = (1 if kh == 1 else dh), (1 if kw == 1 else dw)
+    return TransposeWindow2D(kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, oph, opw, oh, ow)
+
+
+def _transpose_span(k: int, s: int, d: int, p0: int) -> int:
+    """The most input pixels apart (last minus first) that feed one output on an axis."""
+    span = 0
+    for r in range(s):  # output rows o with (o + p0) % s == r share their taps
+        f = r + p0
+        offsets = [(f - a * d) // s for a in range(k) if (f - a * d) % s == 0]
+        if offsets:
+            span = max(span, max(offsets) - min(offsets))
+    return span
+
+
+def transpose_receptive_field_step(
+    field: tuple[Any, Any], jump: tuple[Any, Any], win: TransposeWindow2D
+) -> tuple[tuple[Any, Any], tuple[Fraction, Fraction]]:
+    """Receptive field and jump after a transposed convolution.
+
+    Neighbouring outputs are ``1/s`` input pixels apart, so the jump is
+    ``j_in / s`` (a fraction); an output sees up to ``span + 1`` input pixels,
+    where ``span`` is the largest distance between two input pixels that feed
+    it (over every output position), so ``r_out = r_in + span * j_in``.
+    """
+    span_h = _transpose_span(win.kh, win.sh, win.dh, win.pt)
+    span_w = _transpose_span(win.kw, win.sw, win.dw, win.pl)
+    new_field = (field[0] + span_h * jump[0], field[1] + span_w * jump[1])
+    new_jump = (Fraction(jump[0]) / win.sh, Fraction(jump[1]) / win.sw)
     return new_field, new_jump

@@ -19,6 +19,7 @@ from ._checks import (
     ConvCall,
     FloatArray,
     PoolCall,
+    TransposeCall,
     as_array,
     cast_weights,
     check_activation,
@@ -38,6 +39,8 @@ from ._threads import get_num_threads
 __all__ = [
     "conv2d",
     "conv2d_plan",
+    "conv2d_transpose",
+    "conv2d_transpose_backward",
     "dense",
     "dense_backward",
     "max_pool2d",
@@ -62,7 +65,9 @@ def _finish(y_nhwc: NDArray[Any], out: NDArray[Any] | None, data_format: str) ->
     return y_nhwc
 
 
-def _nhwc_result(call: ConvCall | PoolCall, out: NDArray[Any] | None) -> NDArray[Any]:
+def _nhwc_result(
+    call: ConvCall | PoolCall | TransposeCall, out: NDArray[Any] | None
+) -> NDArray[Any]:
     """The array the kernel writes: ``out`` itself when it is NHWC and aligned
     (a misaligned ``out`` is filled from a temporary by :func:`_finish`)."""
     if out is not None and call.data_format == "channels_last" and out.flags.aligned:
@@ -230,6 +235,130 @@ def _plan(call: ConvCall, algorithm: str | None) -> dict[str, Any]:
     win = call.win
     return _core.conv_plan(n, h, w, c, kh, kw, oc, oh, ow, win.sh, win.sw, win.dh, win.dw,
                            win.pt, win.pl, call.groups, call.dtype.itemsize, algorithm)
+
+
+def conv2d_transpose(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    strides: IntPair = 1,
+    padding: Padding = "valid",
+    output_padding: IntPair | None = None,
+    dilation_rate: IntPair = 1,
+    groups: SupportsIndex = 1,
+    data_format: str = "channels_last",
+    out: FloatArray | None = None,
+    *,
+    activation: str | None = None,
+) -> FloatArray:
+    """2-D transposed convolution (Keras's Conv2DTranspose, PyTorch's conv_transpose2d).
+
+    Each input pixel scatters through the kernel:
+    ``y_full[n, i*sh + a*dh, j*sw + b*dw, g*OCg + o] += x[n, i, j, g*Cg + c] *
+    kernel[a, b, o, g*Cg + c]`` (``Cg = C_in // groups``, ``OCg = C_out //
+    groups``), then the padding is cropped from ``y_full`` and the bias added.
+    It is the input gradient of :func:`conv2d` with the same kernel, strides,
+    dilation and padding, and is computed by that gradient's kernel (no
+    column matrix, no zeros inserted between pixels).
+
+    Parameters
+    ----------
+    x : array_like of shape (N, H, W, C_in), or (N, C_in, H, W) with channels_first
+        float32 or float64 (integers, bools and float16 are computed in float32).
+    kernel : array_like of shape (KH, KW, C_out // groups, C_in)
+        Keras's Conv2DTranspose layout (PyTorch's weight (C_in, C_out // groups,
+        KH, KW) is ``weight.transpose(2, 3, 1, 0)``).
+    bias : array_like of shape (C_out,), optional
+    strides : int or (int, int), default 1
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+        ``"valid"`` / ``"same"`` follow Keras: without ``output_padding`` the
+        output is ``(H - 1)*sh + max(eff_h, sh)`` and ``H*sh`` rows (``eff_h =
+        dh*(KH - 1) + 1``).  Numbers follow PyTorch: the rows and columns
+        cropped from the full output (top, bottom, left, right).
+    output_padding : None, int or (int, int)
+        Rows and columns added at the bottom and right (no input pixel reaches
+        them: they hold the bias), each smaller than ``max(stride, dilation)``.
+        None: 0 with numeric padding, Keras's default with "valid" / "same".
+    dilation_rate : int or (int, int), default 1
+    groups : int, default 1
+        Divides C_in; C_out is ``groups * kernel.shape[2]``.
+    data_format : {"channels_last", "channels_first"}
+    out : ndarray, optional
+        As in :func:`conv2d`.
+    activation : {None, "relu"}, keyword-only
+        Applied as each output row is finished.
+
+    Returns
+    -------
+    y : ndarray of shape (N, OH, OW, C_out), or (N, C_out, OH, OW) with channels_first
+        ``OH = (H - 1)*sh - (pt + pb) + dh*(KH - 1) + output_padding_h + 1``,
+        likewise OW.  Each value is the sum of the terms that reach it (and
+        only those: a crop or an output padding never multiplies a weight),
+        then the bias.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For any invalid argument, before any computation.
+
+    Examples
+    --------
+    A 2x2 kernel of ones with stride 2 copies each pixel into a 2x2 block:
+
+    >>> import numpy as np, convpool
+    >>> x = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32).reshape(1, 2, 2, 1)
+    >>> convpool.conv2d_transpose(x, np.ones((2, 2, 1, 1), np.float32), strides=2)[0, :, :, 0]
+    array([[1., 1., 2., 2.],
+           [1., 1., 2., 2.],
+           [3., 3., 4., 4.],
+           [3., 3., 4., 4.]], dtype=float32)
+
+    PyTorch's usual upsampling layer (3x3, stride 2, padding 1, output_padding
+    1) doubles the size; Keras's "same" does too:
+
+    >>> x = np.zeros((1, 5, 7, 8), np.float32)
+    >>> convpool.conv2d_transpose(x, np.zeros((3, 3, 4, 8), np.float32), strides=2,
+    ...                           padding=1, output_padding=1).shape
+    (1, 10, 14, 4)
+    >>> convpool.conv2d_transpose(x, np.zeros((3, 3, 4, 8), np.float32), strides=2,
+    ...                           padding="same").shape
+    (1, 10, 14, 4)
+    """
+    call = TransposeCall(x, kernel, bias, strides, padding, output_padding, dilation_rate,
+                         groups, data_format)
+    relu = check_activation(activation) == "relu"
+    out = check_out(out, call.out_shape, call.dtype, {"x": call.x, "kernel": kernel, "bias": bias})
+    y = _nhwc_result(call, out)
+    if y.size == 0:
+        return _finish(y, out, call.data_format)
+    if call.kernel.shape[3] == 0:  # no input channels: the sum is empty
+        y[...] = 0 if call.bias is None else call.bias
+        if relu:
+            y[y < 0] = 0
+        return _finish(y, out, call.data_format)
+    xn = to_nhwc(call.x, call.data_format, call.dtype)
+    w = call.win
+    bias_c = None if call.bias is None else kernel_ready(call.bias)
+    span_h, span_w = w.dh * (w.kh - 1), w.dw * (w.kw - 1)
+    if (w.sh, w.sw) == (1, 1) and w.pt <= span_h and w.pl <= span_w \
+            and np.isfinite(call.kernel).all():
+        # Stride 1: the conv of x with the kernel flipped (channel axes swapped
+        # per group), padded by the kernel's span less the crop; the forward
+        # kernels fuse the bias and the ReLU.  Only for a finite kernel: the
+        # padding zeros would multiply an inf or NaN weight into terms the
+        # transposed conv does not have.
+        _core.conv2d_nhwc(xn, kernel_ready(_data_gradient_kernel(call.kernel, call.groups)),
+                          bias_c, y, 1, 1, w.dh, w.dw, span_h - w.pt, span_w - w.pl,
+                          call.groups, get_num_threads(), relu, op="conv2d_transpose")
+    else:
+        # The data-gradient kernel of the conv from y back to x: per row of y,
+        # a GEMM of x's row with the kernel, scattered (col2im) into the row;
+        # it reads nothing but y's shape from its "forward input" argument.
+        _core.conv2d_backward_nhwc(xn, y, kernel_ready(call.kernel), y, None, None,
+                                   w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,
+                                   get_num_threads(), dx_bias=bias_c, dx_relu=relu,
+                                   op="conv2d_transpose")
+    return _finish(y, out, call.data_format)
 
 
 def _pool(
@@ -457,6 +586,80 @@ def conv2d_backward(
         grad_bias[...] = gy.sum(axis=(0, 1, 2))
         if grad_x is not None:
             grad_x[...] = 0
+    if grad_x is not None:
+        grad_x = from_nhwc(grad_x, call.data_format)
+    return grad_x, grad_kernel, grad_bias
+
+
+def conv2d_transpose_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    kernel: ArrayLike,
+    strides: IntPair = 1,
+    padding: Padding = "valid",
+    output_padding: IntPair | None = None,
+    dilation_rate: IntPair = 1,
+    groups: SupportsIndex = 1,
+    data_format: str = "channels_last",
+    *,
+    input_grad: bool = True,
+) -> tuple[FloatArray | None, FloatArray, FloatArray]:
+    """Gradients of :func:`conv2d_transpose` with respect to its input, kernel and bias.
+
+    The transposed conv is the adjoint of a :func:`conv2d`, so its gradients
+    are that conv's forward pass and weight gradient: ``grad_x`` is the conv2d
+    of ``grad_out`` with the same kernel, strides and dilation and the crop
+    as its top/left padding (its padding zeros are terms of it, as in
+    :func:`conv2d`: an infinite weight under one gives NaN); ``grad_kernel``
+    is that conv's kernel gradient with ``x`` as the output gradient.
+
+    Parameters
+    ----------
+    grad_out : array_like of the forward output's shape
+    x, kernel, strides, padding, output_padding, dilation_rate, groups, data_format :
+        The forward call's arguments.
+    input_grad : bool, default True
+        False skips grad_x (returned as None).
+
+    Returns
+    -------
+    grad_x : ndarray of x's shape (in data_format), or None
+    grad_kernel : ndarray of shape (KH, KW, C_out // groups, C_in)
+    grad_bias : ndarray of shape (C_out,)
+        All in the compute dtype; bitwise the same for any thread count.
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> x = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32).reshape(1, 2, 2, 1)
+    >>> kernel = np.ones((2, 2, 1, 1), np.float32)
+    >>> gx, gk, gb = convpool.conv2d_transpose_backward(np.ones((1, 4, 4, 1), np.float32),
+    ...                                                 x, kernel, strides=2)
+    >>> gx[0, :, :, 0], gk[:, :, 0, 0], gb
+    (array([[4., 4.],
+           [4., 4.]], dtype=float32), array([[10., 10.],
+           [10., 10.]], dtype=float32), array([16.], dtype=float32))
+    """
+    call = TransposeCall(x, kernel, None, strides, padding, output_padding, dilation_rate,
+                         groups, data_format)
+    gy = grad_out_nhwc(grad_out, call)  # (N, OH, OW, C_out)
+    xn = to_nhwc(call.x, call.data_format, call.dtype)  # (N, H, W, C_in)
+    grad_x = _memory.empty(xn.shape, call.dtype) if input_grad else None
+    grad_kernel = np.zeros(call.kernel.shape, call.dtype)
+    oc = call.nhwc_shape[3]
+    grad_bias = np.ascontiguousarray(gy.reshape(-1, oc).sum(axis=0, dtype=call.dtype))
+    w = call.win
+    if gy.size and xn.size:
+        if grad_x is not None:
+            _core.conv2d_nhwc(gy, kernel_ready(call.kernel), None, grad_x,
+                              w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,
+                              get_num_threads(), op="conv2d_transpose_backward")
+        _core.conv2d_backward_nhwc(xn, gy, kernel_ready(call.kernel), None,
+                                   grad_kernel.reshape(-1), None,
+                                   w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,
+                                   get_num_threads(), op="conv2d_transpose_backward")
+    elif grad_x is not None:  # nothing to multiply: no pixels, or no channels
+        grad_x[...] = 0
     if grad_x is not None:
         grad_x = from_nhwc(grad_x, call.data_format)
     return grad_x, grad_kernel, grad_bias

@@ -26,6 +26,7 @@ from ._checks import (
     ConvCall,
     FloatArray,
     PoolCall,
+    TransposeCall,
     as_array,
     cast_weights,
     check_activation,
@@ -35,11 +36,14 @@ from ._checks import (
     from_nhwc,
     grad_out_nhwc,
     to_nhwc,
+    to_nhwc_shape,
 )
 from ._shapes import IntPair, Padding, Window2D, effective_size
 
 __all__ = [
     "conv2d",
+    "conv2d_transpose",
+    "conv2d_transpose_backward",
     "dense",
     "max_pool2d",
     "avg_pool2d",
@@ -151,7 +155,7 @@ def _pad(x: NDArray[Any], win: Window2D, value: float) -> NDArray[Any]:
 
 
 def _deliver(
-    y_nhwc: NDArray[Any], call: ConvCall | PoolCall, out: NDArray[Any] | None
+    y_nhwc: NDArray[Any], call: ConvCall | PoolCall | TransposeCall, out: NDArray[Any] | None
 ) -> NDArray[Any]:
     y = y_nhwc if call.data_format == "channels_last" else y_nhwc.transpose(0, 3, 1, 2)
     y = np.ascontiguousarray(y, dtype=call.dtype)
@@ -193,6 +197,101 @@ def conv2d(
     if relu:
         y = np.where(y < 0, 0, y)  # max(0, y) that keeps NaN
     return _deliver(y.reshape(call.nhwc_shape), call, out)
+
+
+def conv2d_transpose(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    strides: IntPair = 1,
+    padding: Padding = "valid",
+    output_padding: IntPair | None = None,
+    dilation_rate: IntPair = 1,
+    groups: SupportsIndex = 1,
+    data_format: str = "channels_last",
+    out: FloatArray | None = None,
+    *,
+    activation: str | None = None,
+) -> FloatArray:
+    """Reference of :func:`convpool.conv2d_transpose`, by its definition.
+
+    For each tap (a, b) and group, ``x @ kernel[a, b]^T`` is added into the
+    full output at rows ``a*dh + i*sh`` and columns ``b*dw + j*sw``; then the
+    crop, the bias and the ReLU.  Only the terms that reach an output are
+    summed (IEEE NaN and infinities, :func:`_matmul`).
+    """
+    call = TransposeCall(x, kernel, bias, strides, padding, output_padding, dilation_rate,
+                         groups, data_format)
+    relu = check_activation(activation) == "relu"
+    out = check_out(out, call.out_shape, call.dtype, {"x": call.x, "kernel": kernel, "bias": bias})
+    x = to_nhwc(call.x, call.data_format, call.dtype)
+    win, k = call.win, call.kernel
+    n, h, w, _ = x.shape
+    ocg, cin = k.shape[2], k.shape[3]
+    cg = cin // call.groups
+    full = np.zeros((n, win.oh + win.pt + win.pb, win.ow + win.pl + win.pr, ocg * call.groups),
+                    call.dtype)
+    for g in range(call.groups):
+        ins, outs = slice(g * cg, (g + 1) * cg), slice(g * ocg, (g + 1) * ocg)
+        for a in range(win.kh):
+            for b in range(win.kw):
+                rows = slice(a * win.dh, a * win.dh + win.sh * (h - 1) + 1, win.sh)
+                cols = slice(b * win.dw, b * win.dw + win.sw * (w - 1) + 1, win.sw)
+                full[:, rows, cols, outs] += _matmul(x[..., ins], k[a, b, :, ins].T)
+    y = full[:, win.pt : win.pt + win.oh, win.pl : win.pl + win.ow]
+    if call.bias is not None:
+        y = y + call.bias
+    if relu:
+        y = np.where(y < 0, 0, y)  # max(0, y) that keeps NaN
+    return _deliver(y, call, out)
+
+
+def _transpose_adjoint(
+    call: TransposeCall, g: NDArray[Any]
+) -> tuple[NDArray[Any], tuple[tuple[int, int], tuple[int, int]]]:
+    """The conv2d whose input gradient the transposed ``call`` is: its input
+    (``g``, NHWC, of the transposed output's shape, less the output-padding
+    rows no window reads) and its padding, so that its output is x's (H, W)."""
+    win = call.win
+    h, w = to_nhwc_shape(call.x.shape, call.data_format)[1:3]
+    # Rows below the last window: (H - 1)*s + eff - pt of them are read.
+    bottom = (h - 1) * win.sh + effective_size(win.kh, win.dh) - win.pt - win.oh
+    right = (w - 1) * win.sw + effective_size(win.kw, win.dw) - win.pl - win.ow
+    g = g[:, : win.oh + min(bottom, 0), : win.ow + min(right, 0)]
+    return g, ((win.pt, max(bottom, 0)), (win.pl, max(right, 0)))
+
+
+def conv2d_transpose_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    kernel: ArrayLike,
+    strides: IntPair = 1,
+    padding: Padding = "valid",
+    output_padding: IntPair | None = None,
+    dilation_rate: IntPair = 1,
+    groups: SupportsIndex = 1,
+    data_format: str = "channels_last",
+    *,
+    input_grad: bool = True,
+) -> tuple[FloatArray | None, FloatArray, FloatArray]:
+    """Reference of :func:`convpool.conv2d_transpose_backward`, through the conv it
+    is the adjoint of: ``grad_x`` is :func:`conv2d` of grad_out (padded by the
+    crop), ``grad_kernel`` that conv's kernel gradient (:func:`conv2d_backward`)
+    with x as the output gradient, ``grad_bias`` grad_out summed."""
+    call = TransposeCall(x, kernel, None, strides, padding, output_padding, dilation_rate,
+                         groups, data_format)
+    g = grad_out_nhwc(grad_out, call)
+    xn = to_nhwc(call.x, call.data_format, call.dtype)
+    win = call.win
+    z, pads = _transpose_adjoint(call, g)
+    args = dict(strides=(win.sh, win.sw), padding=pads, dilation_rate=(win.dh, win.dw),
+                groups=call.groups)
+    grad_kernel = conv2d_backward(xn, z, call.kernel, input_grad=False, **args)[1]
+    grad_bias = g.sum(axis=(0, 1, 2))
+    grad_x = None
+    if input_grad:
+        grad_x = from_nhwc(conv2d(z, call.kernel, **args), call.data_format)
+    return grad_x, grad_kernel, grad_bias
 
 
 def _rows64(a: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[np.float64]:

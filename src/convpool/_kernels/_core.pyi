@@ -89,6 +89,9 @@ def conv2d_backward_nhwc(
     pl: int,
     groups: int,
     n_threads: int,
+    dx_bias: NDArray[_F] | None = None,
+    dx_relu: bool = False,
+    op: str = "conv2d_backward",
 ) -> None: ...
 def pool2d_backward_nhwc(
     x: NDArray[_F],

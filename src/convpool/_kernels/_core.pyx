@@ -75,7 +75,7 @@ cdef extern from "cp_kernels.h" nogil:
     ctypedef struct cp_convbwd_geom:
         cp_conv_geom f
         int64_t itemsize, kwcg, dx_gemm, dx_mr, dx_nr, dx_panels
-        int64_t dw_gemm, dw_mr, dw_nr, dx_tile, wt_tile, chunks, chunk
+        int64_t dw_gemm, dw_mr, dw_nr, dx_tile, wt_tile, chunks, chunk, dx_relu
 
     void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize)
     int64_t cp_convbwd_dx_packed_elems(const cp_convbwd_geom *b)
@@ -85,9 +85,11 @@ cdef extern from "cp_kernels.h" nogil:
     void cp_convbwd_pack_dx_f32(const cp_convbwd_geom *b, const float *kernel, float *packed)
     void cp_convbwd_pack_dx_f64(const cp_convbwd_geom *b, const double *kernel, double *packed)
     void cp_conv2d_bwd_data_row_f32(const cp_convbwd_geom *b, const float *gy,
-                                    const float *packed, float *gx, int64_t row, float *dcol)
+                                    const float *packed, const float *bias, float *gx,
+                                    int64_t row, float *dcol)
     void cp_conv2d_bwd_data_row_f64(const cp_convbwd_geom *b, const double *gy,
-                                    const double *packed, double *gx, int64_t row, double *dcol)
+                                    const double *packed, const double *bias, double *gx,
+                                    int64_t row, double *dcol)
     void cp_conv2d_bwd_weight_chunk_f32(const cp_convbwd_geom *b, const float *gy, const float *x,
                                         float *partial, int64_t chunk, float *scratch)
     void cp_conv2d_bwd_weight_chunk_f64(const cp_convbwd_geom *b, const double *gy,
@@ -468,12 +470,19 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
                          floating[::1] gk,
                          floating[::1] gb,
                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                         Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int n_threads):
+                         Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int n_threads,
+                         const floating[::1] dx_bias=None, bint dx_relu=False,
+                         str op="conv2d_backward"):
     """Gradients of conv2d, NHWC; every size > 0.
 
     gy (N, OH, OW, OC), x (N, H, W, C), kernel (KH, KW, C // groups, OC).
     OUT, each may be None (not computed): gx (N, H, W, C), gk (KH*KW*Cg*OC,)
-    (the kernel's layout, flattened), gb (OC,).
+    (the kernel's layout, flattened), gb (OC,).  x is read by the weight
+    gradient only (with gk and gb None any array of its shape will do).
+
+    conv2d_transpose is this data gradient: dx_bias (C,) is then added to gx
+    after the sum and dx_relu applies max(0, .) (NaN kept); op names the
+    public function in a MemoryError.
     """
     cdef cp_convbwd_geom b
     b.f.n, b.f.h, b.f.w, b.f.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
@@ -491,6 +500,10 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
     cdef int64_t part_elems = cp_convbwd_partial_elems(&b)
     cdef bint want_dx = gx is not None
     cdef bint want_dw = gk is not None or gb is not None
+    cdef const floating *dxbp = NULL
+    if dx_bias is not None:
+        dxbp = &dx_bias[0]
+    b.dx_relu = dx_relu
     cdef floating *packed = NULL
     cdef char *dx_scratch = NULL
     cdef char *dw_scratch = NULL
@@ -503,7 +516,7 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
     cdef int64_t r, ch, k
     cdef int64_t dx_packed = _lines(cp_convbwd_dx_packed_elems(&b) * sizeof(floating))
     cdef int64_t part_bytes = _lines(b.chunks * part_elems * sizeof(floating))
-    _reserve("conv2d_backward",
+    _reserve(op,
              (dx_packed + nt_dx * dx_stride if want_dx else 0)
              + (nt_dw * dw_stride + part_bytes if want_dw else 0),
              f"input gradient: packed kernel {dx_packed} + {nt_dx} threads x {dx_stride}; "
@@ -528,10 +541,10 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
                 cp_convbwd_pack_dx_f64(&b, &kernel[0, 0, 0, 0], packed)
             for r in prange(rows, nogil=True, schedule="static", num_threads=nt_dx):
                 if floating is float:
-                    cp_conv2d_bwd_data_row_f32(&b, gyp, packed, gxp, r,
+                    cp_conv2d_bwd_data_row_f32(&b, gyp, packed, dxbp, gxp, r,
                                                <float *> (dx_scratch + threadid() * dx_stride))
                 else:
-                    cp_conv2d_bwd_data_row_f64(&b, gyp, packed, gxp, r,
+                    cp_conv2d_bwd_data_row_f64(&b, gyp, packed, dxbp, gxp, r,
                                                <double *> (dx_scratch + threadid() * dx_stride))
         if want_dw:
             for ch in prange(b.chunks, nogil=True, schedule="static", num_threads=nt_dw):

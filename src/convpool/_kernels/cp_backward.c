@@ -61,6 +61,7 @@ void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize)
     const int64_t pixels = g->n * g->oh * g->ow;
     cp_conv_plan(g, itemsize, -1);
     b->itemsize = itemsize;
+    b->dx_relu = 0;
     b->kwcg = g->kw * g->cg;
     /* data gradient: dcol = grad_out @ W[kh]^T, KW * Cg columns */
     b->dx_gemm = cp_gemm_kind(itemsize, b->kwcg);

@@ -162,6 +162,7 @@ typedef struct {
     int64_t wt_tile;           /* output pixels per weight-gradient tile */
     int64_t chunks, chunk;     /* fixed partition of the pixels for the weight gradient */
     int64_t dw_direct;         /* the weight gradient's algorithm: CP_WGRAD_* */
+    int64_t dx_relu;           /* conv2d_transpose: max(0, .) on the data gradient (plan: 0) */
 } cp_convbwd_geom;
 enum { CP_WGRAD_GEMM, CP_WGRAD_FEW_CHANNELS, CP_WGRAD_DEPTHWISE };
 
@@ -174,11 +175,13 @@ int64_t cp_convbwd_partial_elems(const cp_convbwd_geom *b);
 
 void cp_convbwd_pack_dx_f32(const cp_convbwd_geom *b, const float *kernel, float *packed);
 void cp_convbwd_pack_dx_f64(const cp_convbwd_geom *b, const double *kernel, double *packed);
-/* grad_x of input row `row` = n * H + ih (OUT: gx's row). */
+/* grad_x of input row `row` = n * H + ih (OUT: gx's row); then + bias[c] unless
+ * bias is NULL, and the ReLU with b->dx_relu (conv2d_transpose is this pass). */
 void cp_conv2d_bwd_data_row_f32(const cp_convbwd_geom *b, const float *gy, const float *packed,
-                                float *gx, int64_t row, float *dcol);
+                                const float *bias, float *gx, int64_t row, float *dcol);
 void cp_conv2d_bwd_data_row_f64(const cp_convbwd_geom *b, const double *gy,
-                                const double *packed, double *gx, int64_t row, double *dcol);
+                                const double *packed, const double *bias, double *gx,
+                                int64_t row, double *dcol);
 /* Partial weight and bias gradients of chunk `chunk` (OUT: partial). */
 void cp_conv2d_bwd_weight_chunk_f32(const cp_convbwd_geom *b, const float *gy, const float *x,
                                     float *partial, int64_t chunk, float *scratch);

@@ -30,7 +30,8 @@ void CP_CAT(cp_convbwd_pack_dx, CP_SFX)(const cp_convbwd_geom *b, const CP_T *ke
 }
 
 void CP_CAT(cp_conv2d_bwd_data_row, CP_SFX)(const cp_convbwd_geom *b, const CP_T *gy,
-                                     const CP_T *packed, CP_T *gx, int64_t row, CP_T *dcol)
+                                     const CP_T *packed, const CP_T *bias, CP_T *gx,
+                                     int64_t row, CP_T *dcol)
 {
     const cp_conv_geom *g = &b->f;
     const int64_t NR = b->dx_nr;
@@ -69,6 +70,18 @@ void CP_CAT(cp_conv2d_bwd_data_row, CP_SFX)(const cp_convbwd_geom *b, const CP_T
                     }
                 }
             }
+        }
+    /* conv2d_transpose: the bias after the sum, then the ReLU (NaN kept), as the
+     * row is still in cache. */
+    if (bias != NULL || b->dx_relu)
+        for (int64_t iw = 0; iw < g->w; iw++) {
+            CP_T *CP_RESTRICT dst = gx_row + iw * g->c;
+            if (bias != NULL)
+                for (int64_t c = 0; c < g->c; c++)
+                    dst[c] = dst[c] + bias[c];
+            if (b->dx_relu)
+                for (int64_t c = 0; c < g->c; c++)
+                    dst[c] = dst[c] < 0 ? (CP_T)0 : dst[c];
         }
 }
 
