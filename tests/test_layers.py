@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import convpool
-from convpool import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, Sequential
+from convpool import AvgPool2D, Conv2D, Conv2DTranspose, Dense, Flatten, MaxPool2D, Sequential
 from convpool import reference
 
 RNG = np.random.default_rng(1234)
@@ -34,6 +34,13 @@ RNG = np.random.default_rng(1234)
         (lambda: AvgPool2D(2, strides=-1), "strides must be positive"),
         (lambda: AvgPool2D(2, count_include_pad=1), "count_include_pad must be a bool"),
         (lambda: Dense(2, dtype="int32"), "dtype must be float32, float64"),
+        (lambda: Conv2DTranspose(0, 3), "filters must be positive"),
+        (lambda: Conv2DTranspose(4, 3, strides=2, output_padding=2), "output_padding"),
+        (lambda: Conv2DTranspose(4, 3, output_padding=-1), "output_padding must be >= 0"),
+        (lambda: Conv2DTranspose(4, 3, padding="full"), "padding must be 'valid', 'same'"),
+        (lambda: Conv2DTranspose(4, 3, padding=-2), "padding must be non-negative"),
+        (lambda: Conv2DTranspose(4, 3, groups=3), "groups=3 must divide filters=4"),
+        (lambda: Conv2DTranspose(4, 3, activation="tanh"), "activation must be"),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
@@ -252,3 +259,81 @@ def test_summary_without_image_input_has_no_receptive_field():
     assert all(r["receptive_field"] is None and r["whole_input"] is None for r in table.rows)
     assert table.rows[-1]["output_shape"] == (64, 4, 1)
     assert convpool.Sequential is Sequential
+
+
+# ---------------------------------------------------------------- Conv2DTranspose
+TRANSPOSE_CASES = [
+    dict(filters=4, kernel_size=3, strides=2, padding="same"),
+    dict(filters=5, kernel_size=(3, 2), strides=(2, 1), padding=1, output_padding=(1, 0),
+         dilation_rate=(1, 2)),
+    dict(filters=6, kernel_size=2, strides=3, groups=3, use_bias=False, activation="relu"),
+    dict(filters=3, kernel_size=4, padding="valid"),
+]
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("cfg", TRANSPOSE_CASES,
+                         ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_conv2d_transpose_layer_matches_reference_forward_and_backward(cfg, data_format):
+    x = RNG.standard_normal((2, 5, 7, 6))
+    if data_format == "channels_first":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    layer = Conv2DTranspose(**cfg, data_format=data_format, seed=3)
+    y = layer.forward(x, training=True)
+    assert y.shape == layer.compute_output_shape(x.shape)
+    args = dict(strides=layer.strides, padding=layer.padding,
+                output_padding=layer.output_padding, dilation_rate=layer.dilation_rate,
+                groups=layer.groups, data_format=data_format)
+    ref = reference.conv2d_transpose(x, layer.kernel, layer.bias, activation=layer.activation,
+                                     **args)
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    g = RNG.standard_normal(y.shape)
+    grad_x = layer.backward(g)
+    g_ref = np.where(ref > 0, g, 0) if layer.activation else g
+    rx, rk, rb = reference.conv2d_transpose_backward(g_ref, x, layer.kernel, **args)
+    np.testing.assert_allclose(grad_x, rx, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(layer.grads[0], rk, rtol=1e-11, atol=1e-11)
+    if layer.use_bias:
+        np.testing.assert_allclose(layer.grads[1], rb, rtol=1e-11, atol=1e-11)
+    assert len(layer.grads) == len(layer.weights)
+
+
+def test_conv2d_transpose_layer_weights_and_params():
+    layer = Conv2DTranspose(16, (3, 2), strides=2, groups=2, seed=0)
+    layer.build((None, 8, 8, 6))
+    assert layer.kernel.shape == (3, 2, 8, 6) and layer.bias.shape == (16,)
+    assert layer.count_params() == 3 * 2 * 8 * 6 + 16
+    assert not layer.bias.any()
+    limit = math.sqrt(6 / (3 * 2 * 8 + 3 * 2 * 6))  # Keras's Glorot fans
+    assert 0 < np.abs(layer.kernel).max() <= limit
+    with pytest.raises(ValueError, match="6 input channels"):
+        layer(np.zeros((1, 8, 8, 4), np.float32))
+
+
+def test_conv2d_transpose_layer_saves_and_loads(tmp_path):
+    model = Sequential([Conv2DTranspose(4, 3, strides=2, padding=1, output_padding=1,
+                                        activation="relu", seed=1), Conv2D(2, 3)],
+                       input_shape=(None, 5, 6, 3))
+    x = RNG.standard_normal((2, 5, 6, 3)).astype(np.float32)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = convpool.load(path)
+    assert loaded.layers[0].get_config() == model.layers[0].get_config()
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_summary_after_a_transposed_conv_shows_fractional_jumps():
+    model = Sequential(
+        [
+            Conv2D(4, 3, strides=2),                              # rf 3, jump 2
+            Conv2DTranspose(4, 3, strides=2, padding="same"),     # rf 3 + 1 * 2, jump 1
+            Conv2DTranspose(4, 2, strides=2),                     # one pixel per output: jump 1/2
+            Conv2D(4, 3),                                         # rf 5 + 2 * 1/2 = 6
+        ],
+        input_shape=(None, 33, 33, 3),
+    )
+    lines = []
+    table = model.summary(print_fn=lines.append)
+    assert [row["jump"] for row in table.rows] == [(2, 2), (1, 1), (0.5, 0.5), (0.5, 0.5)]
+    assert [row["receptive_field"] for row in table.rows] == [(3, 3), (5, 5), (5, 5), (6, 6)]
+    assert "1/2x1/2" in lines[0]

@@ -23,7 +23,7 @@ from .functional import (
     max_pool2d_backward,
 )
 from . import losses, optimizers
-from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
+from .layers import AvgPool2D, Conv2D, Conv2DTranspose, Dense, Flatten, Layer, MaxPool2D, ReLU
 from .losses import softmax_cross_entropy
 from .models import Sequential, load
 from .optimizers import SGD, Adam
@@ -53,6 +53,7 @@ __all__ = [
     "Layer",
     "Dense",
     "Conv2D",
+    "Conv2DTranspose",
     "MaxPool2D",
     "AvgPool2D",
     "Flatten",

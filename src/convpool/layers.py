@@ -48,21 +48,29 @@ from ._checks import (
 from ._shapes import (
     IntPair,
     Padding,
+    TransposeWindow2D,
     Window2D,
     as_pair,
     receptive_field_step,
     resolve_padding,
+    transpose_receptive_field_step,
+    transpose_window_2d,
     window_2d,
 )
 
-__all__ = ["Layer", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "ReLU", "LAYERS"]
+__all__ = [
+    "Layer", "Dense", "Conv2D", "Conv2DTranspose", "MaxPool2D", "AvgPool2D", "Flatten", "ReLU",
+    "LAYERS",
+]
 
 #: A shape as the layers see it: the batch axis (or any other) may be None.
 Shape: TypeAlias = tuple[int | None, ...]
 #: A shape as the layers take it: any sequence of ints and Nones.
 ShapeLike: TypeAlias = Sequence[int | None]
 #: A (height, width) pair, or None (receptive fields once positions are mixed).
-OptionalPair: TypeAlias = tuple[int, int] | None
+#: Ints, or Fractions after a transposed conv (its outputs are 1/stride of an
+#: input pixel apart).
+OptionalPair: TypeAlias = tuple[Any, Any] | None
 
 _L = TypeVar("_L", bound="Layer")
 
@@ -643,6 +651,172 @@ class Conv2D(_KernelBias, _Spatial):
                 "dtype": None if self.dtype is None else self.dtype.name}
 
 
+class Conv2DTranspose(_KernelBias, Layer):
+    """2-D transposed convolution layer (see :func:`convpool.conv2d_transpose`).
+
+    Parameters
+    ----------
+    filters : int
+        Output channels (positive, divisible by ``groups``).
+    kernel_size : int or (int, int)
+    strides : int or (int, int), default 1
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+        Strings as in Keras's Conv2DTranspose, numbers as in PyTorch's
+        ConvTranspose2d (rows and columns cropped from the full output).
+    output_padding : None, int or (int, int)
+        Rows and columns added at the bottom and right, each smaller than
+        ``max(stride, dilation)``; None is Keras's default.
+    dilation_rate : int or (int, int), default 1
+    use_bias : bool, default True
+    activation : {None, "relu"}
+    data_format : {"channels_last", "channels_first"}
+    groups : int, keyword-only, default 1
+        Divides the input channels and ``filters`` (PyTorch's groups).
+    name, seed, dtype :
+        See :class:`Layer`.
+
+    Shape
+    -----
+    Input ``(N, H, W, C_in)`` (channels_last), output ``(N, OH, OW, filters)``
+    with ``OH = (H - 1)*sh - (pt + pb) + dh*(KH - 1) + output_padding_h + 1``
+    and likewise OW; "same" gives ``H*sh``.  kernel ``(KH, KW, filters //
+    groups, C_in)`` (Keras's layout), bias ``(filters,)``.
+
+    Examples
+    --------
+    Upsampling by two, as in a decoder, and a non-square kernel with a
+    stride, dilation and PyTorch-style crop:
+
+    >>> import numpy as np
+    >>> up = Conv2DTranspose(16, 3, strides=2, padding="same")
+    >>> up(np.zeros((2, 24, 32, 8), np.float32)).shape, up.count_params()
+    ((2, 48, 64, 16), 1168)
+    >>> Conv2DTranspose(4, (3, 2), strides=(2, 1), padding=1, output_padding=(1, 0),
+    ...                 dilation_rate=(1, 2)).compute_output_shape((None, 10, 10, 3))
+    (None, 20, 10, 4)
+    """
+
+    def __init__(
+        self,
+        filters: SupportsIndex,
+        kernel_size: IntPair,
+        strides: IntPair = 1,
+        padding: Padding = "valid",
+        output_padding: IntPair | None = None,
+        dilation_rate: IntPair = 1,
+        use_bias: bool | np.bool_ = True,
+        activation: str | None = None,
+        data_format: str = "channels_last",
+        *,
+        groups: SupportsIndex = 1,
+        name: str | None = None,
+        seed: int | None = None,
+        dtype: DTypeLike | None = None,
+    ) -> None:
+        super().__init__(name=name, seed=seed, dtype=dtype)
+        self.filters = check_int(filters, "filters")
+        self.kernel_size = as_pair(kernel_size, "kernel_size")
+        self.strides = as_pair(strides, "strides")
+        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
+        self.output_padding = (None if output_padding is None
+                               else as_pair(output_padding, "output_padding", minimum=0))
+        if not isinstance(padding, str):
+            _check_padding_form(padding)
+        elif padding.lower() not in ("valid", "same"):
+            _check_padding_form(padding)  # raises the usual message
+        self.padding = padding
+        self.data_format = check_data_format(data_format)
+        self.groups = check_int(groups, "groups")
+        if self.filters % self.groups:
+            raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
+        # kernel (KH, KW, filters // groups, C_in), bias (filters,)
+        self._init_kernel_bias(use_bias, activation)
+        self._resolve((None, 1, 1, self.groups) if self.data_format == "channels_last"
+                      else (None, self.groups, 1, 1))  # output_padding against strides now
+
+    def _resolve(self, input_shape: ShapeLike) -> tuple[TransposeWindow2D, Shape]:
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4:
+            layout = "(N, H, W, C)" if self.data_format == "channels_last" else "(N, C, H, W)"
+            raise ValueError(
+                f"Conv2DTranspose expects a 4-D input {layout}, got shape {input_shape}"
+            )
+        n, h, w, c = to_nhwc_shape(input_shape, self.data_format)
+        if h is None or w is None:
+            raise ValueError(f"Conv2DTranspose needs known H and W, got {input_shape}")
+        if c is not None and c % self.groups:
+            raise ValueError(
+                f"groups={self.groups} must divide the input channels, got input shape "
+                f"{input_shape} ({c} channels)"
+            )
+        if self.built and c is not None and c != self._weights["kernel"].shape[3]:
+            raise ValueError(
+                f"Conv2DTranspose layer {self.name!r} was built for "
+                f"{self._weights['kernel'].shape[3]} input channels, got input shape "
+                f"{input_shape}"
+            )
+        win = transpose_window_2d(
+            (h, w), self.kernel_size, self.strides, self.padding, self.output_padding,
+            self.dilation_rate, context=f"layer {self.name!r}, input shape {input_shape}",
+        )
+        return win, (n, h, w, c)
+
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
+        win, (n, _, _, _) = self._resolve(input_shape)
+        return from_nhwc_shape((n, win.oh, win.ow, self.filters), self.data_format)
+
+    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
+        _, _, _, c = to_nhwc_shape(input_shape, self.data_format)
+        kh, kw = self.kernel_size
+        shape = (kh, kw, self.filters // self.groups, cast(int, c))
+        rng = np.random.default_rng(self.seed)
+        # Keras's fans: receptive field size times the kernel's last two axes.
+        fan_in, fan_out = kh * kw * shape[2], kh * kw * shape[3]
+        self._weights["kernel"] = _glorot_uniform(rng, shape, fan_in, fan_out, dtype)
+        if self.use_bias:
+            self._weights["bias"] = np.zeros(self.filters, dtype)
+
+    def _args(self) -> dict[str, Any]:
+        return {"strides": self.strides, "padding": self.padding,
+                "output_padding": self.output_padding, "dilation_rate": self.dilation_rate,
+                "groups": self.groups, "data_format": self.data_format}
+
+    def _call(self, x: NDArray[Any]) -> FloatArray:
+        dtype = compute_dtype(x, "x")
+        return functional.conv2d_transpose(
+            x, self._weight("kernel", dtype),
+            self._weight("bias", dtype) if self.use_bias else None,
+            activation=self.activation, **self._args(),
+        )
+
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
+        if self.activation is not None:
+            grad_out = functional._relu_grad(grad_out, y)
+        grad_x, grad_kernel, grad_bias = functional.conv2d_transpose_backward(
+            grad_out, x, self._weight("kernel", grad_out.dtype), input_grad=input_grad,
+            **self._args(),
+        )
+        return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
+
+    def receptive_field(
+        self, field: OptionalPair, jump: OptionalPair, input_shape: ShapeLike
+    ) -> tuple[OptionalPair, OptionalPair]:
+        if field is None:
+            return None, None
+        win, _ = self._resolve(input_shape)
+        return transpose_receptive_field_step(field, cast("tuple[Any, Any]", jump), win)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding,
+                "output_padding": self.output_padding, "dilation_rate": self.dilation_rate,
+                "use_bias": self.use_bias, "activation": self.activation,
+                "data_format": self.data_format, "groups": self.groups, "name": self.name,
+                "seed": self.seed, "dtype": None if self.dtype is None else self.dtype.name}
+
+
 class _Pool2D(_Spatial):
     def __init__(
         self,
@@ -867,5 +1041,6 @@ class ReLU(Layer):
 
 #: Layer classes by name, for :meth:`Sequential.save` / :func:`convpool.load`.
 LAYERS: dict[str, type[Layer]] = {
-    cls.__name__: cls for cls in (Dense, Conv2D, MaxPool2D, AvgPool2D, Flatten, ReLU)
+    cls.__name__: cls
+    for cls in (Dense, Conv2D, Conv2DTranspose, MaxPool2D, AvgPool2D, Flatten, ReLU)
 }
