@@ -296,6 +296,55 @@ def test_conv2d_output_block_of_padding_only(layout, act, rng):
     assert np.array_equal(edge, np.broadcast_to(expected, edge.shape)), (edge[:3], expected)
 
 
+# ====================================================================== transposed conv
+TRANSPOSE_CASES = [
+    # (kernel, strides, padding, output_padding, dilation, groups, act, chunks NHWC)
+    (3, 2, "same", None, 1, 1, None, (2, None, None, None)),
+    ((3, 2), (2, 1), 1, (1, 0), (1, 2), 2, "relu", (1, 6, (4, 7), 2)),
+    (2, 3, "valid", None, 1, 1, "relu", ((3, 2), 5, 4, 1)),
+    (1, 1, ((0, 1), (2, 0)), None, 1, 1, None, (5, None, None, None)),
+]
+
+
+def _transpose_id(case):
+    k, s, p, op, d, g, act, chunks = case
+    return "-".join([f"k{k}", f"s{s}", f"p{p}", f"op{op}", f"d{d}", f"g{g}", f"{act}",
+                     "chunks" + _chunks_text(chunks)])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["nhwc", "nchw"])
+@pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=_transpose_id)
+def test_conv2d_transpose_bitwise_equals_in_memory(case, layout, rng):
+    k, s, p, op, d, g, act, chunks = case
+    kh, kw = (k, k) if isinstance(k, int) else k
+    c, ocg = 4, 3
+    x = _x(rng, c, np.float32, layout)
+    kernel = rng.standard_normal((kh, kw, ocg, c)).astype(np.float32)
+    bias = rng.standard_normal(ocg * g).astype(np.float32)
+    kwargs = dict(strides=s, padding=p, output_padding=op, dilation_rate=d, groups=g,
+                  data_format=layout, activation=act)
+    want = convpool.conv2d_transpose(x, kernel, bias, **kwargs)
+    dx = _to_dask(x, chunks, layout)
+    y = cd.conv2d_transpose(dx, kernel, bias, **kwargs)
+    _assert_lazy(y, want, dx, case)
+    assert_bitwise_equal(_compute(y), want, _transpose_id(case), what="dask vs in-memory")
+
+
+def test_conv2d_transpose_bad_arguments_raise_at_build():
+    x = da.zeros((N, H, W, 4), chunks=2, dtype=np.float32)
+    kernel = np.zeros((3, 3, 2, 4), np.float32)
+    for kw, pattern in [(dict(strides=2, output_padding=2), "output_padding"),
+                        (dict(bias=np.zeros(3, np.float32)), r"bias must have shape"),
+                        (dict(padding="full"), "padding must be"),
+                        (dict(activation="tanh"), "activation must be")]:
+        with pytest.raises(ValueError, match=pattern):
+            cd.conv2d_transpose(x, kernel, **kw)
+        with pytest.raises(ValueError, match=pattern):
+            convpool.conv2d_transpose(np.zeros(x.shape, np.float32), kernel, **kw)
+    with pytest.raises(ValueError, match="3 input channels|4 input channels"):
+        cd.conv2d_transpose(da.zeros((N, H, W, 3), dtype=np.float32), kernel)
+
+
 # ====================================================================== pool cases
 def _pool(**kw):
     cfg = dict(c=3, pool=2, strides=None, padding="valid")

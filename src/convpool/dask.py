@@ -20,6 +20,10 @@ follow the input blocks: an output row belongs to the input block its window
 starts in.  conv2d needs every input channel at once (channel chunks are
 merged); pooling keeps the channel chunks.
 
+:func:`conv2d_transpose` splits along the batch axis only (each task gets
+whole samples: the H, W and channel chunks are merged); bitwise the
+in-memory result.
+
 The backward functions and :func:`apply` need whole samples: they merge the
 H, W (and channel) chunks and split the work along the batch axis only.
 grad_x is the in-memory result bit for bit; the kernel and bias gradients
@@ -69,12 +73,21 @@ except ImportError as err:  # pragma: no cover - exercised only without dask
     ) from err
 
 from . import functional as F
-from ._checks import ConvCall, PoolCall, check_activation, check_bool, check_grad_out, check_int
+from ._checks import (
+    ConvCall,
+    PoolCall,
+    TransposeCall,
+    check_activation,
+    check_bool,
+    check_grad_out,
+    check_int,
+)
 from ._shapes import IntPair, Padding, effective_size
 from ._threads import task_threads
 
 __all__ = [
     "conv2d",
+    "conv2d_transpose",
     "max_pool2d",
     "avg_pool2d",
     "conv2d_backward",
@@ -327,6 +340,63 @@ def conv2d(
 def _conv_block(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None,
                 **kwargs: Any) -> np.ndarray:
     return F.conv2d(x, kernel, bias, **kwargs)
+
+
+def conv2d_transpose(
+    x: da.Array,
+    kernel: Any,
+    bias: Any | None = None,
+    strides: IntPair = 1,
+    padding: Padding = "valid",
+    output_padding: IntPair | None = None,
+    dilation_rate: IntPair = 1,
+    groups: SupportsIndex = 1,
+    data_format: str = "channels_last",
+    *,
+    activation: str | None = None,
+    threads: int | None = None,
+) -> da.Array:
+    """:func:`convpool.conv2d_transpose` on a dask array, split along the batch axis.
+
+    Parameters
+    ----------
+    x : dask array of shape (N, H, W, C_in), or (N, C_in, H, W) with channels_first
+        Any chunks; each task gets whole samples (H, W and channel chunks
+        are merged).
+    kernel, bias, strides, padding, output_padding, dilation_rate, groups, data_format, activation :
+        As in :func:`convpool.conv2d_transpose`; kernel and bias are in-memory arrays.
+    threads : int, optional
+        convpool threads per task; default ``cores // concurrent tasks``.
+
+    Returns
+    -------
+    dask array of shape (N, OH, OW, C_out) (or channels_first), lazy
+        The batch chunks of ``x``; bitwise the in-memory result.
+    """
+    x = _as_dask(x, "x")
+    threads = _check_threads(threads)
+    call = TransposeCall(_stand_in(x), kernel, bias, strides, padding, output_padding,
+                         dilation_rate, groups, data_format)
+    check_activation(activation)
+    win = call.win
+    block = functools.partial(
+        _in_task(F.conv2d_transpose, threads, _cluster_plan()),
+        strides=(win.sh, win.sw), padding=((win.pt, win.pb), (win.pl, win.pr)),
+        output_padding=(win.oph, win.opw), dilation_rate=(win.dh, win.dw),
+        groups=call.groups, data_format=call.data_format, activation=activation,
+    )
+    h_ax, w_ax, c_ax = _axes(call.data_format)
+    out = call.out_shape
+    ind = "nhwc" if call.data_format == "channels_last" else "nchw"
+    bias_args: list[Any] = [None, None] if call.bias is None else [_single(call.bias), "t"]
+    return da.blockwise(
+        block, ind,
+        _whole_samples(x, x.chunks[0]), ind,
+        _single(call.kernel), "pqrs",
+        *bias_args,
+        adjust_chunks={"h": out[h_ax], "w": out[w_ax], "c": out[c_ax]},
+        dtype=call.dtype, meta=np.empty((0,) * 4, call.dtype), concatenate=True,
+    )
 
 
 def _pool(x: da.Array, pool_size: IntPair, strides: IntPair | None, padding: Padding,
