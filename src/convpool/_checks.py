@@ -229,6 +229,8 @@ class ConvCall:
     data_format : str
     groups : int
     win : Window2D
+    padding_mode : str
+        One of ``_shapes.PADDING_MODES``, checked against the pads.
     nhwc_shape : tuple
         Output shape in NHWC.
     out_shape : tuple
@@ -242,6 +244,7 @@ class ConvCall:
     data_format: str
     groups: int
     win: Window2D
+    padding_mode: str
     nhwc_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
 
@@ -255,8 +258,9 @@ class ConvCall:
         dilation_rate: IntPair,
         groups: SupportsIndex,
         data_format: str | None,
+        padding_mode: str = "zeros",
     ) -> None:
-        from ._shapes import window_2d
+        from ._shapes import check_padding_mode, window_2d
 
         self.data_format = check_data_format(data_format)
         x = as_array(x, "x")
@@ -296,6 +300,7 @@ class ConvCall:
             (h, w), (kh, kw), strides, padding, dilation_rate,
             window_name="kernel size", context=shapes,
         )
+        self.padding_mode = check_padding_mode(padding_mode, self.win, (h, w), shapes)
         self.x, self.kernel, self.bias = x, kernel, bias
         self.nhwc_shape = (n, self.win.oh, self.win.ow, oc)
         self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)

@@ -38,6 +38,9 @@ __all__ = [
     "window_2d",
     "data_gradient_padding",
     "receptive_field_step",
+    "PADDING_MODES",
+    "check_padding_mode",
+    "padded_source",
     "TransposeWindow2D",
     "transpose_window_2d",
     "transpose_receptive_field_step",
@@ -325,6 +328,56 @@ def _window_2d(
     # window, so it is normalised to 1 (and never reaches a 64-bit kernel).
     dh, dw = (1 if kh == 1 else dh), (1 if kw == 1 else dw)
     return Window2D(kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, oh, ow)
+
+
+#: conv2d's padding modes, PyTorch's names: what a tap outside the input reads.
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def check_padding_mode(padding_mode: object, win: Window2D, in_hw: tuple[int, int],
+                       context: str = "") -> str:
+    """``padding_mode`` normalised, after checking the pads ``win`` resolved allow it.
+
+    "reflect" mirrors the input about its edge pixel (PyTorch's reflect,
+    NumPy's ``np.pad(mode="reflect")``): each pad must be smaller than the
+    input along its axis.  "circular" wraps around (``mode="wrap"``): each pad
+    at most the input's size.  "replicate" repeats the edge pixel
+    (``mode="edge"``): any pad, on a non-empty input.
+    """
+    if not isinstance(padding_mode, str) or padding_mode.lower() not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}, "
+                         f"got {padding_mode!r}")
+    mode = padding_mode.lower()
+    if mode == "zeros":
+        return mode
+    h, w = in_hw
+    suffix = f" ({context})" if context else ""
+    sides = f"(top, bottom, left, right) = {(win.pt, win.pb, win.pl, win.pr)}"
+    for axis, n, pads in (("H", h, (win.pt, win.pb)), ("W", w, (win.pl, win.pr))):
+        if mode == "replicate":
+            if n == 0 and max(pads) > 0:
+                raise ValueError(f"padding_mode='replicate' has no edge pixel to repeat: {axis} "
+                                 f"is 0 and the padding is {sides}{suffix}")
+            continue
+        limit, rule = (n - 1, "smaller than") if mode == "reflect" else (n, "at most")
+        if max(pads) > limit:
+            raise ValueError(
+                f"padding_mode={mode!r} needs each pad {rule} the input along its axis: "
+                f"{axis} is {n} but the padding resolves to {pads} there ({sides}){suffix}"
+            )
+    return mode
+
+
+def padded_source(i: int, n: int, mode: str) -> int:
+    """The input index that index ``i`` (in ``[-pad, n + pad)``) of the padded axis
+    reads under ``mode`` (not "zeros"), as :func:`check_padding_mode` allows it."""
+    if 0 <= i < n:
+        return i
+    if mode == "reflect":
+        return -i if i < 0 else 2 * (n - 1) - i
+    if mode == "replicate":
+        return 0 if i < 0 else n - 1
+    return i + n if i < 0 else i - n  # circular
 
 
 def data_gradient_padding(win: Window2D) -> tuple[int, int] | None:

@@ -33,7 +33,7 @@ from ._checks import (
     to_nhwc_shape,
 )
 from ._kernels import _core
-from ._shapes import IntPair, Padding, data_gradient_padding
+from ._shapes import IntPair, Padding, data_gradient_padding, padded_source
 from ._threads import get_num_threads
 
 __all__ = [
@@ -87,6 +87,7 @@ def conv2d(
     out: FloatArray | None = None,
     *,
     activation: str | None = None,
+    padding_mode: str = "zeros",
 ) -> FloatArray:
     """2-D convolution (cross-correlation, as in Keras and PyTorch).
 
@@ -105,7 +106,7 @@ def conv2d(
     strides : int or (int, int), default 1
     padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
         ``"same"`` follows TensorFlow: output ``ceil(H / sh)``, the odd extra
-        pad at the bottom/right.  Padding is zeros.
+        pad at the bottom/right.  What the pad holds is ``padding_mode``.
     dilation_rate : int or (int, int), default 1
     groups : int, default 1
         Divides C_in and C_out; ``groups == C_in`` is a depthwise convolution.
@@ -116,6 +117,11 @@ def conv2d(
     activation : {None, "relu"}, keyword-only
         "relu" applies ``max(0, y)`` (a NaN stays NaN) as the kernel writes y:
         no second pass over the output.
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}, keyword-only
+        PyTorch's modes: zeros; the input mirrored about its edge pixel (each
+        pad smaller than the input); its edge pixel repeated; the input
+        wrapped around (each pad at most the input).  The kernel reads the
+        border taps it needs from the input itself: no padded copy is made.
 
     Returns
     -------
@@ -147,7 +153,8 @@ def conv2d(
     >>> convpool.conv2d(frames, np.ones((5, 5, 3, 16), np.float32), strides=5).shape
     (2, 8, 6, 16)
     """
-    call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format)
+    call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format,
+                    padding_mode)
     relu = check_activation(activation) == "relu"
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x, "kernel": kernel, "bias": bias})
     return _conv2d(call, out, relu, None)
@@ -176,6 +183,7 @@ def _conv2d(
         get_num_threads(),
         relu,
         algorithm,
+        pad_mode=_core.PAD_MODES[call.padding_mode],
     )
     return _finish(y, out, call.data_format)
 
@@ -189,6 +197,8 @@ def conv2d_plan(
     dilation_rate: IntPair = 1,
     groups: SupportsIndex = 1,
     data_format: str = "channels_last",
+    *,
+    padding_mode: str = "zeros",
 ) -> dict[str, Any]:
     """How :func:`conv2d` would compute this call, without computing it.
 
@@ -219,7 +229,8 @@ def conv2d_plan(
     >>> convpool.conv2d_plan(x, np.empty((1, 1, 3, 16), np.float32))["algorithm"]
     'pointwise'
     """
-    call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format)
+    call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format,
+                    padding_mode)
     return _plan(call, None)
 
 
@@ -234,7 +245,8 @@ def _plan(call: ConvCall, algorithm: str | None) -> dict[str, Any]:
     h, w, c = to_nhwc_shape(call.x.shape, call.data_format)[1:]
     win = call.win
     return _core.conv_plan(n, h, w, c, kh, kw, oc, oh, ow, win.sh, win.sw, win.dh, win.dw,
-                           win.pt, win.pl, call.groups, call.dtype.itemsize, algorithm)
+                           win.pt, win.pl, call.groups, call.dtype.itemsize, algorithm,
+                           _core.PAD_MODES[call.padding_mode])
 
 
 def conv2d_transpose(
@@ -503,6 +515,7 @@ def conv2d_backward(
     input_grad: bool = True,
     activation: str | None = None,
     output: ArrayLike | None = None,
+    padding_mode: str = "zeros",
 ) -> tuple[FloatArray | None, FloatArray, FloatArray]:
     """Gradients of :func:`conv2d` with respect to its input, kernel and bias.
 
@@ -521,6 +534,9 @@ def conv2d_backward(
         temporaries; ``grad_out`` is not modified).
     output : array_like of the forward output's shape, keyword-only
         The forward call's result; required with ``activation="relu"``.
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}, keyword-only
+        The forward call's.  Other than zeros, the gradient of each padded
+        tap is added to the input pixel it read.
 
     Returns
     -------
@@ -551,9 +567,12 @@ def conv2d_backward(
     >>> grad_bias
     array([4.], dtype=float32)
     """
-    call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format)
+    call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format,
+                    padding_mode)
     gy = grad_out_nhwc(grad_out, call)
     gy = _through_activation(gy, call, activation, output)
+    if call.padding_mode != "zeros":
+        return _padded_backward(gy, call, input_grad)
     nhwc = to_nhwc_shape(call.x.shape, call.data_format)
     grad_x = _memory.empty(nhwc, call.dtype) if input_grad else None
     grad_kernel = np.zeros(call.kernel.shape, call.dtype)
@@ -663,6 +682,50 @@ def conv2d_transpose_backward(
     if grad_x is not None:
         grad_x = from_nhwc(grad_x, call.data_format)
     return grad_x, grad_kernel, grad_bias
+
+
+#: NumPy's names for conv2d's padding modes.
+_NUMPY_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _padded_backward(
+    gy: NDArray[Any], call: ConvCall, input_grad: bool
+) -> tuple[FloatArray | None, FloatArray, FloatArray]:
+    """conv2d_backward for a padding mode other than zeros (``gy`` NHWC, already
+    through the activation): the gradients of the valid conv of the padded
+    input, whose padded taps' gradient is then added to the pixels they read.
+    The padded copy lives for this call only (the forward pass makes none)."""
+    w = call.win
+    xn = to_nhwc(call.x, call.data_format, call.dtype)
+    xp = np.pad(xn, ((0, 0), (w.pt, w.pb), (w.pl, w.pr), (0, 0)),
+                mode=_NUMPY_PAD_MODES[call.padding_mode])  # type: ignore[call-overload]
+    gxp, grad_kernel, grad_bias = conv2d_backward(
+        gy, xp, call.kernel, (w.sh, w.sw), 0, (w.dh, w.dw), call.groups, input_grad=input_grad
+    )
+    if gxp is None:
+        return None, grad_kernel, grad_bias
+    gx = _fold_padding(_fold_padding(gxp, 1, w.pt, w.pb, call.padding_mode), 2, w.pl, w.pr,
+                       call.padding_mode)
+    return from_nhwc(gx, call.data_format), grad_kernel, grad_bias
+
+
+def _fold_padding(gp: NDArray[Any], axis: int, before: int, after: int,
+                  mode: str) -> NDArray[Any]:
+    """The gradient of a padded axis folded onto the input: each padded index's
+    gradient added to the index it read (``_shapes.padded_source``), in order."""
+    n = gp.shape[axis] - before - after
+    take = [slice(None)] * gp.ndim
+
+    def at(i: int | slice) -> tuple[Any, ...]:
+        take[axis] = i
+        return tuple(take)
+
+    out = np.ascontiguousarray(gp[at(slice(before, before + n))])
+    for p in range(before):
+        out[at(padded_source(p - before, n, mode))] += gp[at(p)]
+    for p in range(after):
+        out[at(padded_source(n + p, n, mode))] += gp[at(before + n + p)]
+    return out
 
 
 def _data_gradient_kernel(kernel: NDArray[Any], groups: int) -> NDArray[Any]:

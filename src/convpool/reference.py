@@ -38,7 +38,7 @@ from ._checks import (
     to_nhwc,
     to_nhwc_shape,
 )
-from ._shapes import IntPair, Padding, Window2D, effective_size
+from ._shapes import IntPair, Padding, Window2D, effective_size, padded_source
 
 __all__ = [
     "conv2d",
@@ -154,6 +154,19 @@ def _pad(x: NDArray[Any], win: Window2D, value: float) -> NDArray[Any]:
     )
 
 
+_NUMPY_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad_mode(x: NDArray[Any], win: Window2D, mode: str) -> NDArray[Any]:
+    """``x`` padded as conv2d's ``padding_mode`` says."""
+    if mode == "zeros":
+        return _pad(x, win, 0)
+    padded: NDArray[Any] = np.pad(
+        x, ((0, 0), (win.pt, win.pb), (win.pl, win.pr), (0, 0)), mode=_NUMPY_MODES[mode]
+    )  # type: ignore[call-overload]
+    return padded
+
+
 def _deliver(
     y_nhwc: NDArray[Any], call: ConvCall | PoolCall | TransposeCall, out: NDArray[Any] | None
 ) -> NDArray[Any]:
@@ -177,13 +190,19 @@ def conv2d(
     out: FloatArray | None = None,
     *,
     activation: str | None = None,
+    padding_mode: str = "zeros",
 ) -> FloatArray:
-    """Reference of :func:`convpool.conv2d` (same arguments, same result up to rounding)."""
-    call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format)
+    """Reference of :func:`convpool.conv2d` (same arguments, same result up to rounding).
+
+    A padding mode other than zeros pads with ``np.pad`` (modes "reflect",
+    "edge", "wrap").
+    """
+    call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format,
+                    padding_mode)
     relu = check_activation(activation) == "relu"
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x, "kernel": kernel, "bias": bias})
     x = to_nhwc(call.x, call.data_format, call.dtype)
-    windows = _windows(_pad(x, call.win, 0), call.win)  # (N, OH, OW, C, KH, KW)
+    windows = _windows(_pad_mode(x, call.win, call.padding_mode), call.win)  # (N, OH, OW, C, KH, KW)
     cg = call.kernel.shape[2]
     ocg = call.kernel.shape[3] // call.groups
     parts = [
@@ -437,6 +456,7 @@ def conv2d_backward(
     input_grad: bool = True,
     activation: str | None = None,
     output: ArrayLike | None = None,
+    padding_mode: str = "zeros",
 ) -> tuple[FloatArray | None, FloatArray, FloatArray]:
     """Reference of :func:`convpool.conv2d_backward`.
 
@@ -446,9 +466,15 @@ def conv2d_backward(
     positions, then cropped; grad_bias is grad_out summed.  NaN and
     infinities follow IEEE arithmetic (:func:`_matmul`).  With
     ``activation="relu"``, grad_out is first replaced by 0 wherever the
-    forward result ``output`` is not > 0 (NaN included).
+    forward result ``output`` is not > 0 (NaN included).  A padding mode other
+    than zeros: the gradients of the valid conv of the ``np.pad``-ed input,
+    the padded gradient then summed onto the pixels each padded cell copies
+    (``np.add.at`` over the index map of the padding).
     """
-    call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format)
+    call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format,
+                    padding_mode)
+    if call.padding_mode != "zeros":
+        return _padded_backward(call, grad_out, input_grad, activation, output)
     g = grad_out_nhwc(grad_out, call)
     mask = _relu_mask(activation, output, call.out_shape, call.dtype,
                       f"x shape {call.x.shape}, {call.data_format}")
@@ -480,6 +506,37 @@ def conv2d_backward(
     grad_bias = g.sum(axis=(0, 1, 2))
     grad_x = None if gxp is None else from_nhwc(_crop(gxp, win), call.data_format)
     return grad_x, grad_kernel, grad_bias
+
+
+def _padded_backward(
+    call: ConvCall, grad_out: ArrayLike, input_grad: bool, activation: str | None,
+    output: ArrayLike | None,
+) -> tuple[FloatArray | None, FloatArray, FloatArray]:
+    win = call.win
+    x = to_nhwc(call.x, call.data_format, call.dtype)
+    g = grad_out_nhwc(grad_out, call)
+    out_nhwc = None
+    if output is not None:  # checked in the call's layout, then passed on in NHWC
+        y = as_array(output, "output")
+        if y.shape != tuple(call.out_shape):
+            raise ValueError(f"output must have the forward output's shape "
+                             f"{tuple(call.out_shape)}, got {y.shape}")
+        out_nhwc = to_nhwc(y, call.data_format, y.dtype)
+    gxp, grad_kernel, grad_bias = conv2d_backward(
+        g, _pad_mode(x, win, call.padding_mode), call.kernel, (win.sh, win.sw), 0,
+        (win.dh, win.dw), call.groups, input_grad=input_grad, activation=activation,
+        output=out_nhwc,
+    )
+    if gxp is None:
+        return None, grad_kernel, grad_bias
+    n, h, w, c = x.shape
+    rows = np.array([padded_source(i - win.pt, h, call.padding_mode)
+                     for i in range(h + win.pt + win.pb)])
+    cols = np.array([padded_source(j - win.pl, w, call.padding_mode)
+                     for j in range(w + win.pl + win.pr)])
+    gx = np.zeros(x.shape, call.dtype)
+    np.add.at(gx, (slice(None), rows[:, None], cols[None, :]), gxp)
+    return from_nhwc(gx, call.data_format), grad_kernel, grad_bias
 
 
 def dense_backward(

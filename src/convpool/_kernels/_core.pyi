@@ -17,13 +17,14 @@ _F = TypeVar("_F", np.float32, np.float64)
 
 ISA_NAMES: dict[str, int]
 CONV_ALGORITHMS: tuple[str, ...]
+PAD_MODES: dict[str, int]
 
 def isa_names() -> tuple[str, ...]: ...
 def isa_emulated(name: str) -> bool: ...
 def conv_plan(
     n: int, h: int, w: int, c: int, kh: int, kw: int, oc: int, oh: int, ow: int,
     sh: int, sw: int, dh: int, dw: int, pt: int, pl: int, groups: int, itemsize: int,
-    algorithm: str | None = None,
+    algorithm: str | None = None, pad_mode: int = 0,
 ) -> dict[str, Any]: ...
 def gemm_shape(itemsize: int, kind: int) -> tuple[int, int]: ...
 def gemm_ukernel(
@@ -60,6 +61,7 @@ def conv2d_nhwc(
     relu: bool = False,
     algorithm: str | None = None,
     op: str = "conv2d",
+    pad_mode: int = 0,
 ) -> None: ...
 def pool2d_nhwc(
     x: NDArray[_F],

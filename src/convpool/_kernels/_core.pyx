@@ -21,13 +21,14 @@ cdef extern from "cp_kernels.h" nogil:
     ctypedef struct cp_conv_geom:
         int64_t n, h, w, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl
         int64_t groups, cg, ocg, k, gemm, mr, nr, panels, tile
-        int64_t algorithm, units, nseg, kseg, ow_lo, ow_hi, stream, relu
+        int64_t algorithm, units, nseg, kseg, ow_lo, ow_hi, stream, relu, pad_mode
 
     ctypedef struct cp_pool_geom:
         int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
         int64_t count_include_pad, tile, stream
 
     int CP_ALIGN, CP_CONV_ALGORITHMS, CP_GEMM_KINDS, CP_STORE_STREAM, CP_STORE_RELU
+    int CP_PAD_ZEROS, CP_PAD_REFLECT, CP_PAD_REPLICATE, CP_PAD_CIRCULAR
     int64_t cp_stream_threshold
 
     void *cp_aligned_alloc(size_t nbytes)
@@ -144,6 +145,9 @@ def isa_names():
 
 ISA_NAMES = {name: i for i, name in enumerate(isa_names())}
 CONV_ALGORITHMS = tuple(cp_conv_algorithm_name(i).decode() for i in range(CP_CONV_ALGORITHMS))
+#: conv2d's padding modes (PyTorch's names) and the C kernels' values for them.
+PAD_MODES = {"zeros": CP_PAD_ZEROS, "reflect": CP_PAD_REFLECT, "replicate": CP_PAD_REPLICATE,
+             "circular": CP_PAD_CIRCULAR}
 
 
 cdef extern from *:
@@ -296,7 +300,7 @@ def conv_plan(Py_ssize_t n, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oc, Py_ssize_t oh, Py_ssize_t ow,
               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
               Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int itemsize,
-              str algorithm=None):
+              str algorithm=None, int pad_mode=0):
     """The plan conv2d_nhwc makes for this geometry with the selected ISA, as a dict.
 
     Keys: algorithm, isa, tile (MR, NR), units, panels, pixel_tile.
@@ -304,6 +308,7 @@ def conv_plan(Py_ssize_t n, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
     cdef cp_conv_geom g
     g.n, g.h, g.w, g.c, g.kh, g.kw, g.oc, g.oh, g.ow = n, h, w, c, kh, kw, oc, oh, ow
     g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.groups = sh, sw, dh, dw, pt, pl, groups
+    g.pad_mode = pad_mode
     _plan_or_raise(&g, itemsize, algorithm)
     return {"algorithm": CONV_ALGORITHMS[g.algorithm], "isa": isa_selected(),
             "tile": (g.mr, g.nr), "units": g.units, "panels": g.panels,
@@ -358,7 +363,7 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
                 floating[:, :, :, ::1] y,
                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                 Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int n_threads,
-                bint relu=False, str algorithm=None, str op="conv2d"):
+                bint relu=False, str algorithm=None, str op="conv2d", int pad_mode=0):
     """y = conv2d(x, kernel) + bias, NHWC; every size > 0 (see the module docstring).
 
     x (N, H, W, C), kernel (KH, KW, C // groups, OC), bias (OC,) or None,
@@ -366,13 +371,16 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
     algorithm: one of CONV_ALGORITHMS to force it (ValueError if it cannot
     compute this geometry), or None for the plan's choice.  op: the public
     function named by a MemoryError (conv2d_backward computes its stride-1
-    input gradient here).
+    input gradient here).  pad_mode: one of PAD_MODES' indices, what a tap
+    outside x reads (zeros, or x reflected, replicated or wrapped: then every
+    pad is below H and W, at most H and W for circular).
     """
     cdef cp_conv_geom g
     g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     g.kh, g.kw, g.oc = kernel.shape[0], kernel.shape[1], kernel.shape[3]
     g.oh, g.ow = y.shape[1], y.shape[2]
     g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.groups = sh, sw, dh, dw, pt, pl, groups
+    g.pad_mode = pad_mode
     _plan_or_raise(&g, sizeof(floating), algorithm)
     g.relu = relu
 
@@ -489,6 +497,7 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
     b.f.kh, b.f.kw, b.f.oc = kernel.shape[0], kernel.shape[1], kernel.shape[3]
     b.f.oh, b.f.ow = gy.shape[1], gy.shape[2]
     b.f.sh, b.f.sw, b.f.dh, b.f.dw, b.f.pt, b.f.pl, b.f.groups = sh, sw, dh, dw, pt, pl, groups
+    b.f.pad_mode = 0  # the backward pass reads zero padding (explicitly padded inputs otherwise)
     cp_convbwd_plan(&b, sizeof(floating))
     cdef double work = <double>b.f.n * b.f.oh * b.f.ow * b.f.k * b.f.oc
     cdef int64_t rows = b.f.n * b.f.h

@@ -50,6 +50,20 @@ static inline int cp_store_flags(const cp_conv_geom *g)
 }
 
 /* ---- gathering patches ------------------------------------------------------ */
+/* The input index a tap at i (outside [0, n)) reads under a padding mode other
+ * than zeros; Python checked that one reflection or wrap reaches [0, n). */
+static inline int64_t padded_index(int64_t i, int64_t n, int64_t mode)
+{
+    switch (mode) {
+    case CP_PAD_REFLECT:
+        return i < 0 ? -i : 2 * (n - 1) - i;
+    case CP_PAD_REPLICATE:
+        return i < 0 ? 0 : n - 1;
+    default: /* CP_PAD_CIRCULAR */
+        return i < 0 ? i + n : i - n;
+    }
+}
+
 /* The patch of output pixel (n, oh, ow) for group grp into dst[0:K], zeros for
  * taps in the padding.  Element-type agnostic (bytes). */
 static void gather_patch(const cp_conv_geom *g, const char *x, int64_t itemsize, int64_t n,
@@ -64,11 +78,14 @@ static void gather_patch(const cp_conv_geom *g, const char *x, int64_t itemsize,
      * taps are one contiguous run of the input row. */
     const int whole_run = g->dw == 1 && g->groups == 1 && iw0 >= 0 && iw0 + g->kw <= g->w;
     for (int64_t kh = 0; kh < g->kh; kh++) {
-        const int64_t ih = ih0 + kh * g->dh;
+        int64_t ih = ih0 + kh * g->dh;
         if (ih < 0 || ih >= g->h) {
-            memset(dst, 0, (size_t)run);
-            dst += run;
-            continue;
+            if (g->pad_mode == CP_PAD_ZEROS) {
+                memset(dst, 0, (size_t)run);
+                dst += run;
+                continue;
+            }
+            ih = padded_index(ih, g->h, g->pad_mode);
         }
         const char *src = x + ((n * g->h + ih) * g->w) * pixel_bytes + grp * cg_bytes;
         if (whole_run) {
@@ -77,11 +94,16 @@ static void gather_patch(const cp_conv_geom *g, const char *x, int64_t itemsize,
             continue;
         }
         for (int64_t kw = 0; kw < g->kw; kw++) {
-            const int64_t iw = iw0 + kw * g->dw;
-            if (iw < 0 || iw >= g->w)
-                memset(dst, 0, (size_t)cg_bytes);
-            else
-                memcpy(dst, src + iw * pixel_bytes, (size_t)cg_bytes);
+            int64_t iw = iw0 + kw * g->dw;
+            if (iw < 0 || iw >= g->w) {
+                if (g->pad_mode == CP_PAD_ZEROS) {
+                    memset(dst, 0, (size_t)cg_bytes);
+                    dst += cg_bytes;
+                    continue;
+                }
+                iw = padded_index(iw, g->w, g->pad_mode);
+            }
+            memcpy(dst, src + iw * pixel_bytes, (size_t)cg_bytes);
             dst += cg_bytes;
         }
     }
@@ -114,9 +136,11 @@ void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, i
 /* ---- the algorithm table ---------------------------------------------------- */
 static int64_t pixels_of(const cp_conv_geom *g) { return g->n * g->oh * g->ow; }
 
+/* The depthwise kernel reads its taps itself, with zero padding only. */
 static int depthwise_applies(const cp_conv_geom *g)
 {
-    return g->groups == g->c && g->groups == g->oc && g->kh * g->kw <= CP_MAX_SEG;
+    return g->groups == g->c && g->groups == g->oc && g->kh * g->kw <= CP_MAX_SEG &&
+           g->pad_mode == CP_PAD_ZEROS;
 }
 static int pointwise_applies(const cp_conv_geom *g)
 {

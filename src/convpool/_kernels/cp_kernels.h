@@ -47,7 +47,13 @@ typedef struct {
     int64_t ow_lo, ow_hi;      /* output columns whose taps all lie inside the input */
     int64_t stream;            /* write the output with non-temporal stores */
     int64_t relu;              /* apply max(0, .) (NaN kept) as the output is written */
+    int64_t pad_mode;          /* CP_PAD_*: what a tap outside the input reads (set before
+                                * cp_conv_plan; not zeros: a pad < H, W, <= for circular) */
 } cp_conv_geom;
+
+/* conv2d's padding_mode (PyTorch's): zeros, or the input reflected about its
+ * edge pixel, its edge pixel repeated, or the input wrapped around. */
+enum { CP_PAD_ZEROS = 0, CP_PAD_REFLECT = 1, CP_PAD_REPLICATE = 2, CP_PAD_CIRCULAR = 3 };
 
 /* The conv algorithms (cp_conv.c's table), in the order cp_conv_plan tries
  * them: the first one applicable and preferred for the geometry is used. */
