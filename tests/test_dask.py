@@ -330,6 +330,30 @@ def test_conv2d_transpose_bitwise_equals_in_memory(case, layout, rng):
     assert_bitwise_equal(_compute(y), want, _transpose_id(case), what="dask vs in-memory")
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_conv2d_padding_modes_over_batch_chunks(mode, rng):
+    x = _x(rng, 3, np.float32, "channels_last")
+    kernel = rng.standard_normal((3, 2, 3, 4)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    kwargs = dict(strides=(2, 1), padding=((2, 1), (1, 0)), padding_mode=mode)
+    dx = _to_dask(x, (3, 6, 4, None), "channels_last")  # H and W chunks: merged
+    want = convpool.conv2d(x, kernel, bias, activation="relu", **kwargs)
+    y = cd.conv2d(dx, kernel, bias, activation="relu", **kwargs)
+    _assert_lazy(y, want, dx, mode)
+    assert_bitwise_equal(_compute(y), want, mode, what="dask vs in-memory")
+    g = rng.standard_normal(want.shape).astype(np.float32)
+    dgx, dgk, dgb = cd.conv2d_backward(_to_dask(g, (3, None, None, None), "channels_last"), dx,
+                                       kernel, **kwargs)
+    gx = convpool.conv2d_backward(g, x, kernel, **kwargs)[0]
+    assert_bitwise_equal(_compute(dgx), gx, mode, what="dask grad_x vs in-memory")
+    # Two batch blocks (3 + 2 samples): the kernel and bias gradients are fl(g0 + g1).
+    blocks = [convpool.conv2d_backward(g[i:j], x[i:j], kernel, **kwargs) for i, j in ((0, 3), (3, 5))]
+    assert_bitwise_equal(_compute(dgk), blocks[0][1] + blocks[1][1], mode, what="grad_kernel")
+    assert_bitwise_equal(_compute(dgb), blocks[0][2] + blocks[1][2], mode, what="grad_bias")
+    with pytest.raises(ValueError, match="smaller than the input"):
+        cd.conv2d(dx, kernel, padding=13, padding_mode="reflect")
+
+
 def test_conv2d_transpose_bad_arguments_raise_at_build():
     x = da.zeros((N, H, W, 4), chunks=2, dtype=np.float32)
     kernel = np.zeros((3, 3, 2, 4), np.float32)

@@ -40,6 +40,7 @@ __all__ = [
     "receptive_field_step",
     "PADDING_MODES",
     "check_padding_mode",
+    "padding_mode_name",
     "padded_source",
     "TransposeWindow2D",
     "transpose_window_2d",
@@ -334,6 +335,14 @@ def _window_2d(
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
+def padding_mode_name(padding_mode: object) -> str:
+    """``padding_mode`` in lower case if it is one of :data:`PADDING_MODES`, else ValueError."""
+    if not isinstance(padding_mode, str) or padding_mode.lower() not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}, "
+                         f"got {padding_mode!r}")
+    return padding_mode.lower()
+
+
 def check_padding_mode(padding_mode: object, win: Window2D, in_hw: tuple[int, int],
                        context: str = "") -> str:
     """``padding_mode`` normalised, after checking the pads ``win`` resolved allow it.
@@ -344,10 +353,7 @@ def check_padding_mode(padding_mode: object, win: Window2D, in_hw: tuple[int, in
     at most the input's size.  "replicate" repeats the edge pixel
     (``mode="edge"``): any pad, on a non-empty input.
     """
-    if not isinstance(padding_mode, str) or padding_mode.lower() not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}, "
-                         f"got {padding_mode!r}")
-    mode = padding_mode.lower()
+    mode = padding_mode_name(padding_mode)
     if mode == "zeros":
         return mode
     h, w = in_hw

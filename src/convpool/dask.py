@@ -20,9 +20,9 @@ follow the input blocks: an output row belongs to the input block its window
 starts in.  conv2d needs every input channel at once (channel chunks are
 merged); pooling keeps the channel chunks.
 
-:func:`conv2d_transpose` splits along the batch axis only (each task gets
-whole samples: the H, W and channel chunks are merged); bitwise the
-in-memory result.
+:func:`conv2d_transpose`, and :func:`conv2d` with a ``padding_mode`` other
+than zeros, split along the batch axis only (each task gets whole samples:
+the H, W and channel chunks are merged); bitwise the in-memory result.
 
 The backward functions and :func:`apply` need whole samples: they merge the
 H, W (and channel) chunks and split the work along the batch axis only.
@@ -304,6 +304,7 @@ def conv2d(
     data_format: str = "channels_last",
     *,
     activation: str | None = None,
+    padding_mode: str = "zeros",
     threads: int | None = None,
 ) -> da.Array:
     """:func:`convpool.conv2d` on a dask array.
@@ -311,8 +312,9 @@ def conv2d(
     Parameters
     ----------
     x : dask array of shape (N, H, W, C_in), or (N, C_in, H, W) with channels_first
-        Chunked along any axes (see the module docstring).
-    kernel, bias, strides, padding, dilation_rate, groups, data_format, activation :
+        Chunked along any axes (see the module docstring); with a padding_mode
+        other than zeros, split along the batch axis only (whole samples).
+    kernel, bias, strides, padding, dilation_rate, groups, data_format, activation, padding_mode :
         As in :func:`convpool.conv2d`; kernel and bias are in-memory arrays.
     threads : int, optional
         convpool threads per task; default ``cores // concurrent tasks``.
@@ -325,9 +327,18 @@ def conv2d(
     x = _as_dask(x, "x")
     threads = _check_threads(threads)
     call = ConvCall(_stand_in(x), kernel, bias, strides, padding, dilation_rate, groups,
-                    data_format)
+                    data_format, padding_mode)
     check_activation(activation)
     win = call.win
+    if call.padding_mode != "zeros":
+        # A reflected or wrapped border reads the far side of the image: whole samples.
+        run = functools.partial(
+            _in_task(F.conv2d, threads, _cluster_plan()),
+            strides=(win.sh, win.sw), padding=((win.pt, win.pb), (win.pl, win.pr)),
+            dilation_rate=(win.dh, win.dw), groups=call.groups, data_format=call.data_format,
+            activation=activation, padding_mode=call.padding_mode,
+        )
+        return _batchwise(run, x, call, call.kernel, call.bias)
     k_eff = (effective_size(win.kh, win.dh), effective_size(win.kw, win.dw))
     block = _in_task(_conv_block, threads, _cluster_plan())
     fn = functools.partial(block, strides=(win.sh, win.sw), dilation_rate=(win.dh, win.dw),
@@ -385,14 +396,21 @@ def conv2d_transpose(
         output_padding=(win.oph, win.opw), dilation_rate=(win.dh, win.dw),
         groups=call.groups, data_format=call.data_format, activation=activation,
     )
+    return _batchwise(block, x, call, call.kernel, call.bias)
+
+
+def _batchwise(block_fn: Callable[..., np.ndarray], x: da.Array,
+               call: ConvCall | TransposeCall, kernel: np.ndarray,
+               bias: np.ndarray | None) -> da.Array:
+    """``block_fn(samples, kernel, bias)`` over x's batch chunks, each of whole samples."""
     h_ax, w_ax, c_ax = _axes(call.data_format)
     out = call.out_shape
     ind = "nhwc" if call.data_format == "channels_last" else "nchw"
-    bias_args: list[Any] = [None, None] if call.bias is None else [_single(call.bias), "t"]
+    bias_args: list[Any] = [None, None] if bias is None else [_single(bias), "t"]
     return da.blockwise(
-        block, ind,
+        block_fn, ind,
         _whole_samples(x, x.chunks[0]), ind,
-        _single(call.kernel), "pqrs",
+        _single(kernel), "pqrs",
         *bias_args,
         adjust_chunks={"h": out[h_ax], "w": out[w_ax], "c": out[c_ax]},
         dtype=call.dtype, meta=np.empty((0,) * 4, call.dtype), concatenate=True,
@@ -469,6 +487,7 @@ def conv2d_backward(
     data_format: str = "channels_last",
     *,
     input_grad: bool = True,
+    padding_mode: str = "zeros",
     threads: int | None = None,
 ) -> tuple[da.Array | None, da.Array, da.Array]:
     """:func:`convpool.conv2d_backward` on dask arrays, split along the batch axis.
@@ -484,13 +503,14 @@ def conv2d_backward(
     x = _as_dask(x, "x")
     threads = _check_threads(threads)
     call = ConvCall(_stand_in(x), kernel, None, strides, padding, dilation_rate, groups,
-                    data_format)
+                    data_format, padding_mode)
     g = _check_grad_out(grad_out, call)
     batch = x.chunks[0]
     xs, gs = _whole_samples(x, batch), _whole_samples(g, batch)
     win = call.win
     kw = dict(strides=(win.sh, win.sw), padding=((win.pt, win.pb), (win.pl, win.pr)),
-              dilation_rate=(win.dh, win.dw), groups=call.groups, data_format=call.data_format)
+              dilation_rate=(win.dh, win.dw), groups=call.groups, data_format=call.data_format,
+              padding_mode=call.padding_mode)
     run = _in_task(F.conv2d_backward, threads, _cluster_plan())
     kernel_d = delayed(call.kernel, pure=True)
     parts = [delayed(run, pure=True)(gb, xb, kernel_d, input_grad=input_grad, **kw)

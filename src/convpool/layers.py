@@ -51,6 +51,8 @@ from ._shapes import (
     TransposeWindow2D,
     Window2D,
     as_pair,
+    check_padding_mode,
+    padding_mode_name,
     receptive_field_step,
     resolve_padding,
     transpose_receptive_field_step,
@@ -524,6 +526,8 @@ class Conv2D(_KernelBias, _Spatial):
     data_format : {"channels_last", "channels_first"}
     activation : {None, "relu"}
         "relu" is applied by the conv kernel as it writes the output.
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}, keyword-only
+        PyTorch's Conv2d padding modes (see :func:`convpool.conv2d`).
     name, seed, dtype :
         See :class:`Layer`.
 
@@ -565,6 +569,7 @@ class Conv2D(_KernelBias, _Spatial):
         data_format: str = "channels_last",
         activation: str | None = None,
         *,
+        padding_mode: str = "zeros",
         name: str | None = None,
         seed: int | None = None,
         dtype: DTypeLike | None = None,
@@ -581,9 +586,12 @@ class Conv2D(_KernelBias, _Spatial):
             raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
         # kernel (KH, KW, C_in // groups, filters), bias (filters,)
         self._init_kernel_bias(use_bias, activation)
+        self.padding_mode = padding_mode_name(padding_mode)
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         win, (n, h, w, c) = self._resolve(input_shape)
+        check_padding_mode(self.padding_mode, win, (h, w),
+                           f"layer {self.name!r}, input shape {tuple(input_shape)}")
         if c is not None and c % self.groups:
             raise ValueError(
                 f"groups={self.groups} must divide the input channels, got input shape "
@@ -622,6 +630,7 @@ class Conv2D(_KernelBias, _Spatial):
             groups=self.groups,
             data_format=self.data_format,
             activation=self.activation,
+            padding_mode=self.padding_mode,
         )
 
     def _backward(
@@ -639,6 +648,7 @@ class Conv2D(_KernelBias, _Spatial):
             input_grad=input_grad,
             activation=self.activation,
             output=y if self.activation else None,
+            padding_mode=self.padding_mode,
         )
         return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
 
@@ -647,7 +657,8 @@ class Conv2D(_KernelBias, _Spatial):
                 "strides": self.strides, "padding": self.padding,
                 "dilation_rate": self.dilation_rate, "groups": self.groups,
                 "use_bias": self.use_bias, "data_format": self.data_format,
-                "activation": self.activation, "name": self.name, "seed": self.seed,
+                "activation": self.activation, "padding_mode": self.padding_mode,
+                "name": self.name, "seed": self.seed,
                 "dtype": None if self.dtype is None else self.dtype.name}
 
 
