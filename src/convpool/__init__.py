@@ -10,6 +10,10 @@ from ._config import show_config
 from ._memory import get_buffer_cache, get_workspace_limit, set_buffer_cache, set_workspace_limit
 from ._threads import get_num_threads, set_num_threads
 from .functional import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    adaptive_max_pool2d,
+    adaptive_max_pool2d_backward,
     avg_pool2d,
     avg_pool2d_backward,
     conv2d,
@@ -19,11 +23,26 @@ from .functional import (
     conv2d_transpose_backward,
     dense,
     dense_backward,
+    global_avg_pool2d,
+    global_avg_pool2d_backward,
+    global_max_pool2d,
+    global_max_pool2d_backward,
     max_pool2d,
     max_pool2d_backward,
 )
 from . import losses, optimizers
-from .layers import AvgPool2D, Conv2D, Conv2DTranspose, Dense, Flatten, Layer, MaxPool2D, ReLU
+from .layers import (
+    AvgPool2D,
+    Conv2D,
+    Conv2DTranspose,
+    Dense,
+    Flatten,
+    GlobalAveragePooling2D,
+    GlobalMaxPooling2D,
+    Layer,
+    MaxPool2D,
+    ReLU,
+)
 from .losses import softmax_cross_entropy
 from .models import Sequential, load
 from .optimizers import SGD, Adam
@@ -42,6 +61,14 @@ __all__ = [
     "conv2d_backward",
     "max_pool2d_backward",
     "avg_pool2d_backward",
+    "global_avg_pool2d",
+    "global_max_pool2d",
+    "global_avg_pool2d_backward",
+    "global_max_pool2d_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "adaptive_max_pool2d_backward",
     "reference",
     "set_num_threads",
     "get_num_threads",
@@ -56,6 +83,8 @@ __all__ = [
     "Conv2DTranspose",
     "MaxPool2D",
     "AvgPool2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
     "Flatten",
     "ReLU",
     "Sequential",

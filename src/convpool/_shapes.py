@@ -42,6 +42,8 @@ __all__ = [
     "check_padding_mode",
     "padding_mode_name",
     "padded_source",
+    "adaptive_windows",
+    "adaptive_output_size",
     "TransposeWindow2D",
     "transpose_window_2d",
     "transpose_receptive_field_step",
@@ -604,3 +606,35 @@ def transpose_receptive_field_step(
     new_field = (field[0] + span_h * jump[0], field[1] + span_w * jump[1])
     new_jump = (Fraction(jump[0]) / win.sh, Fraction(jump[1]) / win.sw)
     return new_field, new_jump
+
+
+# ------------------------------------------------------------ adaptive pooling
+def adaptive_output_size(output_size: object, in_hw: tuple[int, int],
+                         context: str = "") -> tuple[int, int]:
+    """``output_size`` (an int, a pair, None entries meaning the input's size) as (OH, OW)."""
+    if output_size is None:
+        raise TypeError("output_size must be an int or a pair of ints (or None entries), got None")
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        pair = tuple(in_hw[i] if v is None else v for i, v in enumerate(output_size))
+    else:
+        pair = output_size  # type: ignore[assignment]
+    oh, ow = as_pair(cast(IntPair, pair), "output_size")
+    suffix = f" ({context})" if context else ""
+    h, w = in_hw
+    if h < 1 or w < 1:
+        raise ValueError(f"adaptive pooling needs an input of at least 1x1, got {in_hw}{suffix}")
+    return oh, ow
+
+
+def adaptive_windows(n: int, out: int) -> tuple[list[int], list[int]] | int:
+    """PyTorch's adaptive windows on an axis of ``n`` cells split ``out`` ways.
+
+    Window ``i`` is ``[floor(i*n/out), ceil((i+1)*n/out))``.  Returns the
+    window (= stride) when ``out`` divides ``n`` (the windows then tile the
+    axis: a plain pooling), else the lists of starts and ends.
+    """
+    if n % out == 0:
+        return n // out
+    starts = [(i * n) // out for i in range(out)]
+    ends = [-((-(i + 1) * n) // out) for i in range(out)]
+    return starts, ends

@@ -17,6 +17,9 @@ from numpy.typing import ArrayLike, NDArray
 from . import _memory
 from ._checks import (
     ConvCall,
+    check_data_format,
+    check_rank4,
+    compute_dtype,
     FloatArray,
     PoolCall,
     TransposeCall,
@@ -27,13 +30,21 @@ from ._checks import (
     check_out,
     dense_call,
     from_nhwc,
+    from_nhwc_shape,
     grad_out_nhwc,
     kernel_ready,
     to_nhwc,
     to_nhwc_shape,
 )
 from ._kernels import _core
-from ._shapes import IntPair, Padding, data_gradient_padding, padded_source
+from ._shapes import (
+    IntPair,
+    Padding,
+    adaptive_output_size,
+    adaptive_windows,
+    data_gradient_padding,
+    padded_source,
+)
 from ._threads import get_num_threads
 
 __all__ = [
@@ -45,9 +56,17 @@ __all__ = [
     "dense_backward",
     "max_pool2d",
     "avg_pool2d",
+    "global_avg_pool2d",
+    "global_max_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
     "conv2d_backward",
     "max_pool2d_backward",
     "avg_pool2d_backward",
+    "global_avg_pool2d_backward",
+    "global_max_pool2d_backward",
+    "adaptive_avg_pool2d_backward",
+    "adaptive_max_pool2d_backward",
 ]
 
 
@@ -960,3 +979,313 @@ def avg_pool2d_backward(
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
     return _pool_backward(grad_out, x, pool_size, strides, padding, data_format, False,
                           bool(count_include_pad))
+
+
+# ------------------------------------------------------------ global and adaptive pooling
+def _image(x: ArrayLike, data_format: str, op: str) -> tuple[NDArray[Any], str, tuple[int, ...]]:
+    """x checked as a 4-D image batch with H, W >= 1: (x, data_format, NHWC shape)."""
+    fmt = check_data_format(data_format)
+    x = as_array(x, "x")
+    compute_dtype(x, "x")
+    check_rank4(x, "x", fmt)
+    nhwc = to_nhwc_shape(x.shape, fmt)
+    if nhwc[1] < 1 or nhwc[2] < 1:
+        raise ValueError(f"{op} needs H and W of at least 1, got x shape {x.shape} ({fmt})")
+    return x, fmt, nhwc
+
+
+def _global_grad_out(grad_out: ArrayLike, nhwc: tuple[int, ...], fmt: str,
+                     keepdims: bool) -> NDArray[Any]:
+    """grad_out of a global pool, checked and given its (N, 1, 1, C) / (N, C, 1, 1) shape."""
+    n, _, _, c = nhwc
+    want = from_nhwc_shape((n, 1, 1, c), fmt) if keepdims else (n, c)
+    g = as_array(grad_out, "grad_out")
+    if g.shape != want:
+        raise ValueError(f"grad_out must have the forward output's shape {want}, got {g.shape}")
+    return g.reshape(from_nhwc_shape((n, 1, 1, c), fmt))
+
+
+def global_avg_pool2d(
+    x: ArrayLike, keepdims: bool | np.bool_ = False, data_format: str = "channels_last"
+) -> FloatArray:
+    """The mean over H and W of each image and channel (Keras's GlobalAveragePooling2D).
+
+    Parameters
+    ----------
+    x : array_like of shape (N, H, W, C), or (N, C, H, W) with channels_first
+        H and W at least 1.
+    keepdims : bool, default False
+        Keep the pooled axes: (N, 1, 1, C) (or (N, C, 1, 1)).
+    data_format : {"channels_last", "channels_first"}
+
+    Returns
+    -------
+    y : ndarray of shape (N, C), or the keepdims shape
+        It is :func:`avg_pool2d` with a window of the whole image (rows summed
+        first, then columns, divided by H * W).
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> convpool.global_avg_pool2d(np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2))
+    array([[3., 4.]], dtype=float32)
+    """
+    keepdims = check_bool(keepdims, "keepdims")
+    x, fmt, (n, h, w, c) = _image(x, data_format, "global_avg_pool2d")
+    y = avg_pool2d(x, (h, w), data_format=fmt)
+    return y if keepdims else y.reshape(n, c)
+
+
+def global_max_pool2d(
+    x: ArrayLike, keepdims: bool | np.bool_ = False, data_format: str = "channels_last"
+) -> FloatArray:
+    """The maximum over H and W of each image and channel (Keras's GlobalMaxPooling2D).
+
+    Parameters and result as :func:`global_avg_pool2d`; a NaN anywhere in an
+    image's channel gives NaN (as :func:`max_pool2d`).
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> convpool.global_max_pool2d(np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2),
+    ...                            keepdims=True).shape
+    (1, 1, 1, 2)
+    """
+    keepdims = check_bool(keepdims, "keepdims")
+    x, fmt, (n, h, w, c) = _image(x, data_format, "global_max_pool2d")
+    y = max_pool2d(x, (h, w), data_format=fmt)
+    return y if keepdims else y.reshape(n, c)
+
+
+def global_avg_pool2d_backward(
+    grad_out: ArrayLike, x: ArrayLike, keepdims: bool | np.bool_ = False,
+    data_format: str = "channels_last",
+) -> FloatArray:
+    """Gradient of :func:`global_avg_pool2d`: ``grad_out / (H * W)`` at every pixel.
+
+    Returns
+    -------
+    grad_x : ndarray of x's shape, in the compute dtype
+    """
+    keepdims = check_bool(keepdims, "keepdims")
+    x, fmt, nhwc = _image(x, data_format, "global_avg_pool2d_backward")
+    g = _global_grad_out(grad_out, nhwc, fmt, keepdims)
+    return avg_pool2d_backward(g, x, nhwc[1:3], data_format=fmt)
+
+
+def global_max_pool2d_backward(
+    grad_out: ArrayLike, x: ArrayLike, keepdims: bool | np.bool_ = False,
+    data_format: str = "channels_last",
+) -> FloatArray:
+    """Gradient of :func:`global_max_pool2d`: ``grad_out`` at the first maximum of
+    each image's channel (the last NaN if it holds any), 0 elsewhere.
+
+    Returns
+    -------
+    grad_x : ndarray of x's shape, in the compute dtype
+    """
+    keepdims = check_bool(keepdims, "keepdims")
+    x, fmt, nhwc = _image(x, data_format, "global_max_pool2d_backward")
+    g = _global_grad_out(grad_out, nhwc, fmt, keepdims)
+    return max_pool2d_backward(g, x, nhwc[1:3], data_format=fmt)
+
+
+def _adaptive(x: ArrayLike, output_size: IntPair, data_format: str,
+              op: str) -> tuple[NDArray[Any], str, tuple[int, ...], Any, Any]:
+    x, fmt, nhwc = _image(x, data_format, op)
+    oh, ow = adaptive_output_size(output_size, nhwc[1:3], f"x shape {x.shape} ({fmt})")
+    return x, fmt, nhwc, adaptive_windows(nhwc[1], oh), adaptive_windows(nhwc[2], ow)
+
+
+def _windows_of(win: Any) -> list[tuple[int, int]]:
+    return list(zip(*win))
+
+
+def _separable(xn: NDArray[Any], rows: Any, cols: Any, reduce: Any) -> NDArray[Any]:
+    """``reduce`` over each adaptive window, columns first, then rows (NHWC)."""
+    n, h, w, c = xn.shape
+    if isinstance(cols, int):
+        cols = ([j * cols for j in range(w // cols)], [(j + 1) * cols for j in range(w // cols)])
+    if isinstance(rows, int):
+        rows = ([i * rows for i in range(h // rows)], [(i + 1) * rows for i in range(h // rows)])
+    by_cols = np.stack([reduce(xn[:, :, a:b], axis=2) for a, b in _windows_of(cols)], axis=2)
+    return np.stack([reduce(by_cols[:, a:b], axis=1) for a, b in _windows_of(rows)], axis=1)
+
+
+def adaptive_avg_pool2d(
+    x: ArrayLike, output_size: Any, data_format: str = "channels_last"
+) -> FloatArray:
+    """Average pooling to a given output size (PyTorch's adaptive_avg_pool2d).
+
+    Parameters
+    ----------
+    x : array_like of shape (N, H, W, C), or (N, C, H, W) with channels_first
+    output_size : int or (int or None, int or None)
+        (OH, OW); None keeps the input's size on that axis.
+    data_format : {"channels_last", "channels_first"}
+
+    Returns
+    -------
+    y : ndarray of shape (N, OH, OW, C), or (N, C, OH, OW) with channels_first
+        Output ``i`` averages the rows ``floor(i*H/OH) <= r < ceil((i+1)*H/OH)``
+        (likewise columns): when OH divides H that is :func:`avg_pool2d` with
+        window and stride H / OH; otherwise the windows may overlap, and each
+        is summed columns first, then rows (NumPy, one pass per output row
+        and column).
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> x = np.arange(10, dtype=np.float32).reshape(1, 1, 10, 1)
+    >>> convpool.adaptive_avg_pool2d(x, (1, 3))[0, 0, :, 0]
+    array([1.5, 4.5, 7.5], dtype=float32)
+    """
+    x, fmt, nhwc, rows, cols = _adaptive(x, output_size, data_format, "adaptive_avg_pool2d")
+    if isinstance(rows, int) and isinstance(cols, int):
+        return avg_pool2d(x, (rows, cols), data_format=fmt)
+    dtype = compute_dtype(x, "x")
+    xn = to_nhwc(x, fmt, dtype)
+    sums = _separable(xn, rows, cols, np.sum)
+    counts = _adaptive_counts(rows, cols, nhwc[1:3]).astype(dtype)
+    return from_nhwc(sums / counts[None, :, :, None], fmt)
+
+
+def _adaptive_counts(rows: Any, cols: Any, hw: tuple[int, ...]) -> NDArray[np.int64]:
+    def sizes(win: Any, n: int) -> NDArray[np.int64]:
+        if isinstance(win, int):
+            return np.full(n // win, win, np.int64)
+        return np.subtract(win[1], win[0])
+    return np.outer(sizes(rows, hw[0]), sizes(cols, hw[1]))
+
+
+def adaptive_max_pool2d(
+    x: ArrayLike, output_size: Any, data_format: str = "channels_last", *,
+    return_indices: bool | np.bool_ = False,
+) -> FloatArray | tuple[FloatArray, NDArray[np.int64]]:
+    """Max pooling to a given output size (PyTorch's adaptive_max_pool2d).
+
+    The windows are :func:`adaptive_avg_pool2d`'s; a NaN in a window gives NaN.
+
+    Parameters
+    ----------
+    x, output_size, data_format :
+        As in :func:`adaptive_avg_pool2d`.
+    return_indices : bool, keyword-only, default False
+        Also return, for each output, the flat index ``r * W + c`` of its
+        window's first maximum (the last NaN if it holds any, as PyTorch)
+        within the image's channel plane: int64, in y's layout.
+
+    Returns
+    -------
+    y : ndarray of shape (N, OH, OW, C), or (N, C, OH, OW) with channels_first
+    indices : ndarray of int64, y's shape (with return_indices)
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> x = np.array([0, 5, 1, 4, 2, 3], np.float32).reshape(1, 1, 6, 1)
+    >>> y, idx = convpool.adaptive_max_pool2d(x, (1, 4), return_indices=True)
+    >>> y[0, 0, :, 0], idx[0, 0, :, 0]
+    (array([5., 5., 4., 3.], dtype=float32), array([1, 1, 3, 5]))
+    """
+    return_indices = check_bool(return_indices, "return_indices")
+    x, fmt, nhwc, rows, cols = _adaptive(x, output_size, data_format, "adaptive_max_pool2d")
+    if not return_indices and isinstance(rows, int) and isinstance(cols, int):
+        return max_pool2d(x, (rows, cols), data_format=fmt)
+    dtype = compute_dtype(x, "x")
+    xn = to_nhwc(x, fmt, dtype)
+    if not return_indices:
+        return from_nhwc(_separable(xn, rows, cols, np.max), fmt)
+    y, idx = _adaptive_argmax(xn, rows, cols)
+    return from_nhwc(y, fmt), from_nhwc(idx, fmt)
+
+
+def _axis_windows(win: Any, n: int) -> list[tuple[int, int]]:
+    if isinstance(win, int):
+        return [(i * win, (i + 1) * win) for i in range(n // win)]
+    return _windows_of(win)
+
+
+def _adaptive_argmax(xn: NDArray[Any], rows: Any, cols: Any
+                     ) -> tuple[NDArray[Any], NDArray[np.int64]]:
+    """Each adaptive window's maximum and the flat index of its winner (NHWC):
+    the last NaN if the window holds any, else the first maximum in row-major order."""
+    n, h, w, c = xn.shape
+    rw, cw = _axis_windows(rows, h), _axis_windows(cols, w)
+    y = np.empty((n, len(rw), len(cw), c), xn.dtype)
+    idx = np.empty((n, len(rw), len(cw), c), np.int64)
+    for i, (r0, r1) in enumerate(rw):
+        for j, (c0, c1) in enumerate(cw):
+            cells = xn[:, r0:r1, c0:c1].reshape(n, -1, c)  # (N, cells, C), row-major
+            k = _winner(cells)
+            y[:, i, j] = np.take_along_axis(cells, k[:, None, :], axis=1)[:, 0]
+            idx[:, i, j] = (r0 + k // (c1 - c0)) * w + c0 + k % (c1 - c0)
+    return y, idx
+
+
+def _winner(cells: NDArray[Any]) -> NDArray[np.int64]:
+    """Along axis 1: the last NaN's position if there is one, else the first maximum's."""
+    nan = np.isnan(cells)
+    m = cells.shape[1]
+    last_nan = m - 1 - np.argmax(nan[:, ::-1], axis=1)
+    first_max = np.argmax(np.where(nan, -np.inf, cells) == np.nanmax(
+        np.where(nan, -np.inf, cells), axis=1, keepdims=True), axis=1)
+    return np.where(nan.any(axis=1), last_nan, first_max)
+
+
+def adaptive_avg_pool2d_backward(
+    grad_out: ArrayLike, x: ArrayLike, output_size: Any, data_format: str = "channels_last"
+) -> FloatArray:
+    """Gradient of :func:`adaptive_avg_pool2d`: each window adds ``grad_out / cells``
+    to its cells (overlapping windows add up, in row-major window order).
+
+    Returns
+    -------
+    grad_x : ndarray of x's shape, in the compute dtype
+    """
+    x, fmt, nhwc, rows, cols = _adaptive(x, output_size, data_format,
+                                         "adaptive_avg_pool2d_backward")
+    if isinstance(rows, int) and isinstance(cols, int):
+        return avg_pool2d_backward(grad_out, x, (rows, cols), data_format=fmt)
+    dtype = compute_dtype(x, "x")
+    g = _adaptive_grad_out(grad_out, nhwc, rows, cols, fmt, dtype)
+    n, h, w, c = nhwc
+    gx = np.zeros((n, h, w, c), dtype)
+    for i, (r0, r1) in enumerate(_axis_windows(rows, h)):
+        for j, (c0, c1) in enumerate(_axis_windows(cols, w)):
+            gx[:, r0:r1, c0:c1] += (g[:, i, j] / dtype.type((r1 - r0) * (c1 - c0)))[:, None, None]
+    return from_nhwc(gx, fmt)
+
+
+def _adaptive_grad_out(grad_out: ArrayLike, nhwc: tuple[int, ...], rows: Any, cols: Any,
+                       fmt: str, dtype: np.dtype[Any]) -> NDArray[Any]:
+    n, h, w, c = nhwc
+    want = from_nhwc_shape((n, len(_axis_windows(rows, h)), len(_axis_windows(cols, w)), c), fmt)
+    g = as_array(grad_out, "grad_out")
+    if g.shape != want:
+        raise ValueError(f"grad_out must have the forward output's shape {want}, got {g.shape}")
+    return to_nhwc(cast_weights(g, "grad_out", dtype), fmt, dtype)
+
+
+def adaptive_max_pool2d_backward(
+    grad_out: ArrayLike, x: ArrayLike, output_size: Any, data_format: str = "channels_last"
+) -> FloatArray:
+    """Gradient of :func:`adaptive_max_pool2d`: ``grad_out`` added at each window's
+    winner (its ``indices``); overlapping windows add up.
+
+    Returns
+    -------
+    grad_x : ndarray of x's shape, in the compute dtype
+    """
+    x, fmt, nhwc, rows, cols = _adaptive(x, output_size, data_format,
+                                         "adaptive_max_pool2d_backward")
+    if isinstance(rows, int) and isinstance(cols, int):
+        return max_pool2d_backward(grad_out, x, (rows, cols), data_format=fmt)
+    dtype = compute_dtype(x, "x")
+    g = _adaptive_grad_out(grad_out, nhwc, rows, cols, fmt, dtype)
+    n, h, w, c = nhwc
+    _, idx = _adaptive_argmax(to_nhwc(x, fmt, dtype), rows, cols)
+    gx = np.zeros((n, h * w, c), dtype)
+    nn, _, _, cc = np.indices(idx.shape, sparse=True)
+    np.add.at(gx, (nn, idx, cc), g)
+    return from_nhwc(gx.reshape(n, h, w, c), fmt)

@@ -61,8 +61,8 @@ from ._shapes import (
 )
 
 __all__ = [
-    "Layer", "Dense", "Conv2D", "Conv2DTranspose", "MaxPool2D", "AvgPool2D", "Flatten", "ReLU",
-    "LAYERS",
+    "Layer", "Dense", "Conv2D", "Conv2DTranspose", "MaxPool2D", "AvgPool2D",
+    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "ReLU", "LAYERS",
 ]
 
 #: A shape as the layers see it: the batch axis (or any other) may be None.
@@ -970,6 +970,91 @@ class AvgPool2D(_Pool2D):
         return {**super().get_config(), "count_include_pad": self.count_include_pad}
 
 
+class _GlobalPool2D(Layer):
+    """Common part of GlobalAveragePooling2D and GlobalMaxPooling2D."""
+
+    _forward_fn: Any
+    _backward_fn: Any
+
+    def __init__(self, data_format: str = "channels_last", keepdims: bool | np.bool_ = False,
+                 *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.data_format = check_data_format(data_format)
+        self.keepdims = check_bool(keepdims, "keepdims")
+
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4:
+            raise ValueError(f"{type(self).__name__} expects a 4-D input, got shape {input_shape}")
+        n, h, w, c = to_nhwc_shape(input_shape, self.data_format)
+        if (h is not None and h < 1) or (w is not None and w < 1):
+            raise ValueError(f"{type(self).__name__} needs H and W of at least 1, "
+                             f"got input shape {input_shape}")
+        if self.keepdims:
+            return from_nhwc_shape((n, 1, 1, c), self.data_format)
+        return (n, c)
+
+    def _call(self, x: NDArray[Any]) -> FloatArray:
+        return cast(FloatArray, type(self)._forward_fn(x, self.keepdims, self.data_format))
+
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
+        if not input_grad:
+            return None, []
+        return type(self)._backward_fn(grad_out, x, self.keepdims, self.data_format), []
+
+    def receptive_field(
+        self, field: OptionalPair, jump: OptionalPair, input_shape: ShapeLike
+    ) -> tuple[OptionalPair, OptionalPair]:
+        return None, None  # every output sees the whole image
+
+    def get_config(self) -> dict[str, Any]:
+        return {"data_format": self.data_format, "keepdims": self.keepdims, "name": self.name}
+
+
+class GlobalAveragePooling2D(_GlobalPool2D):
+    """The mean over H and W (see :func:`convpool.global_avg_pool2d`); no parameters.
+
+    Parameters
+    ----------
+    data_format : {"channels_last", "channels_first"}
+    keepdims : bool, default False
+    name : str, optional
+
+    Shape
+    -----
+    Input ``(N, H, W, C)``, output ``(N, C)``, or ``(N, 1, 1, C)`` with keepdims.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> GlobalAveragePooling2D()(np.ones((2, 7, 5, 3), np.float32)).shape
+    (2, 3)
+    >>> GlobalAveragePooling2D(keepdims=True).compute_output_shape((None, 7, 5, 3))
+    (None, 1, 1, 3)
+    """
+
+    _forward_fn = staticmethod(functional.global_avg_pool2d)
+    _backward_fn = staticmethod(functional.global_avg_pool2d_backward)
+
+
+class GlobalMaxPooling2D(_GlobalPool2D):
+    """The maximum over H and W (see :func:`convpool.global_max_pool2d`); no parameters.
+
+    Parameters, shapes: as :class:`GlobalAveragePooling2D`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> GlobalMaxPooling2D(data_format="channels_first")(np.ones((2, 3, 7, 5), np.float32)).shape
+    (2, 3)
+    """
+
+    _forward_fn = staticmethod(functional.global_max_pool2d)
+    _backward_fn = staticmethod(functional.global_max_pool2d_backward)
+
+
 class Flatten(Layer):
     """Flatten all but the batch axis, as Keras does.
 
@@ -1053,5 +1138,6 @@ class ReLU(Layer):
 #: Layer classes by name, for :meth:`Sequential.save` / :func:`convpool.load`.
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
-    for cls in (Dense, Conv2D, Conv2DTranspose, MaxPool2D, AvgPool2D, Flatten, ReLU)
+    for cls in (Dense, Conv2D, Conv2DTranspose, MaxPool2D, AvgPool2D, GlobalAveragePooling2D,
+                GlobalMaxPooling2D, Flatten, ReLU)
 }

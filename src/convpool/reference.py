@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._checks import (
     ConvCall,
+    compute_dtype,
     FloatArray,
     PoolCall,
     TransposeCall,
@@ -51,6 +52,14 @@ __all__ = [
     "dense_backward",
     "max_pool2d_backward",
     "avg_pool2d_backward",
+    "global_avg_pool2d",
+    "global_max_pool2d",
+    "global_avg_pool2d_backward",
+    "global_max_pool2d_backward",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "adaptive_max_pool2d_backward",
 ]
 
 
@@ -665,3 +674,143 @@ def avg_pool2d_backward(
             rows, cols = _tap_slices(win, kh, kw)
             gxp[:, rows, cols] += share
     return from_nhwc(_crop(gxp, win), call.data_format)
+
+
+# ------------------------------------------------------------ global and adaptive pooling
+# One window per output, taken with a slice and reduced in float64 (the
+# average) or exactly (the maximum); the Python loops run over the outputs'
+# windows.  Argument checks are the fast functions' (convpool.functional).
+def _adaptive_setup(x: ArrayLike, output_size: Any, data_format: str, op: str
+                    ) -> tuple[NDArray[Any], str, list[tuple[int, int]], list[tuple[int, int]]]:
+    from . import functional as F
+    from ._shapes import adaptive_output_size
+
+    x, fmt, (n, h, w, c) = F._image(x, data_format, op)
+    oh, ow = adaptive_output_size(output_size, (h, w), f"x shape {x.shape} ({fmt})")
+    rows = [((i * h) // oh, -((-(i + 1) * h) // oh)) for i in range(oh)]
+    cols = [((j * w) // ow, -((-(j + 1) * w) // ow)) for j in range(ow)]
+    dtype = compute_dtype(x, "x")
+    return to_nhwc(x, fmt, dtype), fmt, rows, cols
+
+
+def _window_winner(cells: NDArray[Any]) -> NDArray[np.int64]:
+    """(N, cells, C): the last NaN if any, else the first maximum (row-major cells)."""
+    winners = np.empty((cells.shape[0], cells.shape[2]), np.int64)
+    for n in range(cells.shape[0]):
+        for c in range(cells.shape[2]):
+            v = cells[n, :, c]
+            nans = np.flatnonzero(np.isnan(v))
+            winners[n, c] = nans[-1] if nans.size else int(np.argmax(v))
+    return winners
+
+
+def adaptive_avg_pool2d(x: ArrayLike, output_size: Any,
+                        data_format: str = "channels_last") -> FloatArray:
+    """Reference of :func:`convpool.adaptive_avg_pool2d`: each window's mean, in float64."""
+    xn, fmt, rows, cols = _adaptive_setup(x, output_size, data_format, "adaptive_avg_pool2d")
+    y = np.empty((xn.shape[0], len(rows), len(cols), xn.shape[3]), np.float64)
+    for i, (r0, r1) in enumerate(rows):
+        for j, (c0, c1) in enumerate(cols):
+            y[:, i, j] = xn[:, r0:r1, c0:c1].astype(np.float64).mean(axis=(1, 2))
+    return from_nhwc(y.astype(xn.dtype), fmt)
+
+
+def adaptive_max_pool2d(x: ArrayLike, output_size: Any, data_format: str = "channels_last",
+                        *, return_indices: bool = False
+                        ) -> FloatArray | tuple[FloatArray, NDArray[np.int64]]:
+    """Reference of :func:`convpool.adaptive_max_pool2d` (winners one by one)."""
+    return_indices = check_bool(return_indices, "return_indices")
+    xn, fmt, rows, cols = _adaptive_setup(x, output_size, data_format, "adaptive_max_pool2d")
+    n, h, w, c = xn.shape
+    y = np.empty((n, len(rows), len(cols), c), xn.dtype)
+    idx = np.empty(y.shape, np.int64)
+    for i, (r0, r1) in enumerate(rows):
+        for j, (c0, c1) in enumerate(cols):
+            cells = xn[:, r0:r1, c0:c1].reshape(n, -1, c)
+            k = _window_winner(cells)
+            y[:, i, j] = np.take_along_axis(cells, k[:, None, :], axis=1)[:, 0]
+            idx[:, i, j] = (r0 + k // (c1 - c0)) * w + c0 + k % (c1 - c0)
+    if return_indices:
+        return from_nhwc(y, fmt), from_nhwc(idx, fmt)
+    return from_nhwc(y, fmt)
+
+
+def _adaptive_g(grad_out: ArrayLike, xn: NDArray[Any], rows: list[Any], cols: list[Any],
+                fmt: str) -> NDArray[Any]:
+    want = (xn.shape[0], len(rows), len(cols), xn.shape[3])
+    g = as_array(grad_out, "grad_out")
+    want_fmt = want if fmt == "channels_last" else (want[0], want[3], want[1], want[2])
+    if g.shape != want_fmt:
+        raise ValueError(f"grad_out must have the forward output's shape {want_fmt}, got {g.shape}")
+    return to_nhwc(cast_weights(g, "grad_out", xn.dtype), fmt, xn.dtype)
+
+
+def adaptive_avg_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, output_size: Any,
+                                 data_format: str = "channels_last") -> FloatArray:
+    """Reference of :func:`convpool.adaptive_avg_pool2d_backward`."""
+    xn, fmt, rows, cols = _adaptive_setup(x, output_size, data_format,
+                                          "adaptive_avg_pool2d_backward")
+    g = _adaptive_g(grad_out, xn, rows, cols, fmt)
+    gx = np.zeros(xn.shape, np.float64)
+    for i, (r0, r1) in enumerate(rows):
+        for j, (c0, c1) in enumerate(cols):
+            gx[:, r0:r1, c0:c1] += g[:, i, j][:, None, None] / ((r1 - r0) * (c1 - c0))
+    return from_nhwc(gx.astype(xn.dtype), fmt)
+
+
+def adaptive_max_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, output_size: Any,
+                                 data_format: str = "channels_last") -> FloatArray:
+    """Reference of :func:`convpool.adaptive_max_pool2d_backward`."""
+    xn, fmt, rows, cols = _adaptive_setup(x, output_size, data_format,
+                                          "adaptive_max_pool2d_backward")
+    g = _adaptive_g(grad_out, xn, rows, cols, fmt)
+    n, h, w, c = xn.shape
+    gx = np.zeros((n, h * w, c), xn.dtype)
+    _, idx = adaptive_max_pool2d(xn, (len(rows), len(cols)), return_indices=True)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            for b in range(n):
+                for ch in range(c):
+                    gx[b, idx[b, i, j, ch], ch] += g[b, i, j, ch]
+    return from_nhwc(gx.reshape(n, h, w, c), fmt)
+
+
+def global_avg_pool2d(x: ArrayLike, keepdims: bool = False,
+                      data_format: str = "channels_last") -> FloatArray:
+    """Reference of :func:`convpool.global_avg_pool2d`: the mean in float64."""
+    y = adaptive_avg_pool2d(x, 1, data_format)
+    return y if check_bool(keepdims, "keepdims") else y.reshape(y.shape[0], -1)
+
+
+def global_max_pool2d(x: ArrayLike, keepdims: bool = False,
+                      data_format: str = "channels_last") -> FloatArray:
+    """Reference of :func:`convpool.global_max_pool2d`."""
+    y = adaptive_max_pool2d(x, 1, data_format)
+    assert not isinstance(y, tuple)
+    return y if check_bool(keepdims, "keepdims") else y.reshape(y.shape[0], -1)
+
+
+def _global_g(grad_out: ArrayLike, x: ArrayLike, keepdims: bool, data_format: str) -> NDArray[Any]:
+    keepdims = check_bool(keepdims, "keepdims")
+    x = as_array(x, "x")
+    g = as_array(grad_out, "grad_out")
+    if not keepdims and g.ndim == 2 and x.ndim == 4:
+        g = g.reshape((g.shape[0], 1, 1, g.shape[1]) if data_format == "channels_last"
+                      else (g.shape[0], g.shape[1], 1, 1))
+    elif not keepdims:
+        raise ValueError(f"grad_out must have the forward output's shape (N, C), got {g.shape}")
+    return g
+
+
+def global_avg_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, keepdims: bool = False,
+                               data_format: str = "channels_last") -> FloatArray:
+    """Reference of :func:`convpool.global_avg_pool2d_backward`."""
+    return adaptive_avg_pool2d_backward(_global_g(grad_out, x, keepdims, data_format), x, 1,
+                                        data_format)
+
+
+def global_max_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, keepdims: bool = False,
+                               data_format: str = "channels_last") -> FloatArray:
+    """Reference of :func:`convpool.global_max_pool2d_backward`."""
+    return adaptive_max_pool2d_backward(_global_g(grad_out, x, keepdims, data_format), x, 1,
+                                        data_format)
