@@ -166,3 +166,158 @@ def test_global_pooling_layers(cls, fmt, rng, tmp_path):
     np.testing.assert_array_equal(convpool.load(tmp_path / "m.npz").predict(x), model.predict(x))
     with pytest.raises(TypeError, match="keepdims must be a bool"):
         cls(keepdims="no")
+
+
+# ------------------------------------------------- max/avg options, unpooling, Lp pooling
+# (H, W, pool, strides, padding, dilation, ceil_mode)
+POOL_OPTIONS = [
+    (7, 8, 3, 2, 1, 1, True), (8, 6, 2, 2, 0, 1, True), (9, 9, 3, 1, 1, 2, False),
+    (9, 7, (3, 2), (2, 3), (1, 0), (2, 3), True), (5, 5, 2, 3, 1, 1, True),
+    (6, 6, 3, 3, 0, 1, False), (4, 11, 1, 2, 0, 1, True),
+]
+
+
+def _pool_id(case):
+    return "-".join(f"{k}{v}".replace(" ", "") for k, v in zip("HWkspdc", case))
+
+
+@pytest.mark.parametrize("fmt", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", POOL_OPTIONS, ids=_pool_id)
+def test_max_pool_dilation_ceil_indices_exact(case, dtype, fmt, rng):
+    h, w, k, s, p, d, ceil = case
+    x = _x(rng, h, w, dtype, fmt, nan=True)
+    x[..., :2] = np.round(x[..., :2])  # ties: the first maximum wins
+    args = dict(strides=s, padding=p, dilation_rate=d, ceil_mode=ceil)
+    y, idx = convpool.max_pool2d(x, k, data_format=fmt, return_indices=True, **args)
+    ry, ridx = reference.max_pool2d(x, k, data_format=fmt, return_indices=True, **args)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+    np.testing.assert_array_equal(convpool.max_pool2d(x, k, data_format=fmt, **args), ry)
+    g = small_ints(rng, y.shape, dtype)
+    np.testing.assert_array_equal(
+        convpool.max_pool2d_backward(g, x, k, data_format=fmt, **args),
+        reference.max_pool2d_backward(g, x, k, data_format=fmt, **args))
+
+
+@pytest.mark.parametrize("divisor", [None, 5])
+@pytest.mark.parametrize("cip", [False, True], ids=["real-cells", "include-pad"])
+@pytest.mark.parametrize("case", [c for c in POOL_OPTIONS if c[5] == 1], ids=_pool_id)
+def test_avg_pool_ceil_mode_and_divisor_override(case, cip, divisor, rng):
+    h, w, k, s, p, _, ceil = case
+    x = _x(rng, h, w, np.float64, "channels_last", integer=True)
+    args = dict(strides=s, padding=p, count_include_pad=cip, ceil_mode=ceil,
+                divisor_override=divisor)
+    y = convpool.avg_pool2d(x, k, **args)
+    np.testing.assert_array_equal(y, reference.avg_pool2d(x, k, **args))  # exact sums, one division
+    g = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(convpool.avg_pool2d_backward(g, x, k, **args),
+                               reference.avg_pool2d_backward(g, x, k, **args), rtol=1e-14,
+                               atol=1e-15)
+
+
+def test_ceil_mode_counts_the_padded_input_but_not_the_overhang():
+    """PyTorch's divisor with count_include_pad and ceil_mode: 6 columns, pool 3,
+    stride 2, pad 1 on each side: windows start at -1, 1, 3 and 5; the last
+    holds column 5, the pad column 6 and column 7 past the padding, so it
+    divides its sum (1) by 2 (values measured with PyTorch 2.13)."""
+    x = np.ones((1, 1, 6, 1))
+    y = convpool.avg_pool2d(x, (1, 3), strides=(1, 2), padding=((0, 0), (1, 1)),
+                            count_include_pad=True, ceil_mode=True)
+    np.testing.assert_array_equal(y[0, 0, :, 0], [2 / 3, 1.0, 1.0, 0.5])
+
+
+def test_ceil_mode_drops_a_window_that_starts_in_the_padding():
+    x = np.zeros((1, 5, 5, 1), np.float32)
+    # Rounded up, (5 + 2 - 2) / 2 gives 4 windows, but the 4th would start at
+    # 3 * 2 - 1 = 5, in the padding after the input: 3 windows (PyTorch's rule).
+    assert convpool.max_pool2d(x, 2, strides=2, padding=1, ceil_mode=True).shape == (1, 3, 3, 1)
+    assert convpool.max_pool2d(x, 2, strides=2, padding=1).shape == (1, 3, 3, 1)
+    assert convpool.max_pool2d(x, 2, strides=2, ceil_mode=True).shape == (1, 3, 3, 1)
+    assert convpool.max_pool2d(x, 2, strides=2).shape == (1, 2, 2, 1)
+
+
+def test_max_unpool_inverts_max_pool_at_its_indices(rng):
+    x = rng.standard_normal((2, 7, 9, 3)).astype(np.float32)
+    for k, s, p in ((2, 2, 0), (3, 2, 1), (3, 3, 0)):
+        y, idx = convpool.max_pool2d(x, k, s, p, return_indices=True)
+        u = convpool.max_unpool2d(y, idx, k, s, p, output_size=(7, 9) if (k, s) == (2, 2) else None)
+        np.testing.assert_array_equal(u, reference.max_unpool2d(y, idx, k, s, p,
+                                                                 u.shape[1:3]))
+        flat = u.reshape(2, -1, 3)
+        picked = np.take_along_axis(flat, idx.reshape(2, -1, 3), axis=1)
+        np.testing.assert_array_equal(picked, y.reshape(2, -1, 3))
+        assert np.count_nonzero(u) <= np.count_nonzero(y)
+    # channels_first and a later value winning a shared index
+    xs = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32).reshape(1, 1, 2, 2)
+    shared = np.zeros((1, 1, 2, 2), np.int64)
+    out = convpool.max_unpool2d(xs, shared, 2, 1, output_size=(3, 3), data_format="channels_first")
+    np.testing.assert_array_equal(out[0, 0], [[4, 0, 0], [0, 0, 0], [0, 0, 0]])
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(indices=np.full((1, 2, 2, 1), 16)), r"indices must lie in \[0, 16\)"),
+        (dict(indices=np.full((1, 2, 2, 1), -1)), "indices must lie in"),
+        (dict(indices=np.zeros((1, 2, 2, 1), np.float32)), "indices must be integers"),
+        (dict(indices=np.zeros((1, 2, 3, 1), np.int64)), "indices must have x's shape"),
+        (dict(output_size=(6, 4)), "output_size .* must lie strictly within"),
+        (dict(output_size=(2, 4)), "output_size .* must lie strictly within"),
+    ],
+)
+def test_max_unpool_bad_arguments(kw, match):
+    args = dict(x=np.ones((1, 2, 2, 1), np.float32), indices=np.zeros((1, 2, 2, 1), np.int64),
+                pool_size=2)
+    args.update(kw)
+    with pytest.raises((ValueError, TypeError), match=match):
+        convpool.max_unpool2d(**args)
+
+
+@pytest.mark.parametrize("ceil", [False, True])
+@pytest.mark.parametrize("p", [1, 2, 3.5])
+def test_lp_pool_matches_reference(p, ceil, rng):
+    x = np.abs(rng.standard_normal((2, 7, 6, 3))) + 0.25
+    args = dict(strides=2, ceil_mode=ceil)
+    y = convpool.lp_pool2d(x, p, 3, **args)
+    np.testing.assert_allclose(y, reference.lp_pool2d(x, p, 3, **args), rtol=1e-13)
+    g = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(convpool.lp_pool2d_backward(g, x, p, 3, **args),
+                               reference.lp_pool2d_backward(g, x, p, 3, **args), rtol=1e-11,
+                               atol=1e-14)
+    if p == 2 and not ceil:  # the Euclidean norm of each window
+        win = x[:, :3, :3]
+        np.testing.assert_allclose(y[:, 0, 0], np.sqrt((win ** 2).sum(axis=(1, 2))), rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda x: convpool.max_pool2d(x, 2, return_indices=1), "return_indices must be a bool"),
+        (lambda x: convpool.max_pool2d(x, 2, ceil_mode="no"), "ceil_mode must be a bool"),
+        (lambda x: convpool.max_pool2d(x, 2, dilation_rate=0), "dilation_rate must be positive"),
+        (lambda x: convpool.max_pool2d(x, 2, padding=2, dilation_rate=1), "may not exceed"),
+        (lambda x: convpool.avg_pool2d(x, 2, divisor_override=0), "divisor_override must be a positive"),
+        (lambda x: convpool.avg_pool2d(x, 2, divisor_override=1.5), "divisor_override must be"),
+        (lambda x: convpool.lp_pool2d(x, 0, 2), "norm_type must be finite and non-zero"),
+        (lambda x: convpool.lp_pool2d(x, "2", 2), "norm_type must be a number"),
+        (lambda x: convpool.lp_pool2d_backward(np.ones((1, 1)), x, 2, 2), "grad_out must have"),
+    ],
+)
+def test_pool_option_errors(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(np.zeros((2, 6, 5, 3), np.float32))
+
+
+def test_dilated_max_pool_bitwise_for_any_thread_count(rng):
+    x = rng.standard_normal((3, 9, 9, 5)).astype(np.float32)
+    before = convpool.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            convpool.set_num_threads(n)
+            outs.append(convpool.max_pool2d(x, 3, 1, 1, dilation_rate=2, return_indices=True))
+    finally:
+        convpool.set_num_threads(before)
+    for y, idx in outs[1:]:
+        assert y.tobytes() == outs[0][0].tobytes() and np.array_equal(idx, outs[0][1])

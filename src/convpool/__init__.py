@@ -27,8 +27,11 @@ from .functional import (
     global_avg_pool2d_backward,
     global_max_pool2d,
     global_max_pool2d_backward,
+    lp_pool2d,
+    lp_pool2d_backward,
     max_pool2d,
     max_pool2d_backward,
+    max_unpool2d,
 )
 from . import losses, optimizers
 from .layers import (
@@ -69,6 +72,9 @@ __all__ = [
     "adaptive_max_pool2d",
     "adaptive_avg_pool2d_backward",
     "adaptive_max_pool2d_backward",
+    "max_unpool2d",
+    "lp_pool2d",
+    "lp_pool2d_backward",
     "reference",
     "set_num_threads",
     "get_num_threads",

@@ -416,7 +416,9 @@ def dense_call(
 
 
 class PoolCall:
-    """A max_pool2d / avg_pool2d call with every argument checked and normalised.
+    """A max_pool2d / avg_pool2d call with every argument checked and normalised
+    (``dilation_rate`` and ``ceil_mode`` as PyTorch's; a pad may not exceed the
+    dilated window minus one, so every window holds a real cell).
 
     Attributes
     ----------
@@ -440,22 +442,26 @@ class PoolCall:
         strides: IntPair | None,
         padding: Padding,
         data_format: str | None,
+        dilation_rate: IntPair = 1,
+        ceil_mode: bool | np.bool_ = False,
     ) -> None:
-        from ._shapes import as_pair, window_2d
+        from ._shapes import as_pair, effective_size, window_2d
 
         self.data_format = check_data_format(data_format)
         x = as_array(x, "x")
         self.dtype = compute_dtype(x, "x")
         check_rank4(x, "x", self.data_format)
         ph, pw = as_pair(pool_size, "pool_size")
+        dh, dw = as_pair(dilation_rate, "dilation_rate")
         if strides is None:
             strides = (ph, pw)
         n, h, w, c = to_nhwc_shape(x.shape, self.data_format)
         self.win = window_2d(
-            (h, w), (ph, pw), strides, padding, 1,
+            (h, w), (ph, pw), strides, padding, (dh, dw),
             window_name="pool_size",
             context=f"x shape {x.shape} ({self.data_format})",
-            max_pad=(ph - 1, pw - 1),
+            max_pad=(effective_size(ph, dh) - 1, effective_size(pw, dw) - 1),
+            ceil_mode=check_bool(ceil_mode, "ceil_mode"),
         )
         self.x = x
         self.nhwc_shape = (n, self.win.oh, self.win.ow, c)

@@ -43,6 +43,7 @@ __all__ = [
     "padding_mode_name",
     "padded_source",
     "adaptive_windows",
+    "unpool_output_size",
     "adaptive_output_size",
     "TransposeWindow2D",
     "transpose_window_2d",
@@ -111,7 +112,8 @@ def effective_size(k: int, d: int) -> int:
     return (k - 1) * d + 1
 
 
-def output_length(n: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
+def output_length(n: int, k: int, s: int, d: int, p0: int, p1: int,
+                  ceil_mode: bool = False) -> int:
     """Number of window positions along one axis (may be < 1: the caller raises).
 
     Parameters
@@ -122,8 +124,15 @@ def output_length(n: int, k: int, s: int, d: int, p0: int, p1: int) -> int:
         Window taps, stride and dilation (all >= 1).
     p0, p1 : int
         Padding before and after (>= 0).
+    ceil_mode : bool
+        Round the last, partial step up (PyTorch's pooling ceil_mode), but
+        drop a window that would start in the padding after the input.
     """
-    return (n + p0 + p1 - effective_size(k, d)) // s + 1
+    span = n + p0 + p1 - effective_size(k, d)
+    if not ceil_mode or span < 0:
+        return span // s + 1
+    out = -(-span // s) + 1
+    return out - 1 if (out - 1) * s >= n + p0 else out
 
 
 def resolve_padding(
@@ -200,6 +209,9 @@ class Window2D:
         Padding top, bottom, left, right.
     oh, ow : int
         Output height and width (>= 1).
+    xb, xr : int
+        Rows (columns) past the bottom (right) padding that the last windows
+        reach with pooling's ``ceil_mode``: never real cells, never counted.
     """
 
     kh: int
@@ -214,6 +226,8 @@ class Window2D:
     pr: int
     oh: int
     ow: int
+    xb: int = 0
+    xr: int = 0
 
 
 #: Windows resolved before, by the repr of their arguments when those are
@@ -234,6 +248,7 @@ def window_2d(
     window_name: str = "kernel_size",
     context: str = "",
     max_pad: tuple[int, int] | None = None,
+    ceil_mode: bool = False,
 ) -> Window2D:
     """Resolve a sliding window over an ``(H, W)`` input; raise on anything invalid.
 
@@ -253,6 +268,9 @@ def window_2d(
         Extra text for error messages (the shapes received).
     max_pad : (int, int) or None
         Largest pad allowed per axis (pooling: pool size - 1).
+    ceil_mode : bool
+        Pooling's ceil_mode (PyTorch's rule): count a last, partial window
+        too, unless it would start in the bottom (right) padding.
 
     Returns
     -------
@@ -260,13 +278,13 @@ def window_2d(
         Cached: a layer called on batches of one shape resolves its window
         once, and a repeated call skips the checks it already passed.
     """
-    args = (in_hw, window, strides, padding, dilation_rate, max_pad)
+    args = (in_hw, window, strides, padding, dilation_rate, max_pad, ceil_mode)
     key = repr(args) if _plain(args) else None
     cached = _WINDOWS.get(key) if key is not None else None
     if cached is not None:
         return cached
     win = _window_2d(in_hw, window, strides, padding, dilation_rate, window_name=window_name,
-                     context=context, max_pad=max_pad)
+                     context=context, max_pad=max_pad, ceil_mode=ceil_mode)
     if key is not None:
         if len(_WINDOWS) >= _MAX_WINDOWS:
             _WINDOWS.clear()
@@ -293,6 +311,7 @@ def _window_2d(
     window_name: str,
     context: str,
     max_pad: tuple[int, int] | None,
+    ceil_mode: bool = False,
 ) -> Window2D:
     """:func:`window_2d` without the cache."""
     kh, kw = as_pair(window, window_name)
@@ -304,14 +323,15 @@ def _window_2d(
     suffix = f" ({context})" if context else ""
     if max_pad is not None:
         mh, mw = max_pad
+        what = window_name if (eh, ew) == (kh, kw) else f"dilated {window_name} {(eh, ew)}"
         if max(pt, pb) > mh or max(pl, pr) > mw:
             raise ValueError(
                 f"padding {padding!r} resolves to (top, bottom, left, right) = "
-                f"{(pt, pb, pl, pr)}, but a pad may not exceed the {window_name} "
+                f"{(pt, pb, pl, pr)}, but a pad may not exceed the {what} "
                 f"minus one, {(mh, mw)}: such windows could see only padding{suffix}"
             )
-    oh = output_length(h, kh, sh, dh, pt, pb)
-    ow = output_length(w, kw, sw, dw, pl, pr)
+    oh = output_length(h, kh, sh, dh, pt, pb, ceil_mode)
+    ow = output_length(w, kw, sw, dw, pl, pr, ceil_mode)
     if oh < 1 or ow < 1:
         raise ValueError(
             f"the window does not fit: the padded input is "
@@ -329,8 +349,10 @@ def _window_2d(
             )
     # A one-tap axis has no spacing to dilate: any dilation gives the same
     # window, so it is normalised to 1 (and never reaches a 64-bit kernel).
+    xb = max((oh - 1) * sh + eh - (h + pt + pb), 0)
+    xr = max((ow - 1) * sw + ew - (w + pl + pr), 0)
     dh, dw = (1 if kh == 1 else dh), (1 if kw == 1 else dw)
-    return Window2D(kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, oh, ow)
+    return Window2D(kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, oh, ow, xb, xr)
 
 
 #: conv2d's padding modes, PyTorch's names: what a tap outside the input reads.
@@ -638,3 +660,29 @@ def adaptive_windows(n: int, out: int) -> tuple[list[int], list[int]] | int:
     starts = [(i * n) // out for i in range(out)]
     ends = [-((-(i + 1) * n) // out) for i in range(out)]
     return starts, ends
+
+
+def unpool_output_size(
+    in_hw: tuple[int, int], pool_size: IntPair, strides: IntPair | None, padding: IntPair,
+    output_size: IntPair | None,
+) -> tuple[int, int]:
+    """max_unpool2d's (OH, OW): ``(H - 1)*s - 2*p + k``, or ``output_size`` when it
+    lies strictly within ``s`` of that (PyTorch's rule)."""
+    kh, kw = as_pair(pool_size, "pool_size")
+    sh, sw = as_pair(strides, "strides") if strides is not None else (kh, kw)
+    ph, pw = as_pair(padding, "padding", minimum=0)
+    default = ((in_hw[0] - 1) * sh - 2 * ph + kh, (in_hw[1] - 1) * sw - 2 * pw + kw)
+    if output_size is None:
+        size = default
+    else:
+        size = as_pair(output_size, "output_size")
+        for axis, (o, d, s) in enumerate(zip(size, default, (sh, sw))):
+            if not d - s < o < d + s:
+                raise ValueError(
+                    f"output_size {size} must lie strictly within the stride {(sh, sw)} of "
+                    f"the default size {default} on each axis (axis {axis} is {o})"
+                )
+    if min(size) < 1:
+        raise ValueError(f"max_unpool2d's output would be empty: {size} for input {in_hw}, "
+                         f"pool_size {(kh, kw)}, strides {(sh, sw)}, padding {(ph, pw)}")
+    return size

@@ -9,7 +9,7 @@ before any kernel runs.
 
 from __future__ import annotations
 
-from typing import Any, SupportsIndex
+from typing import Any, Literal, SupportsIndex, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -27,6 +27,7 @@ from ._checks import (
     cast_weights,
     check_activation,
     check_bool,
+    check_int,
     check_out,
     dense_call,
     from_nhwc,
@@ -40,6 +41,7 @@ from ._kernels import _core
 from ._shapes import (
     IntPair,
     Padding,
+    Window2D,
     adaptive_output_size,
     adaptive_windows,
     data_gradient_padding,
@@ -60,6 +62,8 @@ __all__ = [
     "global_max_pool2d",
     "adaptive_avg_pool2d",
     "adaptive_max_pool2d",
+    "max_unpool2d",
+    "lp_pool2d",
     "conv2d_backward",
     "max_pool2d_backward",
     "avg_pool2d_backward",
@@ -67,6 +71,7 @@ __all__ = [
     "global_max_pool2d_backward",
     "adaptive_avg_pool2d_backward",
     "adaptive_max_pool2d_backward",
+    "lp_pool2d_backward",
 ]
 
 
@@ -393,16 +398,13 @@ def conv2d_transpose(
 
 
 def _pool(
-    x: ArrayLike,
-    pool_size: IntPair,
-    strides: IntPair | None,
-    padding: Padding,
-    data_format: str,
+    call: PoolCall,
     out: NDArray[Any] | None,
     is_max: bool,
     count_include_pad: bool,
+    divisor: int = 0,
 ) -> NDArray[Any]:
-    call = PoolCall(x, pool_size, strides, padding, data_format)
+    """max_pool2d / avg_pool2d of a validated call (``divisor`` > 0: divisor_override)."""
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
     y = _nhwc_result(call, out)
     if y.size == 0:
@@ -412,20 +414,68 @@ def _pool(
         # No real cell anywhere: every window holds padding only (as the
         # reference computes it, max is -inf, the average 0/0 = NaN, or
         # 0 / (KH * KW) = 0 when the padding counts).
-        y.fill(-np.inf if is_max else (0.0 if count_include_pad else np.nan))
+        y.fill(-np.inf if is_max else (0.0 if count_include_pad or divisor else np.nan))
         return _finish(y, out, call.data_format)
     w = call.win
+    xn = to_nhwc(call.x, call.data_format, call.dtype)
+    if (w.dh, w.dw) != (1, 1):
+        y[...] = _max_taps(xn, w, False)[0]
+        return _finish(y, out, call.data_format)
     _core.pool2d_nhwc(
-        to_nhwc(call.x, call.data_format, call.dtype),
+        xn,
         y,
         is_max,
         w.kh, w.kw, w.sh, w.sw, w.pt, w.pl,
         count_include_pad,
         get_num_threads(),
+        w.pb, w.pr, divisor,
     )
     return _finish(y, out, call.data_format)
 
 
+def _max_taps(xn: NDArray[Any], win: Window2D, indices: bool
+              ) -> tuple[NDArray[Any], NDArray[np.int64] | None]:
+    """Max pooling tap by tap (NumPy, one pass over the output per tap): the
+    dilated windows, and the winners' flat indices ``ih * W + iw`` with
+    ``indices`` (the first maximum, a later NaN replacing it, PyTorch's rule).
+
+    Cells outside the input never take part; every window holds a real one.
+    """
+    n, h, w, c = xn.shape
+    m = np.full((n, win.oh, win.ow, c), -np.inf, xn.dtype)
+    idx = np.full(m.shape, -1, np.int64) if indices else None
+    ih0 = np.arange(win.oh) * win.sh - win.pt
+    iw0 = np.arange(win.ow) * win.sw - win.pl
+    for a in range(win.kh):
+        ih = ih0 + a * win.dh
+        for b in range(win.kw):
+            iw = iw0 + b * win.dw
+            valid = ((ih >= 0) & (ih < h))[:, None] & ((iw >= 0) & (iw < w))[None, :]
+            v = xn[:, np.clip(ih, 0, h - 1)[:, None], np.clip(iw, 0, w - 1)[None, :]]
+            valid4 = valid[None, :, :, None]
+            if idx is None:
+                m = np.where(valid4, np.maximum(m, v), m)  # np.maximum keeps NaN
+                continue
+            with np.errstate(invalid="ignore"):
+                upd = valid4 & ((v > m) | (v != v) | (idx < 0))
+            m = np.where(upd, v, m)
+            flat = (ih[:, None] * w + iw[None, :])[None, :, :, None]
+            idx = np.where(upd, flat, idx)
+    return m, idx
+
+
+@overload
+def max_pool2d(
+    x: ArrayLike, pool_size: IntPair, strides: IntPair | None = ..., padding: Padding = ...,
+    data_format: str = ..., out: FloatArray | None = ..., *, dilation_rate: IntPair = ...,
+    ceil_mode: bool | np.bool_ = ..., return_indices: Literal[False] = ...,
+) -> FloatArray: ...
+@overload
+def max_pool2d(
+    x: ArrayLike, pool_size: IntPair, strides: IntPair | None = ..., padding: Padding = ...,
+    data_format: str = ..., out: FloatArray | None = ..., *, dilation_rate: IntPair = ...,
+    ceil_mode: bool | np.bool_ = ..., return_indices: Literal[True],
+) -> tuple[FloatArray, NDArray[np.int64]]: ...
 def max_pool2d(
     x: ArrayLike,
     pool_size: IntPair,
@@ -433,7 +483,11 @@ def max_pool2d(
     padding: Padding = "valid",
     data_format: str = "channels_last",
     out: FloatArray | None = None,
-) -> FloatArray:
+    *,
+    dilation_rate: IntPair = 1,
+    ceil_mode: bool | np.bool_ = False,
+    return_indices: bool | np.bool_ = False,
+) -> FloatArray | tuple[FloatArray, NDArray[np.int64]]:
     """2-D max pooling.
 
     Parameters
@@ -445,17 +499,29 @@ def max_pool2d(
     strides : int or (int, int), optional
         Defaults to ``pool_size``.
     padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
-        A pad may not exceed ``pool_size - 1``, so every window holds at least
-        one real cell.  Padded cells never win the max.
+        A pad may not exceed the (dilated) pool size minus one, so every
+        window holds at least one real cell.  Padded cells never win the max.
     data_format : {"channels_last", "channels_first"}
     out : ndarray, optional
         As in :func:`conv2d`.
+    dilation_rate : int or (int, int), keyword-only, default 1
+        Taps ``d`` cells apart (PyTorch's dilation).  Computed tap by tap in
+        NumPy (the compiled kernel covers dilation 1).
+    ceil_mode : bool, keyword-only, default False
+        PyTorch's rule: a last, partial window counts too, unless it would
+        start in the bottom (right) padding.
+    return_indices : bool, keyword-only, default False
+        Also return, for each output, the flat index ``ih * W + iw`` of its
+        window's first maximum (a NaN replacing it, the last NaN winning, as
+        PyTorch) in the unpadded plane of its image and channel: int64, in
+        y's layout (what :func:`max_unpool2d` takes).  Computed tap by tap.
 
     Returns
     -------
     y : ndarray of shape (N, OH, OW, C), or (N, C, OH, OW) with channels_first
-        ``OH = (H + pt + pb - KH) // sh + 1``, likewise OW.  A NaN anywhere in
-        a window gives NaN.
+        ``OH = (H + pt + pb - (dh*(KH - 1) + 1)) // sh + 1`` (rounded up with
+        ceil_mode), likewise OW.  A NaN anywhere in a window gives NaN.
+    indices : ndarray of int64 (with return_indices)
 
     Examples
     --------
@@ -464,12 +530,32 @@ def max_pool2d(
     >>> convpool.max_pool2d(x, 2)[0, :, :, 0]
     array([[ 5.,  7.],
            [13., 15.]], dtype=float32)
+    >>> y, idx = convpool.max_pool2d(x, 3, strides=2, ceil_mode=True, return_indices=True)
+    >>> y[0, :, :, 0], idx[0, :, :, 0]
+    (array([[10., 11.],
+           [14., 15.]], dtype=float32), array([[10, 11],
+           [14, 15]]))
     >>> x[0, 0, 0, 0] = np.nan
     >>> convpool.max_pool2d(x, 2)[0, :, :, 0]
     array([[nan,  7.],
            [13., 15.]], dtype=float32)
     """
-    return _pool(x, pool_size, strides, padding, data_format, out, True, False)
+    return_indices = check_bool(return_indices, "return_indices")
+    call = PoolCall(x, pool_size, strides, padding, data_format, dilation_rate, ceil_mode)
+    if not return_indices:
+        return _pool(call, out, True, False)
+    out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
+    n, h, w_, c = to_nhwc_shape(call.x.shape, call.data_format)
+    if n * call.win.oh * call.win.ow * c == 0 or h == 0 or w_ == 0:
+        # An empty result, or windows of padding only (no cell to point at).
+        if n * call.win.oh * call.win.ow * c:
+            raise ValueError(f"return_indices needs a non-empty input plane, got x shape "
+                             f"{call.x.shape} ({call.data_format})")
+        y0 = _finish(_memory.empty(call.nhwc_shape, call.dtype), out, call.data_format)
+        return y0, np.zeros(call.out_shape, np.int64)
+    y, idx = _max_taps(to_nhwc(call.x, call.data_format, call.dtype), call.win, True)
+    assert idx is not None
+    return _finish(y, out, call.data_format), from_nhwc(idx, call.data_format)
 
 
 def avg_pool2d(
@@ -480,6 +566,9 @@ def avg_pool2d(
     data_format: str = "channels_last",
     count_include_pad: bool | np.bool_ = False,
     out: FloatArray | None = None,
+    *,
+    ceil_mode: bool | np.bool_ = False,
+    divisor_override: SupportsIndex | None = None,
 ) -> FloatArray:
     """2-D average pooling.
 
@@ -494,9 +583,16 @@ def avg_pool2d(
     data_format : {"channels_last", "channels_first"}
     count_include_pad : bool, default False
         False (Keras): divide by the number of real cells in the window.
-        True: divide by ``KH * KW``, counting padded cells as zeros.
+        True: divide by ``KH * KW``, counting padded cells as zeros (but not
+        the cells past the padding that ceil_mode's last windows reach, as
+        PyTorch).  Beware: PyTorch's avg_pool2d defaults to True, Keras and
+        convpool to False.
     out : ndarray, optional
         As in :func:`conv2d`.
+    ceil_mode : bool, keyword-only, default False
+        As in :func:`max_pool2d`.
+    divisor_override : int, keyword-only, optional
+        Divide every window's sum by this instead (PyTorch's).
 
     Returns
     -------
@@ -515,9 +611,22 @@ def avg_pool2d(
     >>> convpool.avg_pool2d(x, 2, padding="same", count_include_pad=True)[0, :, :, 0]
     array([[1.  , 0.5 ],
            [0.5 , 0.25]], dtype=float32)
+    >>> convpool.avg_pool2d(x, 2, ceil_mode=True, divisor_override=1)[0, :, :, 0]
+    array([[4., 2.],
+           [2., 1.]], dtype=float32)
     """
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    return _pool(x, pool_size, strides, padding, data_format, out, False, count_include_pad)
+    divisor = _divisor(divisor_override)
+    call = PoolCall(x, pool_size, strides, padding, data_format, 1, ceil_mode)
+    return _pool(call, out, False, count_include_pad, divisor)
+
+
+def _divisor(divisor_override: object) -> int:
+    """divisor_override as the kernels' int (0: none); a positive int or None."""
+    if divisor_override is None:
+        return 0
+    return check_int(divisor_override, "divisor_override",
+                     requirement="a positive int or None")
 
 
 # ------------------------------------------------------------------ backward
@@ -684,8 +793,7 @@ def conv2d_transpose_backward(
     xn = to_nhwc(call.x, call.data_format, call.dtype)  # (N, H, W, C_in)
     grad_x = _memory.empty(xn.shape, call.dtype) if input_grad else None
     grad_kernel = np.zeros(call.kernel.shape, call.dtype)
-    oc = call.nhwc_shape[3]
-    grad_bias = np.ascontiguousarray(gy.reshape(-1, oc).sum(axis=0, dtype=call.dtype))
+    grad_bias = np.ascontiguousarray(gy.sum(axis=(0, 1, 2), dtype=call.dtype))
     w = call.win
     if gy.size and xn.size:
         if grad_x is not None:
@@ -733,7 +841,7 @@ def _fold_padding(gp: NDArray[Any], axis: int, before: int, after: int,
     """The gradient of a padded axis folded onto the input: each padded index's
     gradient added to the index it read (``_shapes.padded_source``), in order."""
     n = gp.shape[axis] - before - after
-    take = [slice(None)] * gp.ndim
+    take: list[Any] = [slice(None)] * gp.ndim
 
     def at(i: int | slice) -> tuple[Any, ...]:
         take[axis] = i
@@ -790,22 +898,28 @@ def _relu_grad(grad_out: NDArray[Any], y: NDArray[Any]) -> NDArray[Any]:
 
 def _pool_backward(
     grad_out: ArrayLike,
-    x: ArrayLike,
-    pool_size: IntPair,
-    strides: IntPair | None,
-    padding: Padding,
-    data_format: str,
+    call: PoolCall,
     is_max: bool,
     count_include_pad: bool,
+    divisor: int = 0,
 ) -> NDArray[Any]:
-    call = PoolCall(x, pool_size, strides, padding, data_format)
     gy = grad_out_nhwc(grad_out, call)
     xn = to_nhwc(call.x, call.data_format, call.dtype)
+    w = call.win
+    if (w.dh, w.dw) != (1, 1) and gy.size and xn.size:
+        # Dilated windows: each window's gradient to its winner, as max_pool2d's indices.
+        _, idx = _max_taps(xn, w, True)
+        assert idx is not None
+        n, h, w_, c = xn.shape
+        grad = np.zeros((n, h * w_, c), call.dtype)
+        nn = np.arange(n)[:, None, None, None]
+        cc = np.arange(c)[None, None, None, :]
+        np.add.at(grad, (nn, idx, cc), gy)  # overlapping windows add, in order
+        return from_nhwc(grad.reshape(xn.shape), call.data_format)
     grad_x = _memory.empty(xn.shape, call.dtype)  # every element is written by the kernel
     if not gy.size:
         grad_x[...] = 0
     elif grad_x.size:
-        w = call.win
         _core.pool2d_backward_nhwc(
             xn,  # read by max pooling only
             gy,
@@ -814,6 +928,7 @@ def _pool_backward(
             w.kh, w.kw, w.sh, w.sw, w.pt, w.pl,
             count_include_pad,
             get_num_threads(),
+            w.pb, w.pr, divisor,
         )
     return from_nhwc(grad_x, call.data_format)
 
@@ -928,6 +1043,9 @@ def max_pool2d_backward(
     strides: IntPair | None = None,
     padding: Padding = "valid",
     data_format: str = "channels_last",
+    *,
+    dilation_rate: IntPair = 1,
+    ceil_mode: bool | np.bool_ = False,
 ) -> FloatArray:
     """Gradient of :func:`max_pool2d` with respect to its input.
 
@@ -938,7 +1056,7 @@ def max_pool2d_backward(
     Parameters
     ----------
     grad_out : array_like of the forward output's shape
-    x, pool_size, strides, padding, data_format :
+    x, pool_size, strides, padding, data_format, dilation_rate, ceil_mode :
         The forward call's arguments.
 
     Returns
@@ -955,7 +1073,8 @@ def max_pool2d_backward(
            [0., 0., 0., 0.],
            [0., 1., 0., 1.]], dtype=float32)
     """
-    return _pool_backward(grad_out, x, pool_size, strides, padding, data_format, True, False)
+    call = PoolCall(x, pool_size, strides, padding, data_format, dilation_rate, ceil_mode)
+    return _pool_backward(grad_out, call, True, False)
 
 
 def avg_pool2d_backward(
@@ -966,6 +1085,9 @@ def avg_pool2d_backward(
     padding: Padding = "valid",
     data_format: str = "channels_last",
     count_include_pad: bool | np.bool_ = False,
+    *,
+    ceil_mode: bool | np.bool_ = False,
+    divisor_override: SupportsIndex | None = None,
 ) -> FloatArray:
     """Gradient of :func:`avg_pool2d` with respect to its input.
 
@@ -977,18 +1099,21 @@ def avg_pool2d_backward(
     grad_x : ndarray of x's shape, in the compute dtype
     """
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    return _pool_backward(grad_out, x, pool_size, strides, padding, data_format, False,
-                          bool(count_include_pad))
+    divisor = _divisor(divisor_override)
+    call = PoolCall(x, pool_size, strides, padding, data_format, 1, ceil_mode)
+    return _pool_backward(grad_out, call, False, bool(count_include_pad), divisor)
 
 
 # ------------------------------------------------------------ global and adaptive pooling
-def _image(x: ArrayLike, data_format: str, op: str) -> tuple[NDArray[Any], str, tuple[int, ...]]:
+def _image(x: ArrayLike, data_format: str, op: str
+           ) -> tuple[NDArray[Any], str, tuple[int, int, int, int]]:
     """x checked as a 4-D image batch with H, W >= 1: (x, data_format, NHWC shape)."""
     fmt = check_data_format(data_format)
     x = as_array(x, "x")
     compute_dtype(x, "x")
     check_rank4(x, "x", fmt)
-    nhwc = to_nhwc_shape(x.shape, fmt)
+    n, h, w, c = to_nhwc_shape(x.shape, fmt)
+    nhwc = (n, h, w, c)
     if nhwc[1] < 1 or nhwc[2] < 1:
         raise ValueError(f"{op} needs H and W of at least 1, got x shape {x.shape} ({fmt})")
     return x, fmt, nhwc
@@ -1093,7 +1218,7 @@ def global_max_pool2d_backward(
 def _adaptive(x: ArrayLike, output_size: IntPair, data_format: str,
               op: str) -> tuple[NDArray[Any], str, tuple[int, ...], Any, Any]:
     x, fmt, nhwc = _image(x, data_format, op)
-    oh, ow = adaptive_output_size(output_size, nhwc[1:3], f"x shape {x.shape} ({fmt})")
+    oh, ow = adaptive_output_size(output_size, (nhwc[1], nhwc[2]), f"x shape {x.shape} ({fmt})")
     return x, fmt, nhwc, adaptive_windows(nhwc[1], oh), adaptive_windows(nhwc[2], ow)
 
 
@@ -1154,10 +1279,20 @@ def _adaptive_counts(rows: Any, cols: Any, hw: tuple[int, ...]) -> NDArray[np.in
     def sizes(win: Any, n: int) -> NDArray[np.int64]:
         if isinstance(win, int):
             return np.full(n // win, win, np.int64)
-        return np.subtract(win[1], win[0])
-    return np.outer(sizes(rows, hw[0]), sizes(cols, hw[1]))
+        return np.asarray(win[1], np.int64) - np.asarray(win[0], np.int64)
+    counts: NDArray[np.int64] = np.outer(sizes(rows, hw[0]), sizes(cols, hw[1]))
+    return counts
 
 
+@overload
+def adaptive_max_pool2d(
+    x: ArrayLike, output_size: Any, data_format: str = ..., *,
+    return_indices: Literal[False] = ...,
+) -> FloatArray: ...
+@overload
+def adaptive_max_pool2d(
+    x: ArrayLike, output_size: Any, data_format: str = ..., *, return_indices: Literal[True],
+) -> tuple[FloatArray, NDArray[np.int64]]: ...
 def adaptive_max_pool2d(
     x: ArrayLike, output_size: Any, data_format: str = "channels_last", *,
     return_indices: bool | np.bool_ = False,
@@ -1230,7 +1365,8 @@ def _winner(cells: NDArray[Any]) -> NDArray[np.int64]:
     last_nan = m - 1 - np.argmax(nan[:, ::-1], axis=1)
     first_max = np.argmax(np.where(nan, -np.inf, cells) == np.nanmax(
         np.where(nan, -np.inf, cells), axis=1, keepdims=True), axis=1)
-    return np.where(nan.any(axis=1), last_nan, first_max)
+    winner: NDArray[np.int64] = np.where(nan.any(axis=1), last_nan, first_max)
+    return winner
 
 
 def adaptive_avg_pool2d_backward(
@@ -1286,6 +1422,171 @@ def adaptive_max_pool2d_backward(
     n, h, w, c = nhwc
     _, idx = _adaptive_argmax(to_nhwc(x, fmt, dtype), rows, cols)
     gx = np.zeros((n, h * w, c), dtype)
-    nn, _, _, cc = np.indices(idx.shape, sparse=True)
+    nn = np.arange(n)[:, None, None, None]
+    cc = np.arange(c)[None, None, None, :]
     np.add.at(gx, (nn, idx, cc), g)
     return from_nhwc(gx.reshape(n, h, w, c), fmt)
+
+
+# ------------------------------------------------------------ unpooling, Lp pooling
+def max_unpool2d(
+    x: ArrayLike,
+    indices: ArrayLike,
+    pool_size: IntPair,
+    strides: IntPair | None = None,
+    padding: IntPair = 0,
+    output_size: IntPair | None = None,
+    data_format: str = "channels_last",
+) -> FloatArray:
+    """Put each value back where :func:`max_pool2d` found it (PyTorch's max_unpool2d).
+
+    Parameters
+    ----------
+    x : array_like of shape (N, H, W, C), or (N, C, H, W) with channels_first
+        The pooled values.
+    indices : array_like of ints, x's shape
+        ``max_pool2d(..., return_indices=True)``'s: flat indices ``h * OW + w``
+        into each image and channel's output plane.
+    pool_size, strides, padding :
+        The pooling's (padding an int or a pair): they give the default size.
+    output_size : (int, int), optional
+        (OH, OW), within ``stride - 1`` of the default ``(H - 1)*s - 2*p + k``
+        (as PyTorch), for inputs whose pooling dropped a row or column.
+    data_format : {"channels_last", "channels_first"}
+
+    Returns
+    -------
+    y : ndarray of shape (N, OH, OW, C), or (N, C, OH, OW) with channels_first
+        Zero but at the indices; where two values share an index, the later
+        one (in x's row-major order over H and W) is kept.
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> x = np.array([[1., 5.], [7., 2.]], np.float32).reshape(1, 2, 2, 1)
+    >>> y, idx = convpool.max_pool2d(x, 2, return_indices=True)
+    >>> convpool.max_unpool2d(y, idx, 2)[0, :, :, 0]
+    array([[0., 0.],
+           [7., 0.]], dtype=float32)
+    """
+    from ._shapes import unpool_output_size
+
+    x, fmt, (n, h, w, c) = _image(x, data_format, "max_unpool2d")
+    dtype = compute_dtype(x, "x")
+    idx = as_array(indices, "indices")
+    if idx.shape != x.shape:
+        raise ValueError(f"indices must have x's shape {x.shape}, got {idx.shape}")
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+    oh, ow = unpool_output_size((h, w), pool_size, strides, padding, output_size)
+    flat = to_nhwc(idx, fmt, np.dtype(np.int64)).reshape(n, h * w, c)
+    if flat.size and (flat.min() < 0 or flat.max() >= oh * ow):
+        raise ValueError(f"indices must lie in [0, {oh * ow}) (the output plane {(oh, ow)}), "
+                         f"got values from {flat.min()} to {flat.max()}")
+    values = to_nhwc(x, fmt, dtype).reshape(n, h * w, c)
+    y = np.zeros((n, oh * ow, c), dtype)
+    # The later of two values at one index wins: find each target's last writer,
+    # then write those alone (their targets are distinct, so the order is moot).
+    nn, cc = np.broadcast_arrays(np.arange(n)[:, None, None], np.arange(c)[None, None, :], flat)[:2]
+    order = np.broadcast_to(np.arange(h * w)[None, :, None], flat.shape)
+    last = np.full((n, oh * ow, c), -1, np.int64)
+    np.maximum.at(last, (nn, flat, cc), order)
+    keep = last[nn, flat, cc] == order
+    y[nn[keep], flat[keep], cc[keep]] = values[keep]
+    return from_nhwc(y.reshape(n, oh, ow, c), fmt)
+
+
+def _lp_args(norm_type: object) -> float:
+    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float, np.integer,
+                                                                np.floating)):
+        raise TypeError(f"norm_type must be a number, got {norm_type!r}")
+    p = float(norm_type)
+    if not np.isfinite(p) or p == 0:
+        raise ValueError(f"norm_type must be finite and non-zero, got {norm_type!r}")
+    return p
+
+
+def lp_pool2d(
+    x: ArrayLike,
+    norm_type: float,
+    pool_size: IntPair,
+    strides: IntPair | None = None,
+    *,
+    ceil_mode: bool | np.bool_ = False,
+    data_format: str = "channels_last",
+) -> FloatArray:
+    """Power-average pooling (PyTorch's lp_pool2d): ``(sum over the window of x**p)**(1/p)``.
+
+    Computed as PyTorch does: ``(KH*KW * avg_pool2d(x**p, ceil_mode=...,
+    count_include_pad=True)) ** (1/p)``, so a ceil_mode window that reaches
+    past the input is scaled up as if it were whole; a negative sum
+    (odd p, negative inputs) gives NaN.  No padding.
+
+    Parameters
+    ----------
+    x : array_like of shape (N, H, W, C), or (N, C, H, W) with channels_first
+    norm_type : float
+        p, finite and non-zero.
+    pool_size, strides :
+        As in :func:`avg_pool2d`.
+    ceil_mode : bool, keyword-only
+    data_format : {"channels_last", "channels_first"}, keyword-only
+
+    Returns
+    -------
+    y : ndarray of the pooled shape, in the compute dtype
+
+    Examples
+    --------
+    >>> import numpy as np, convpool
+    >>> x = np.array([3.0, 4.0], np.float32).reshape(1, 1, 2, 1)
+    >>> float(convpool.lp_pool2d(x, 2, (1, 2))[0, 0, 0, 0])
+    5.0
+    """
+    p = _lp_args(norm_type)
+    call = PoolCall(x, pool_size, strides, 0, data_format, 1, ceil_mode)
+    dtype = call.dtype
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        xp = np.power(np.asarray(call.x, dtype), dtype.type(p))
+        avg = avg_pool2d(xp, pool_size, strides, 0, call.data_format, True, ceil_mode=ceil_mode)
+        total = avg * dtype.type(call.win.kh * call.win.kw)
+        return np.power(total, dtype.type(1.0 / p))
+
+
+def lp_pool2d_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    norm_type: float,
+    pool_size: IntPair,
+    strides: IntPair | None = None,
+    *,
+    ceil_mode: bool | np.bool_ = False,
+    data_format: str = "channels_last",
+) -> FloatArray:
+    """Gradient of :func:`lp_pool2d`: through ``s**(1/p)``, the scaled average and ``x**p``.
+
+    ``grad_x = p * x**(p-1) * avg_pool2d_backward(grad_out * (1/p) * s**(1/p - 1) * KH*KW)``
+    with ``s`` the scaled window sum (where ``s`` is 0 the gradient is inf or NaN, as PyTorch's).
+
+    Returns
+    -------
+    grad_x : ndarray of x's shape, in the compute dtype
+    """
+    p = _lp_args(norm_type)
+    call = PoolCall(x, pool_size, strides, 0, data_format, 1, ceil_mode)
+    dtype = call.dtype
+    g = as_array(grad_out, "grad_out")
+    if g.shape != call.out_shape:
+        raise ValueError(f"grad_out must have the forward output's shape {call.out_shape}, "
+                         f"got {g.shape}")
+    g = cast_weights(g, "grad_out", dtype)
+    k = dtype.type(call.win.kh * call.win.kw)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        xv = np.asarray(call.x, dtype)
+        xp = np.power(xv, dtype.type(p))
+        s = avg_pool2d(xp, pool_size, strides, 0, call.data_format, True,
+                       ceil_mode=ceil_mode) * k
+        g_avg = g * dtype.type(1.0 / p) * np.power(s, dtype.type(1.0 / p - 1.0)) * k
+        g_xp = avg_pool2d_backward(g_avg.astype(dtype), xp, pool_size, strides, 0,
+                                   call.data_format, True, ceil_mode=ceil_mode)
+        return (g_xp * dtype.type(p) * np.power(xv, dtype.type(p - 1.0))).astype(dtype)

@@ -60,6 +60,9 @@ __all__ = [
     "adaptive_max_pool2d",
     "adaptive_avg_pool2d_backward",
     "adaptive_max_pool2d_backward",
+    "max_unpool2d",
+    "lp_pool2d",
+    "lp_pool2d_backward",
 ]
 
 
@@ -157,9 +160,17 @@ def _matmul(a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
     return product
 
 
+def _grid(shape: tuple[int, ...]) -> list[NDArray[np.intp]]:
+    """The index of every axis of ``shape``, each shaped to broadcast (``np.indices``, sparse)."""
+    return [np.arange(size).reshape([-1 if i == k else 1 for i in range(len(shape))])
+            for k, size in enumerate(shape)]
+
+
 def _pad(x: NDArray[Any], win: Window2D, value: float) -> NDArray[Any]:
+    """x padded with ``value``, ceil_mode's overhang (xb, xr) included."""
     return np.pad(
-        x, ((0, 0), (win.pt, win.pb), (win.pl, win.pr), (0, 0)), constant_values=value
+        x, ((0, 0), (win.pt, win.pb + win.xb), (win.pl, win.pr + win.xr), (0, 0)),
+        constant_values=value,
     )
 
 
@@ -312,13 +323,14 @@ def conv2d_transpose_backward(
     xn = to_nhwc(call.x, call.data_format, call.dtype)
     win = call.win
     z, pads = _transpose_adjoint(call, g)
-    args = dict(strides=(win.sh, win.sw), padding=pads, dilation_rate=(win.dh, win.dw),
-                groups=call.groups)
-    grad_kernel = conv2d_backward(xn, z, call.kernel, input_grad=False, **args)[1]
+    strides, dilation = (win.sh, win.sw), (win.dh, win.dw)
+    grad_kernel = conv2d_backward(xn, z, call.kernel, strides, pads, dilation, call.groups,
+                                  input_grad=False)[1]
     grad_bias = g.sum(axis=(0, 1, 2))
     grad_x = None
     if input_grad:
-        grad_x = from_nhwc(conv2d(z, call.kernel, **args), call.data_format)
+        grad_x = from_nhwc(conv2d(z, call.kernel, None, strides, pads, dilation, call.groups),
+                           call.data_format)
     return grad_x, grad_kernel, grad_bias
 
 
@@ -383,13 +395,43 @@ def max_pool2d(
     padding: Padding = "valid",
     data_format: str = "channels_last",
     out: FloatArray | None = None,
-) -> FloatArray:
-    """Reference of :func:`convpool.max_pool2d`: padding is -inf, NaN propagates."""
-    call = PoolCall(x, pool_size, strides, padding, data_format)
+    *,
+    dilation_rate: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> FloatArray | tuple[FloatArray, NDArray[np.int64]]:
+    """Reference of :func:`convpool.max_pool2d`: padding is -inf, NaN propagates;
+    the indices from :func:`_winners`."""
+    return_indices = check_bool(return_indices, "return_indices")
+    call = PoolCall(x, pool_size, strides, padding, data_format, dilation_rate, ceil_mode)
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
     x = to_nhwc(call.x, call.data_format, call.dtype)
     windows = _windows(_pad(x, call.win, -np.inf), call.win)
-    return _deliver(windows.max(axis=(4, 5)), call, out)
+    y = _deliver(windows.max(axis=(4, 5)), call, out)
+    if not return_indices:
+        return y
+    win = call.win
+    winner = _winners(x, win)
+    _, oh, ow, _ = _grid(winner.shape)
+    rows = oh * win.sh - win.pt + (winner // win.kw) * win.dh
+    cols = ow * win.sw - win.pl + (winner % win.kw) * win.dw
+    return y, from_nhwc(rows * x.shape[2] + cols, call.data_format)
+
+
+def _winners(x: NDArray[Any], win: Window2D) -> NDArray[np.int64]:
+    """Each window's winner, its tap number a*KW + b: the last NaN if it holds
+    any, else the first maximum among its real cells in row-major order."""
+    taps = win.kh * win.kw
+    shape = (x.shape[0], win.oh, win.ow, x.shape[3], taps)
+    vals = _windows(_pad(x, win, -np.inf), win).reshape(shape)
+    real = _windows(_pad(np.ones(x.shape[:3] + (1,), bool), win, False), win)
+    real = np.broadcast_to(real.reshape(shape[:3] + (1, taps)), shape)
+    nan = np.isnan(vals)
+    last_nan = taps - 1 - np.argmax(nan[..., ::-1], axis=-1)
+    best = np.where(real, vals, -np.inf).max(axis=-1, keepdims=True)
+    first_max = np.argmax(real & (vals == best), axis=-1)
+    winner: NDArray[np.int64] = np.where(nan.any(axis=-1), last_nan, first_max)
+    return winner
 
 
 def avg_pool2d(
@@ -400,21 +442,41 @@ def avg_pool2d(
     data_format: str = "channels_last",
     count_include_pad: bool | np.bool_ = False,
     out: FloatArray | None = None,
+    *,
+    ceil_mode: bool = False,
+    divisor_override: SupportsIndex | None = None,
 ) -> FloatArray:
     """Reference of :func:`convpool.avg_pool2d`: the window sum over the number of
-    real cells (or over ``KH * KW`` with ``count_include_pad``)."""
+    real cells (over its cells inside the padded input with ``count_include_pad``;
+    over ``divisor_override`` when given)."""
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    call = PoolCall(x, pool_size, strides, padding, data_format)
+    divisor = _divisor_of(divisor_override)
+    call = PoolCall(x, pool_size, strides, padding, data_format, 1, ceil_mode)
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
     x = to_nhwc(call.x, call.data_format, call.dtype)
     win = call.win
     sums = _windows(_pad(x, win, 0), win).sum(axis=(4, 5))
-    if count_include_pad:
-        counts = np.full((1, win.oh, win.ow, 1), win.kh * win.kw)
+    return _deliver(sums / _divisors(x.shape, win, count_include_pad, divisor), call, out)
+
+
+def _divisor_of(divisor_override: object) -> int:
+    from .functional import _divisor
+
+    return _divisor(divisor_override)
+
+
+def _divisors(shape: tuple[int, ...], win: Window2D, count_include_pad: bool,
+              divisor: int) -> NDArray[Any]:
+    """Each window's divisor, (1, OH, OW, 1): the override, or the cells counted."""
+    if divisor:
+        return np.full((1, win.oh, win.ow, 1), float(divisor))
+    if count_include_pad:  # the padded input's cells, not ceil_mode's overhang
+        counted = np.ones((1, shape[1] + win.pt + win.pb, shape[2] + win.pl + win.pr, 1))
+        counted = np.pad(counted, ((0, 0), (0, win.xb), (0, win.xr), (0, 0)))
     else:
-        real = np.ones((1, x.shape[1], x.shape[2], 1))
-        counts = _windows(_pad(real, win, 0), win).sum(axis=(4, 5))
-    return _deliver(sums / counts.astype(call.dtype), call, out)
+        counted = _pad(np.ones((1, shape[1], shape[2], 1)), win, 0)
+    counts: NDArray[Any] = _windows(counted, win).sum(axis=(4, 5))
+    return counts
 
 
 # ------------------------------------------------------------------ backward
@@ -426,7 +488,7 @@ def _tap_slices(win: Window2D, kh: int, kw: int) -> tuple[slice, slice]:
 
 
 def _crop(xp: NDArray[Any], win: Window2D) -> NDArray[Any]:
-    return xp[:, win.pt : xp.shape[1] - win.pb, win.pl : xp.shape[2] - win.pr]
+    return xp[:, win.pt : xp.shape[1] - win.pb - win.xb, win.pl : xp.shape[2] - win.pr - win.xr]
 
 
 def _relu_mask(
@@ -544,7 +606,8 @@ def _padded_backward(
     cols = np.array([padded_source(j - win.pl, w, call.padding_mode)
                      for j in range(w + win.pl + win.pr)])
     gx = np.zeros(x.shape, call.dtype)
-    np.add.at(gx, (slice(None), rows[:, None], cols[None, :]), gxp)
+    nn, _, _, cc = _grid(gxp.shape)
+    np.add.at(gx, (nn, rows[None, :, None, None], cols[None, None, :, None], cc), gxp)
     return from_nhwc(gx, call.data_format), grad_kernel, grad_bias
 
 
@@ -615,32 +678,26 @@ def max_pool2d_backward(
     strides: IntPair | None = None,
     padding: Padding = "valid",
     data_format: str = "channels_last",
+    *,
+    dilation_rate: IntPair = 1,
+    ceil_mode: bool = False,
 ) -> FloatArray:
     """Reference of :func:`convpool.max_pool2d_backward`.
 
-    The winner of each window: the last NaN if it holds any, else the first
-    maximum among its real cells in row-major order; grad_out is added there
-    with ``np.add.at`` (so overlapping windows add up).
+    The winner of each window (:func:`_winners`): the last NaN if it holds
+    any, else the first maximum among its real cells in row-major order;
+    grad_out is added there with ``np.add.at`` (so overlapping windows add up).
     """
-    call = PoolCall(x, pool_size, strides, padding, data_format)
+    call = PoolCall(x, pool_size, strides, padding, data_format, dilation_rate, ceil_mode)
     g = grad_out_nhwc(grad_out, call)
     x = to_nhwc(call.x, call.data_format, call.dtype)
     win = call.win
-    taps = win.kh * win.kw
-    shape = (x.shape[0], win.oh, win.ow, x.shape[3], taps)
-    vals = _windows(_pad(x, win, -np.inf), win).reshape(shape)
-    real = _windows(_pad(np.ones(x.shape[:3] + (1,), bool), win, False), win)
-    real = np.broadcast_to(real.reshape(shape[:3] + (1, taps)), shape)
-    nan = np.isnan(vals)
-    last_nan = taps - 1 - np.argmax(nan[..., ::-1], axis=-1)
-    best = np.where(real, vals, -np.inf).max(axis=-1, keepdims=True)
-    first_max = np.argmax(real & (vals == best), axis=-1)
-    winner = np.where(nan.any(axis=-1), last_nan, first_max)  # (N, OH, OW, C)
-    n, oh, ow, c = np.indices(winner.shape, sparse=True)
-    rows = oh * win.sh + winner // win.kw
-    cols = ow * win.sw + winner % win.kw
-    gxp = np.zeros((x.shape[0], x.shape[1] + win.pt + win.pb, x.shape[2] + win.pl + win.pr,
-                    x.shape[3]), call.dtype)
+    winner = _winners(x, win)  # (N, OH, OW, C)
+    n, oh, ow, c = _grid(winner.shape)
+    rows = oh * win.sh + (winner // win.kw) * win.dh
+    cols = ow * win.sw + (winner % win.kw) * win.dw
+    gxp = np.zeros((x.shape[0], x.shape[1] + win.pt + win.pb + win.xb,
+                    x.shape[2] + win.pl + win.pr + win.xr, x.shape[3]), call.dtype)
     np.add.at(gxp, (n, rows, cols, c), g)
     return from_nhwc(_crop(gxp, win), call.data_format)
 
@@ -653,22 +710,21 @@ def avg_pool2d_backward(
     padding: Padding = "valid",
     data_format: str = "channels_last",
     count_include_pad: bool | np.bool_ = False,
+    *,
+    ceil_mode: bool = False,
+    divisor_override: SupportsIndex | None = None,
 ) -> FloatArray:
     """Reference of :func:`convpool.avg_pool2d_backward`: grad_out / divisor added
     to every tap's strided positions of the padded input, then cropped."""
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    call = PoolCall(x, pool_size, strides, padding, data_format)
+    divisor = _divisor_of(divisor_override)
+    call = PoolCall(x, pool_size, strides, padding, data_format, 1, ceil_mode)
     g = grad_out_nhwc(grad_out, call)
     x = to_nhwc(call.x, call.data_format, call.dtype)
     win = call.win
-    if count_include_pad:
-        counts = np.full((1, win.oh, win.ow, 1), win.kh * win.kw)
-    else:
-        real = np.ones((1, x.shape[1], x.shape[2], 1))
-        counts = _windows(_pad(real, win, 0), win).sum(axis=(4, 5))
-    share = g / counts.astype(call.dtype)
-    gxp = np.zeros((x.shape[0], x.shape[1] + win.pt + win.pb, x.shape[2] + win.pl + win.pr,
-                    x.shape[3]), call.dtype)
+    share = g / _divisors(x.shape, win, count_include_pad, divisor).astype(call.dtype)
+    gxp = np.zeros((x.shape[0], x.shape[1] + win.pt + win.pb + win.xb,
+                    x.shape[2] + win.pl + win.pr + win.xr, x.shape[3]), call.dtype)
     for kh in range(win.kh):
         for kw in range(win.kw):
             rows, cols = _tap_slices(win, kh, kw)
@@ -814,3 +870,79 @@ def global_max_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, keepdims: bool
     """Reference of :func:`convpool.global_max_pool2d_backward`."""
     return adaptive_max_pool2d_backward(_global_g(grad_out, x, keepdims, data_format), x, 1,
                                         data_format)
+
+
+# ------------------------------------------------------------ unpooling, Lp pooling
+def max_unpool2d(x: ArrayLike, indices: ArrayLike, pool_size: IntPair,
+                 strides: IntPair | None = None, padding: IntPair = 0,
+                 output_size: IntPair | None = None,
+                 data_format: str = "channels_last") -> FloatArray:
+    """Reference of :func:`convpool.max_unpool2d`: every value written in turn
+    (row-major over H and W), so a later one at the same index replaces it."""
+    from . import functional as F
+    from ._shapes import unpool_output_size
+
+    x, fmt, (n, h, w, c) = F._image(x, data_format, "max_unpool2d")
+    dtype = compute_dtype(x, "x")
+    idx = as_array(indices, "indices")
+    if idx.shape != x.shape:
+        raise ValueError(f"indices must have x's shape {x.shape}, got {idx.shape}")
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+    oh, ow = unpool_output_size((h, w), pool_size, strides, padding, output_size)
+    xn, dn = to_nhwc(x, fmt, dtype), to_nhwc(idx, fmt, np.dtype(np.int64))
+    if dn.size and (dn.min() < 0 or dn.max() >= oh * ow):
+        raise ValueError(f"indices must lie in [0, {oh * ow}) (the output plane {(oh, ow)}), "
+                         f"got values from {dn.min()} to {dn.max()}")
+    y = np.zeros((n, oh * ow, c), dtype)
+    for b in range(n):
+        for ch in range(c):
+            for i in range(h):
+                for j in range(w):
+                    y[b, dn[b, i, j, ch], ch] = xn[b, i, j, ch]
+    return from_nhwc(y.reshape(n, oh, ow, c), fmt)
+
+
+def lp_pool2d(x: ArrayLike, norm_type: float, pool_size: IntPair,
+              strides: IntPair | None = None, *, ceil_mode: bool = False,
+              data_format: str = "channels_last") -> FloatArray:
+    """Reference of :func:`convpool.lp_pool2d`: per window, the sum of x**p over
+    its real cells times KH*KW / (its real cells), to the power 1/p (PyTorch's)."""
+    from .functional import _lp_args
+
+    p = _lp_args(norm_type)
+    call = PoolCall(x, pool_size, strides, 0, data_format, 1, ceil_mode)
+    x = to_nhwc(call.x, call.data_format, call.dtype)
+    win = call.win
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        xp = np.power(x.astype(np.float64), p)
+        sums = _windows(_pad(xp, win, 0), win).sum(axis=(4, 5))
+        cells = _divisors(x.shape, win, False, 0)
+        y = np.power(sums * (win.kh * win.kw) / cells, 1.0 / p)
+    return _deliver(y, call, None)
+
+
+def lp_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, norm_type: float, pool_size: IntPair,
+                       strides: IntPair | None = None, *, ceil_mode: bool = False,
+                       data_format: str = "channels_last") -> FloatArray:
+    """Reference of :func:`convpool.lp_pool2d_backward`, in float64: the chain rule
+    through s**(1/p), the scaled window sum s, and x**p."""
+    from .functional import _lp_args
+
+    p = _lp_args(norm_type)
+    call = PoolCall(x, pool_size, strides, 0, data_format, 1, ceil_mode)
+    g = grad_out_nhwc(grad_out, call).astype(np.float64)
+    x = to_nhwc(call.x, call.data_format, call.dtype).astype(np.float64)
+    win = call.win
+    k = win.kh * win.kw
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        scale = k / _divisors(x.shape, win, False, 0)
+        s = _windows(_pad(np.power(x, p), win, 0), win).sum(axis=(4, 5)) * scale
+        share = g * (1.0 / p) * np.power(s, 1.0 / p - 1.0) * scale  # d y / d (sum of x**p)
+        gxp = np.zeros((x.shape[0], x.shape[1] + win.xb, x.shape[2] + win.xr, x.shape[3]))
+        for a in range(win.kh):
+            for b in range(win.kw):
+                rows, cols = _tap_slices(win, a, b)
+                gxp[:, rows, cols] += share
+        gx = _crop(gxp, win) * p * np.power(x, p - 1.0)
+    return from_nhwc(gx.astype(call.dtype), call.data_format)

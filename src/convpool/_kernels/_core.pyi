@@ -75,6 +75,9 @@ def pool2d_nhwc(
     pl: int,
     count_include_pad: bool,
     n_threads: int,
+    pb: int,
+    pr: int,
+    divisor: int,
 ) -> None: ...
 def conv2d_backward_nhwc(
     gy: NDArray[_F],
@@ -108,5 +111,8 @@ def pool2d_backward_nhwc(
     pl: int,
     count_include_pad: bool,
     n_threads: int,
+    pb: int,
+    pr: int,
+    divisor: int,
 ) -> None: ...
 def relu_grad(gy: NDArray[_F], y: NDArray[_F], gx: NDArray[_F], n_threads: int) -> None: ...

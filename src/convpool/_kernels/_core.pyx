@@ -25,7 +25,7 @@ cdef extern from "cp_kernels.h" nogil:
 
     ctypedef struct cp_pool_geom:
         int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
-        int64_t count_include_pad, tile, stream
+        int64_t pb, pr, count_include_pad, divisor, tile, stream
 
     int CP_ALIGN, CP_CONV_ALGORITHMS, CP_GEMM_KINDS, CP_STORE_STREAM, CP_STORE_RELU
     int CP_PAD_ZEROS, CP_PAD_REFLECT, CP_PAD_REPLICATE, CP_PAD_CIRCULAR
@@ -427,16 +427,20 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
                 floating[:, :, :, ::1] y,
                 bint is_max,
                 Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                Py_ssize_t pt, Py_ssize_t pl, bint count_include_pad, int n_threads):
+                Py_ssize_t pt, Py_ssize_t pl, bint count_include_pad, int n_threads,
+                Py_ssize_t pb, Py_ssize_t pr, Py_ssize_t divisor):
     """Max (``is_max``) or average pooling, NHWC; every size > 0.
 
-    x (N, H, W, C), y (N, OH, OW, C): OUT.
+    x (N, H, W, C), y (N, OH, OW, C): OUT.  Average only: pb, pr bound the
+    padded input that count_include_pad counts (ceil_mode's last windows may
+    reach past it); divisor > 0 divides every window by it.
     """
     cdef cp_pool_geom g
     g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     g.oh, g.ow = y.shape[1], y.shape[2]
     g.kh, g.kw, g.sh, g.sw, g.pt, g.pl = kh, kw, sh, sw, pt, pl
     g.count_include_pad = count_include_pad
+    g.pb, g.pr, g.divisor = pb, pr, divisor
     cp_pool_plan(&g, sizeof(floating))
 
     cdef int64_t rows = g.n * g.oh
@@ -582,16 +586,18 @@ def pool2d_backward_nhwc(const floating[:, :, :, ::1] x,
                          floating[:, :, :, ::1] gx,
                          bint is_max,
                          Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                         Py_ssize_t pt, Py_ssize_t pl, bint count_include_pad, int n_threads):
+                         Py_ssize_t pt, Py_ssize_t pl, bint count_include_pad, int n_threads,
+                         Py_ssize_t pb, Py_ssize_t pr, Py_ssize_t divisor):
     """Gradient of max (``is_max``) or average pooling (x is then not read), NHWC.
 
-    gy (N, OH, OW, C), gx (N, H, W, C): OUT.
+    gy (N, OH, OW, C), gx (N, H, W, C): OUT.  pb, pr, divisor: as in pool2d_nhwc.
     """
     cdef cp_pool_geom g
     g.n, g.h, g.w, g.c = gx.shape[0], gx.shape[1], gx.shape[2], gx.shape[3]
     g.oh, g.ow = gy.shape[1], gy.shape[2]
     g.kh, g.kw, g.sh, g.sw, g.pt, g.pl = kh, kw, sh, sw, pt, pl
     g.count_include_pad = count_include_pad
+    g.pb, g.pr, g.divisor = pb, pr, divisor
     g.tile = g.ow
     g.stream = 0
     cdef int64_t units = cp_poolbwd_units(&g)

@@ -80,7 +80,11 @@ typedef struct {
     int64_t kh, kw;            /* pool size */
     int64_t sh, sw;            /* strides */
     int64_t pt, pl;            /* padding top, left */
-    int64_t count_include_pad; /* avg only: divide by kh * kw instead of the valid count */
+    int64_t pb, pr;            /* padding bottom, right (a ceil_mode window may reach past it) */
+    int64_t count_include_pad; /* avg only: divide by the window's cells inside the padded
+                                * input (kh * kw but for ceil_mode's last windows) instead
+                                * of its real cells */
+    int64_t divisor;           /* avg only: > 0 divides every window by this (divisor_override) */
     int64_t tile;              /* output pixels per horizontal tile */
     int64_t stream;            /* write the output with non-temporal stores */
 } cp_pool_geom;

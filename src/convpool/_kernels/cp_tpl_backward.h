@@ -290,9 +290,13 @@ void CP_CAT(cp_avgpool2d_bwd_unit, CP_SFX)(const cp_pool_geom *g, const CP_T *gy
             const int64_t iw0 = ow * g->sw - g->pl;
             const int64_t c0 = iw0 < 0 ? 0 : iw0;
             const int64_t c1 = iw0 + g->kw < g->w ? iw0 + g->kw : g->w;
-            /* in double: KH * KW may pass int64 (huge windows of padding) */
-            const CP_T divisor = (CP_T)(g->count_include_pad ? (double)g->kh * (double)g->kw
-                                                       : (double)((r1 - r0) * (c1 - c0)));
+            /* in double: KH * KW may pass int64 (huge windows of padding); with
+             * count_include_pad, the cells inside the padded input (as forward) */
+            const int64_t prows = g->h + g->pb - ih0 < g->kh ? g->h + g->pb - ih0 : g->kh;
+            const int64_t pcols = g->w + g->pr - iw0 < g->kw ? g->w + g->pr - iw0 : g->kw;
+            const CP_T divisor = (CP_T)(g->divisor > 0           ? (double)g->divisor
+                                        : g->count_include_pad ? (double)prows * (double)pcols
+                                                               : (double)((r1 - r0) * (c1 - c0)));
             const CP_T *grad = gy + ((n * g->oh + oh) * g->ow + ow) * C;
             for (int64_t c = 0; c < C; c++)
                 share[ow * C + c] = grad[c] / divisor;

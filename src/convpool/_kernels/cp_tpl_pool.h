@@ -222,12 +222,17 @@ static void CP_ISA_FN(CP_POOL_NAME)(const cp_pool_geom *g, const CP_T *x, CP_T *
                     CP_POOL_F(op2)(dst, dst, base + kw * C, C);
             }
         }
-        /* 3. average: divide by the cells counted */
+        /* 3. average: divide by the cells counted (the padded input's with
+         * count_include_pad; ceil_mode's last windows may reach past it) */
         if (!CP_POOL_MAX) {
-            if (g->count_include_pad || (!padded && nrows == g->kh)) {
+            const int64_t prows = (g->h + g->pb - ih0 < g->kh ? g->h + g->pb - ih0 : g->kh);
+            const int inside = iw_start + span <= g->w + g->pr && prows == g->kh;
+            if (g->divisor > 0 || (g->count_include_pad && inside) ||
+                (!g->count_include_pad && !padded && nrows == g->kh)) {
                 /* in double: KH * KW may pass int64 (huge windows of padding) */
-                const CP_T divisor = (CP_T)(g->count_include_pad ? (double)g->kh * (double)g->kw
-                                                           : (double)(nrows * g->kw));
+                const CP_T divisor = (CP_T)(g->divisor > 0           ? (double)g->divisor
+                                            : g->count_include_pad ? (double)g->kh * (double)g->kw
+                                                                   : (double)(nrows * g->kw));
                 for (int64_t q = 0; q < cnt * C; q++)
                     out[q] = out[q] / divisor;
             } else {
@@ -235,7 +240,10 @@ static void CP_ISA_FN(CP_POOL_NAME)(const cp_pool_geom *g, const CP_T *x, CP_T *
                     const int64_t iw = (ow0 + o) * g->sw - g->pl;
                     const int64_t lo = iw < 0 ? -iw : 0;
                     const int64_t hi = g->w - iw < g->kw ? g->w - iw : g->kw;
-                    const CP_T divisor = (CP_T)(nrows * (hi - lo));
+                    const int64_t pcols = g->w + g->pr - iw < g->kw ? g->w + g->pr - iw : g->kw;
+                    const CP_T divisor = (CP_T)(g->count_include_pad
+                                                    ? (double)prows * (double)pcols
+                                                    : (double)(nrows * (hi - lo)));
                     for (int64_t c = 0; c < C; c++)
                         out[o * C + c] = out[o * C + c] / divisor;
                 }
