@@ -321,3 +321,15 @@ def test_dilated_max_pool_bitwise_for_any_thread_count(rng):
         convpool.set_num_threads(before)
     for y, idx in outs[1:]:
         assert y.tobytes() == outs[0][0].tobytes() and np.array_equal(idx, outs[0][1])
+
+
+def test_dilated_window_between_the_cells_is_refused():
+    """Two taps 5 apart on a 2-row input padded by 3: the window starting at -3 has
+    taps at -3 and 2, neither an input cell (PyTorch would return -inf there)."""
+    x = np.zeros((1, 2, 2, 1), np.float32)
+    for fn in (convpool.max_pool2d, reference.max_pool2d):
+        with pytest.raises(ValueError, match="holds no input cell"):
+            fn(x, (2, 1), strides=1, padding=((3, 3), (0, 0)), dilation_rate=(5, 1))
+    y = convpool.max_pool2d(x + 1, (2, 1), strides=1, padding=((1, 1), (0, 0)),
+                            dilation_rate=(2, 1))
+    np.testing.assert_array_equal(y, np.ones((1, 2, 2, 1), np.float32))

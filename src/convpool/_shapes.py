@@ -349,6 +349,18 @@ def _window_2d(
             )
     # A one-tap axis has no spacing to dilate: any dilation gives the same
     # window, so it is normalised to 1 (and never reaches a 64-bit kernel).
+    if max_pad is not None and (dh > 1 or dw > 1):
+        # Dilated pooling windows can fall between the cells: each must hold one.
+        for axis, (n, k, s, d, p0, out) in enumerate(((h, kh, sh, dh, pt, oh),
+                                                      (w, kw, sw, dw, pl, ow))):
+            empty = _window_without_cell(n, k, s, d, p0, out)
+            if empty is not None:
+                raise ValueError(
+                    f"window {empty} along {'HW'[axis]} holds no input cell: its "
+                    f"{k} taps {d} apart start at {empty * s - p0} and the input has {n} "
+                    f"(padding {(pt, pb, pl, pr)}, strides {(sh, sw)}, dilation_rate "
+                    f"{(dh, dw)}, {window_name} {(kh, kw)}){suffix}"
+                )
     xb = max((oh - 1) * sh + eh - (h + pt + pb), 0)
     xr = max((ow - 1) * sw + ew - (w + pl + pr), 0)
     dh, dw = (1 if kh == 1 else dh), (1 if kw == 1 else dw)
@@ -408,6 +420,17 @@ def padded_source(i: int, n: int, mode: str) -> int:
     if mode == "replicate":
         return 0 if i < 0 else n - 1
     return i + n if i < 0 else i - n  # circular
+
+
+def _window_without_cell(n: int, k: int, s: int, d: int, p0: int, out: int) -> int | None:
+    """The first of ``out`` windows (k taps d apart, stride s, starting at -p0)
+    with no tap inside [0, n), or None."""
+    for i in range(out):
+        start = i * s - p0
+        t0 = 0 if start >= 0 else -(start // d)  # first tap at or after 0
+        if t0 >= k or start + t0 * d >= n:
+            return i
+    return None
 
 
 def data_gradient_padding(win: Window2D) -> tuple[int, int] | None:

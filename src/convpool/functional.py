@@ -418,8 +418,9 @@ def _pool(
         return _finish(y, out, call.data_format)
     w = call.win
     xn = to_nhwc(call.x, call.data_format, call.dtype)
-    if (w.dh, w.dw) != (1, 1):
-        y[...] = _max_taps(xn, w, False)[0]
+    if (w.dh, w.dw) != (1, 1):  # dilated windows: the direct kernel
+        _core.maxpool2d_direct_nhwc(xn, y, None, w.kh, w.kw, w.sh, w.sw, w.dh, w.dw, w.pt,
+                                    w.pl, get_num_threads())
         return _finish(y, out, call.data_format)
     _core.pool2d_nhwc(
         xn,
@@ -433,35 +434,15 @@ def _pool(
     return _finish(y, out, call.data_format)
 
 
-def _max_taps(xn: NDArray[Any], win: Window2D, indices: bool
-              ) -> tuple[NDArray[Any], NDArray[np.int64] | None]:
-    """Max pooling tap by tap (NumPy, one pass over the output per tap): the
-    dilated windows, and the winners' flat indices ``ih * W + iw`` with
-    ``indices`` (the first maximum, a later NaN replacing it, PyTorch's rule).
-
-    Cells outside the input never take part; every window holds a real one.
-    """
-    n, h, w, c = xn.shape
-    m = np.full((n, win.oh, win.ow, c), -np.inf, xn.dtype)
-    idx = np.full(m.shape, -1, np.int64) if indices else None
-    ih0 = np.arange(win.oh) * win.sh - win.pt
-    iw0 = np.arange(win.ow) * win.sw - win.pl
-    for a in range(win.kh):
-        ih = ih0 + a * win.dh
-        for b in range(win.kw):
-            iw = iw0 + b * win.dw
-            valid = ((ih >= 0) & (ih < h))[:, None] & ((iw >= 0) & (iw < w))[None, :]
-            v = xn[:, np.clip(ih, 0, h - 1)[:, None], np.clip(iw, 0, w - 1)[None, :]]
-            valid4 = valid[None, :, :, None]
-            if idx is None:
-                m = np.where(valid4, np.maximum(m, v), m)  # np.maximum keeps NaN
-                continue
-            with np.errstate(invalid="ignore"):
-                upd = valid4 & ((v > m) | (v != v) | (idx < 0))
-            m = np.where(upd, v, m)
-            flat = (ih[:, None] * w + iw[None, :])[None, :, :, None]
-            idx = np.where(upd, flat, idx)
-    return m, idx
+def _max_winners(xn: NDArray[Any], win: Window2D) -> tuple[NDArray[Any], NDArray[np.int64]]:
+    """Max pooling with each window's winner: its flat index ``ih * W + iw`` (the
+    first maximum, replaced by any later NaN: PyTorch's rule), by the direct
+    kernel (NHWC in and out)."""
+    y = _memory.empty((xn.shape[0], win.oh, win.ow, xn.shape[3]), xn.dtype)
+    idx = np.empty(y.shape, np.int64)
+    _core.maxpool2d_direct_nhwc(xn, y, idx, win.kh, win.kw, win.sh, win.sw, win.dh, win.dw,
+                                win.pt, win.pl, get_num_threads())
+    return y, idx
 
 
 @overload
@@ -505,8 +486,9 @@ def max_pool2d(
     out : ndarray, optional
         As in :func:`conv2d`.
     dilation_rate : int or (int, int), keyword-only, default 1
-        Taps ``d`` cells apart (PyTorch's dilation).  Computed tap by tap in
-        NumPy (the compiled kernel covers dilation 1).
+        Taps ``d`` cells apart (PyTorch's dilation); every window must hold
+        an input cell.  Dilated windows run on a kernel that visits each tap
+        (dilation 1 on the separable one: rows, then columns).
     ceil_mode : bool, keyword-only, default False
         PyTorch's rule: a last, partial window counts too, unless it would
         start in the bottom (right) padding.
@@ -514,7 +496,8 @@ def max_pool2d(
         Also return, for each output, the flat index ``ih * W + iw`` of its
         window's first maximum (a NaN replacing it, the last NaN winning, as
         PyTorch) in the unpadded plane of its image and channel: int64, in
-        y's layout (what :func:`max_unpool2d` takes).  Computed tap by tap.
+        y's layout (what :func:`max_unpool2d` takes).  Found by the kernel
+        that visits each tap.
 
     Returns
     -------
@@ -553,8 +536,7 @@ def max_pool2d(
                              f"{call.x.shape} ({call.data_format})")
         y0 = _finish(_memory.empty(call.nhwc_shape, call.dtype), out, call.data_format)
         return y0, np.zeros(call.out_shape, np.int64)
-    y, idx = _max_taps(to_nhwc(call.x, call.data_format, call.dtype), call.win, True)
-    assert idx is not None
+    y, idx = _max_winners(to_nhwc(call.x, call.data_format, call.dtype), call.win)
     return _finish(y, out, call.data_format), from_nhwc(idx, call.data_format)
 
 
@@ -908,8 +890,7 @@ def _pool_backward(
     w = call.win
     if (w.dh, w.dw) != (1, 1) and gy.size and xn.size:
         # Dilated windows: each window's gradient to its winner, as max_pool2d's indices.
-        _, idx = _max_taps(xn, w, True)
-        assert idx is not None
+        _, idx = _max_winners(xn, w)
         n, h, w_, c = xn.shape
         grad = np.zeros((n, h * w_, c), call.dtype)
         nn = np.arange(n)[:, None, None, None]

@@ -79,6 +79,20 @@ def pool2d_nhwc(
     pr: int,
     divisor: int,
 ) -> None: ...
+def maxpool2d_direct_nhwc(
+    x: NDArray[_F],
+    y: NDArray[_F],
+    idx: NDArray[np.int64] | None,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    dh: int,
+    dw: int,
+    pt: int,
+    pl: int,
+    n_threads: int,
+) -> None: ...
 def conv2d_backward_nhwc(
     gy: NDArray[_F],
     x: NDArray[_F],

@@ -24,7 +24,7 @@ cdef extern from "cp_kernels.h" nogil:
         int64_t algorithm, units, nseg, kseg, ow_lo, ow_hi, stream, relu, pad_mode
 
     ctypedef struct cp_pool_geom:
-        int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl
+        int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl
         int64_t pb, pr, count_include_pad, divisor, tile, stream
 
     int CP_ALIGN, CP_CONV_ALGORITHMS, CP_GEMM_KINDS, CP_STORE_STREAM, CP_STORE_RELU
@@ -71,6 +71,10 @@ cdef extern from "cp_kernels.h" nogil:
                                    int64_t row, float *scratch)
     void cp_avgpool2d_nhwc_row_f64(const cp_pool_geom *g, const double *x, double *y,
                                    int64_t row, double *scratch)
+    void cp_maxpool2d_direct_row_f32(const cp_pool_geom *g, const float *x, float *y,
+                                     int64_t *idx, int64_t row)
+    void cp_maxpool2d_direct_row_f64(const cp_pool_geom *g, const double *x, double *y,
+                                     int64_t *idx, int64_t row)
 
 cdef extern from "cp_kernels.h" nogil:
     ctypedef struct cp_convbwd_geom:
@@ -441,6 +445,7 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
     g.kh, g.kw, g.sh, g.sw, g.pt, g.pl = kh, kw, sh, sw, pt, pl
     g.count_include_pad = count_include_pad
     g.pb, g.pr, g.divisor = pb, pr, divisor
+    g.dh, g.dw = 1, 1
     cp_pool_plan(&g, sizeof(floating))
 
     cdef int64_t rows = g.n * g.oh
@@ -471,6 +476,40 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
                     cp_avgpool2d_nhwc_row_f64(&g, xp, yp, r, <double *> (scratch + threadid() * stride))
     finally:
         cp_aligned_free(scratch)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def maxpool2d_direct_nhwc(const floating[:, :, :, ::1] x,
+                          floating[:, :, :, ::1] y,
+                          int64_t[:, :, :, ::1] idx,
+                          Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                          Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl,
+                          int n_threads):
+    """Max pooling visiting each window's taps (any dilation), NHWC; every size > 0.
+
+    x (N, H, W, C), y (N, OH, OW, C): OUT; idx (N, OH, OW, C) int64: OUT, the
+    winners' flat indices ih * W + iw, or None.  Every window must hold a
+    real cell (Python checks the pads).
+    """
+    cdef cp_pool_geom g
+    g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    g.oh, g.ow = y.shape[1], y.shape[2]
+    g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl = kh, kw, sh, sw, dh, dw, pt, pl
+    g.pb, g.pr, g.count_include_pad, g.divisor, g.tile, g.stream = 0, 0, 0, 0, 1, 0
+    cdef int64_t rows = g.n * g.oh
+    cdef int nt = _team_size(n_threads, rows, <double>g.n * g.oh * g.ow * g.c * g.kh * g.kw)
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef floating *yp = &y[0, 0, 0, 0]
+    cdef int64_t *ip = NULL
+    if idx is not None:
+        ip = &idx[0, 0, 0, 0]
+    cdef int64_t r
+    for r in prange(rows, nogil=True, schedule="static", num_threads=nt):
+        if floating is float:
+            cp_maxpool2d_direct_row_f32(&g, xp, yp, ip, r)
+        else:
+            cp_maxpool2d_direct_row_f64(&g, xp, yp, ip, r)
 
 
 @cython.boundscheck(False)
@@ -598,6 +637,7 @@ def pool2d_backward_nhwc(const floating[:, :, :, ::1] x,
     g.kh, g.kw, g.sh, g.sw, g.pt, g.pl = kh, kw, sh, sw, pt, pl
     g.count_include_pad = count_include_pad
     g.pb, g.pr, g.divisor = pb, pr, divisor
+    g.dh, g.dw = 1, 1
     g.tile = g.ow
     g.stream = 0
     cdef int64_t units = cp_poolbwd_units(&g)

@@ -93,6 +93,13 @@ typedef void (*cp_pool_row_f32_fn)(const cp_pool_geom *g, const float *x, float 
 typedef void (*cp_pool_row_f64_fn)(const cp_pool_geom *g, const double *x, double *y,
                                    int64_t row, double *scratch);
 
+/* Max pooling of one output row by visiting each window's taps (any
+ * dilation); idx, if not NULL, gets the winners' flat indices. */
+typedef void (*cp_pooldirect_f32_fn)(const cp_pool_geom *g, const float *x, float *y,
+                                     int64_t *idx, int64_t row);
+typedef void (*cp_pooldirect_f64_fn)(const cp_pool_geom *g, const double *x, double *y,
+                                     int64_t *idx, int64_t row);
+
 /* Max-pool gradient of windows [o0, o1) of one output row, for windows that
  * tile the input (stride = pool size), lie wholly inside it, have fewer than
  * 2^24 cells, and with C < 4 channels are not the row's last (4-lane loads
@@ -145,6 +152,8 @@ typedef struct {
     cp_pool_row_f64_fn maxpool_f64;
     cp_pool_row_f32_fn avgpool_f32;
     cp_pool_row_f64_fn avgpool_f64;
+    cp_pooldirect_f32_fn maxpool_direct_f32;
+    cp_pooldirect_f64_fn maxpool_direct_f64;
     cp_maxbwd_run_f32_fn maxpool_bwd_run_f32; /* NULL: the portable loop does it all */
     cp_maxbwd_run_f64_fn maxpool_bwd_run_f64;
     cp_wgrad_f32_fn wgrad_direct_f32;   /* NULL: the GEMM path for every weight gradient */

@@ -79,6 +79,7 @@ typedef struct {
     int64_t oh, ow;
     int64_t kh, kw;            /* pool size */
     int64_t sh, sw;            /* strides */
+    int64_t dh, dw;            /* dilation: the direct kernel's only (the separable ones: 1) */
     int64_t pt, pl;            /* padding top, left */
     int64_t pb, pr;            /* padding bottom, right (a ceil_mode window may reach past it) */
     int64_t count_include_pad; /* avg only: divide by the window's cells inside the padded
@@ -159,6 +160,12 @@ void cp_avgpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y, 
                                float *scratch);
 void cp_avgpool2d_nhwc_row_f64(const cp_pool_geom *g, const double *x, double *y, int64_t row,
                                double *scratch);
+/* Max pooling of output row `row` visiting each window's taps (any dilation;
+ * OUT: y's row, and idx's, the winners' flat indices ih * W + iw, unless NULL). */
+void cp_maxpool2d_direct_row_f32(const cp_pool_geom *g, const float *x, float *y, int64_t *idx,
+                                 int64_t row);
+void cp_maxpool2d_direct_row_f64(const cp_pool_geom *g, const double *x, double *y,
+                                 int64_t *idx, int64_t row);
 
 /* ---- backward passes (cp_backward.c) ----------------------------------- */
 typedef struct {

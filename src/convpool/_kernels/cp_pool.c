@@ -58,3 +58,15 @@ void cp_avgpool2d_nhwc_row_f64(const cp_pool_geom *g, const double *x, double *y
 {
     cp_active->avgpool_f64(g, x, y, row, scratch);
 }
+
+void cp_maxpool2d_direct_row_f32(const cp_pool_geom *g, const float *x, float *y, int64_t *idx,
+                                 int64_t row)
+{
+    cp_active->maxpool_direct_f32(g, x, y, idx, row);
+}
+
+void cp_maxpool2d_direct_row_f64(const cp_pool_geom *g, const double *x, double *y,
+                                 int64_t *idx, int64_t row)
+{
+    cp_active->maxpool_direct_f64(g, x, y, idx, row);
+}

@@ -89,6 +89,7 @@ static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, c
 #define CP_POOL_MAX 0
 #include "cp_tpl_pool.h"
 #undef CP_POOL_MAX
+#include "cp_tpl_pooldirect.h"
 
 #undef CP_BASE_MR
 #undef CP_BASE_NR

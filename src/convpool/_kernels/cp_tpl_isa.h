@@ -4,6 +4,7 @@
  * macros).  It defines cp_gemm_tiles_<sfx>__<isa> (the tiles, for the config)
  * and the static kernels the config points at: cp_dwconv2d_nhwc_<sfx>__<isa>,
  * cp_{max,avg}pool2d_nhwc_<sfx>__<isa>, cp_maxpool2d_bwd_run_<sfx>__<isa>,
+ * cp_maxpool2d_direct_<sfx>__<isa>,
  * cp_wgrad_direct_<sfx>__<isa>.
  */
 #define CP_SIMD 1
@@ -51,6 +52,7 @@ static const CP_CAT(CP_CAT(cp_gemm, CP_SFX), tile)
 #include "cp_tpl_pool.h"
 #undef CP_POOL_MAX
 #include "cp_tpl_maxbwd.h"
+#include "cp_tpl_pooldirect.h"
 #include "cp_tpl_wgrad.h"
 
 #undef CP_SIMD
