@@ -333,3 +333,25 @@ def test_dilated_window_between_the_cells_is_refused():
     y = convpool.max_pool2d(x + 1, (2, 1), strides=1, padding=((1, 1), (0, 0)),
                             dilation_rate=(2, 1))
     np.testing.assert_array_equal(y, np.ones((1, 2, 2, 1), np.float32))
+
+
+@pytest.mark.parametrize("c", [1, 3, 8, 13], ids=lambda c: f"C{c}")
+def test_every_isa_dilation_ceil_indices_exact(isa, c, rng):
+    """Each SIMD variant's separable kernel (dilated taps, both horizontal
+    passes: small C and per pixel) and its direct kernel against the reference."""
+    for dtype in DTYPES:
+        x = rng.standard_normal((2, 11, 13, c)).astype(dtype)
+        x[0, 5, 6, 0] = np.nan
+        for k, s, p, d, ceil in ((3, 2, 2, 2, False), ((2, 3), 1, (1, 2), (3, 2), True),
+                                 (3, 2, 1, 1, True)):
+            args = dict(strides=s, padding=p, dilation_rate=d, ceil_mode=ceil)
+            ry, ridx = reference.max_pool2d(x, k, return_indices=True, **args)
+            np.testing.assert_array_equal(convpool.max_pool2d(x, k, **args), ry)
+            y, idx = convpool.max_pool2d(x, k, return_indices=True, **args)
+            np.testing.assert_array_equal(y, ry)
+            np.testing.assert_array_equal(idx, ridx)
+        xi = small_ints(rng, (2, 11, 13, c), dtype)
+        for cip in (False, True):
+            args = dict(strides=2, padding=1, count_include_pad=cip, ceil_mode=True)
+            np.testing.assert_array_equal(convpool.avg_pool2d(xi, 3, **args),
+                                          reference.avg_pool2d(xi, 3, **args))

@@ -418,10 +418,6 @@ def _pool(
         return _finish(y, out, call.data_format)
     w = call.win
     xn = to_nhwc(call.x, call.data_format, call.dtype)
-    if (w.dh, w.dw) != (1, 1):  # dilated windows: the direct kernel
-        _core.maxpool2d_direct_nhwc(xn, y, None, w.kh, w.kw, w.sh, w.sw, w.dh, w.dw, w.pt,
-                                    w.pl, get_num_threads())
-        return _finish(y, out, call.data_format)
     _core.pool2d_nhwc(
         xn,
         y,
@@ -429,7 +425,7 @@ def _pool(
         w.kh, w.kw, w.sh, w.sw, w.pt, w.pl,
         count_include_pad,
         get_num_threads(),
-        w.pb, w.pr, divisor,
+        w.pb, w.pr, divisor, w.dh, w.dw,
     )
     return _finish(y, out, call.data_format)
 
@@ -487,8 +483,7 @@ def max_pool2d(
         As in :func:`conv2d`.
     dilation_rate : int or (int, int), keyword-only, default 1
         Taps ``d`` cells apart (PyTorch's dilation); every window must hold
-        an input cell.  Dilated windows run on a kernel that visits each tap
-        (dilation 1 on the separable one: rows, then columns).
+        an input cell.
     ceil_mode : bool, keyword-only, default False
         PyTorch's rule: a last, partial window counts too, unless it would
         start in the bottom (right) padding.

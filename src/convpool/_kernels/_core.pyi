@@ -78,6 +78,8 @@ def pool2d_nhwc(
     pb: int,
     pr: int,
     divisor: int,
+    dh: int = 1,
+    dw: int = 1,
 ) -> None: ...
 def maxpool2d_direct_nhwc(
     x: NDArray[_F],

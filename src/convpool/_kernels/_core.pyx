@@ -432,12 +432,14 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
                 bint is_max,
                 Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                 Py_ssize_t pt, Py_ssize_t pl, bint count_include_pad, int n_threads,
-                Py_ssize_t pb, Py_ssize_t pr, Py_ssize_t divisor):
+                Py_ssize_t pb, Py_ssize_t pr, Py_ssize_t divisor,
+                Py_ssize_t dh=1, Py_ssize_t dw=1):
     """Max (``is_max``) or average pooling, NHWC; every size > 0.
 
     x (N, H, W, C), y (N, OH, OW, C): OUT.  Average only: pb, pr bound the
     padded input that count_include_pad counts (ceil_mode's last windows may
-    reach past it); divisor > 0 divides every window by it.
+    reach past it); divisor > 0 divides every window by it.  Max only: dh,
+    dw dilate the window (each must hold an input cell: Python checks).
     """
     cdef cp_pool_geom g
     g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
@@ -445,7 +447,7 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
     g.kh, g.kw, g.sh, g.sw, g.pt, g.pl = kh, kw, sh, sw, pt, pl
     g.count_include_pad = count_include_pad
     g.pb, g.pr, g.divisor = pb, pr, divisor
-    g.dh, g.dw = 1, 1
+    g.dh, g.dw = dh, dw
     cp_pool_plan(&g, sizeof(floating))
 
     cdef int64_t rows = g.n * g.oh

@@ -14,10 +14,11 @@
 void cp_pool_plan(cp_pool_geom *g, int64_t itemsize)
 {
     int64_t tile = 1;
+    const int64_t ew = (g->kw - 1) * g->dw + 1; /* a window's extent */
     /* With stride > pool size the vertical pass would also cover the columns
      * between windows; one pixel per tile avoids that. */
-    if (g->sw <= g->kw && CP_POOL_SPAN_ELEMS / g->c > g->kw)
-        tile = (CP_POOL_SPAN_ELEMS / g->c - g->kw) / g->sw + 1;
+    if (g->sw <= ew && CP_POOL_SPAN_ELEMS / g->c > ew)
+        tile = (CP_POOL_SPAN_ELEMS / g->c - ew) / g->sw + 1;
     if (tile > g->ow)
         tile = g->ow;
     g->tile = tile;
@@ -30,9 +31,9 @@ void cp_pool_plan(cp_pool_geom *g, int64_t itemsize)
 int64_t cp_pool_scratch_bytes(const cp_pool_geom *g, int64_t itemsize)
 {
     const int64_t span_max = (INT64_MAX - CP_ALIGN) / (3 * itemsize) / g->c; /* room to round */
-    if (g->kw > span_max || g->tile - 1 > (span_max - g->kw) / g->sw)
+    if (g->kw > span_max / g->dw || g->tile - 1 > (span_max - (g->kw - 1) * g->dw - 1) / g->sw)
         return -1;
-    return 3 * ((g->tile - 1) * g->sw + g->kw) * g->c * itemsize;
+    return 3 * ((g->tile - 1) * g->sw + (g->kw - 1) * g->dw + 1) * g->c * itemsize;
 }
 
 void cp_maxpool2d_nhwc_row_f32(const cp_pool_geom *g, const float *x, float *y, int64_t row,

@@ -8,7 +8,7 @@
  * streamed copy of a staged tile).
  *
  * Pooling is separable, so a row is done in two passes over tiles of output
- * pixels:
+ * pixels (taps dh rows and dw columns apart; the average has dh = dw = 1):
  *   1. vertical: v[j, c] = op over the valid input rows of the window, for the
  *      input columns j the tile needs, as one run over the contiguous W*C
  *      floats of each row: full-width SIMD whatever C is;
@@ -138,26 +138,31 @@ static void CP_ISA_FN(CP_POOL_NAME)(const cp_pool_geom *g, const CP_T *x, CP_T *
     const int64_t C = g->c, rs = g->w * g->c;
     const int64_t n = row / g->oh, oh = row % g->oh;
     const int64_t ih0 = oh * g->sh - g->pt;
-    const int64_t kh_lo = ih0 < 0 ? -ih0 : 0;
-    const int64_t kh_hi = g->h - ih0 < g->kh ? g->h - ih0 : g->kh;
+    /* the taps a with 0 <= ih0 + a*dh < H (contiguous in a) */
+    const int64_t kh_lo = ih0 < 0 ? (-ih0 + g->dh - 1) / g->dh : 0;
+    const int64_t kh_end = g->h - ih0 <= 0 ? 0 : (g->h - 1 - ih0) / g->dh + 1;
+    const int64_t kh_hi = kh_end < g->kh ? kh_end : g->kh;
     const int64_t nrows = kh_hi - kh_lo;
-    const CP_T *xrow = x + (n * g->h + ih0 + kh_lo) * rs;
+    const int64_t rstep = g->dh * rs, tstep = g->dw * C; /* between taps */
+    const int64_t ew = (g->kw - 1) * g->dw + 1;          /* the window's extent */
+    const CP_T *xrow = x + (n * g->h + ih0 + kh_lo * g->dh) * rs;
     const CP_T pad = CP_POOL_MAX ? (CP_T)-INFINITY : (CP_T)0;
     CP_T *const vbuf = scratch;
-    CP_T *const u = scratch + ((g->tile - 1) * g->sw + g->kw) * C;
-    CP_T *const stage = u + ((g->tile - 1) * g->sw + g->kw) * C;
+    CP_T *const u = scratch + ((g->tile - 1) * g->sw + ew) * C;
+    CP_T *const stage = u + ((g->tile - 1) * g->sw + ew) * C;
     CP_T *const yrow = y + row * g->ow * C;
     for (int64_t ow0 = 0; ow0 < g->ow; ow0 += g->tile) {
         const int64_t cnt = g->ow - ow0 < g->tile ? g->ow - ow0 : g->tile;
         const int64_t iw_start = ow0 * g->sw - g->pl;
-        const int64_t span = (cnt - 1) * g->sw + g->kw;
+        const int64_t span = (cnt - 1) * g->sw + ew;
         const int64_t j_lo = iw_start < 0 ? -iw_start : 0;
         const int64_t j_hi = g->w - iw_start < span ? g->w - iw_start : span;
         const int padded = j_lo > 0 || j_hi < span;
         /* 1. vertical pass over the valid columns, padding around them; a
          * single valid row without padding is used where it lies. */
         const int small_c = C * (int64_t)sizeof(CP_T) < CP_POOL_SMALL_PIXEL_BYTES;
-        const int fused = small_c && !padded && nrows == 2 && (g->kw == 2 || g->kw == 3);
+        const int fused = small_c && !padded && nrows == 2 && (g->kw == 2 || g->kw == 3) &&
+                          g->dh == 1 && g->dw == 1;
         const CP_T *v = NULL;
         if (!fused) {
             const int64_t len = (j_hi - j_lo) * C;
@@ -173,9 +178,9 @@ static void CP_ISA_FN(CP_POOL_NAME)(const cp_pool_geom *g, const CP_T *x, CP_T *
                 if (nrows == 1)
                     memcpy(dst, src, (size_t)len * sizeof(CP_T));
                 else
-                    CP_POOL_F(op2)(dst, src, src + rs, len);
+                    CP_POOL_F(op2)(dst, src, src + rstep, len);
                 for (int64_t r = 2; r < nrows; r++)
-                    CP_POOL_F(op2)(dst, dst, src + r * rs, len);
+                    CP_POOL_F(op2)(dst, dst, src + r * rstep, len);
                 v = vbuf;
             }
         }
@@ -190,9 +195,9 @@ static void CP_ISA_FN(CP_POOL_NAME)(const cp_pool_geom *g, const CP_T *x, CP_T *
                 CP_POOL_F(fused2)(u, src, src + rs, C, g->kw, len);
                 h = u;
             } else if (g->kw > 1) {
-                CP_POOL_F(op2)(u, v, v + C, len);
+                CP_POOL_F(op2)(u, v, v + tstep, len);
                 for (int64_t kw = 2; kw < g->kw; kw++)
-                    CP_POOL_F(op2)(u, u, v + kw * C, len);
+                    CP_POOL_F(op2)(u, u, v + kw * tstep, len);
                 h = u;
             }
             /* Compaction: each C-element pixel moved as one 16- or 32-
@@ -217,9 +222,9 @@ static void CP_ISA_FN(CP_POOL_NAME)(const cp_pool_geom *g, const CP_T *x, CP_T *
                 if (g->kw == 1)
                     memcpy(dst, base, (size_t)C * sizeof(CP_T));
                 else
-                    CP_POOL_F(op2)(dst, base, base + C, C);
+                    CP_POOL_F(op2)(dst, base, base + tstep, C);
                 for (int64_t kw = 2; kw < g->kw; kw++)
-                    CP_POOL_F(op2)(dst, dst, base + kw * C, C);
+                    CP_POOL_F(op2)(dst, dst, base + kw * tstep, C);
             }
         }
         /* 3. average: divide by the cells counted (the padded input's with
