@@ -35,6 +35,7 @@ __all__ = [
     "small_ints",
     "to_layout",
     "from_layout",
+    "transpose_tolerance",
 ]
 
 DTYPE_TAG = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -192,6 +193,53 @@ def conv_tolerance(x, kernel, dtype, **conv_kwargs) -> np.ndarray:
     k_len = int(kernel.shape[0] * kernel.shape[1] * kernel.shape[2])
     s = reference.conv2d(_abs64(x), _abs64(kernel), bias=bias, **kwargs)
     s = s * (1 + gamma(max(k_len, 1) + 1, np.float64))
+    return 2 * gamma(k_len + 1, dtype) * s + 4 * float(np.finfo(dtype).tiny)
+
+
+def transpose_tolerance(x, kernel, dtype, *, bias=None, **kwargs) -> np.ndarray:
+    """Elementwise bound on ``|fast - ref|`` for a conv2d_transpose computed in ``dtype``.
+
+    Derivation.  An output is ``y = b + sum of x[n, i, j, c] * kernel[a, b, o, c]``
+    over the taps (a, b) that reach it from an input pixel (at most one pixel
+    per tap and channel: ``i = (row + pt - a*dh) / sh`` must be an integer) and
+    the ``Cg = C_in / groups`` channels of its group: at most
+    ``K = KH * KW * Cg`` products.  The stride-1 path sums the K products of a
+    conv (taps over its zero padding are exact zeros); the data-gradient path
+    adds per-tap GEMM results into the row; the reference adds per-tap matrix
+    products; then the bias.  Any order of a K-term sum plus one addition obeys
+    (Higham, *Accuracy and Stability*, 3.1 and 3.5)
+
+        |fl(y) - y| <= gamma_{K+1} (S + |b|),   S = sum |x| |w|,
+
+    so ``|fast - ref| <= 2 gamma_{K+1} (S + |b|)`` with the compute dtype's u
+    (the float64 reference is far more accurate).  ``S + |b|`` is the same
+    transposed conv of absolute values (``convpool.reference.conv2d_transpose``
+    on float64 copies; its own error is absorbed by the factor
+    ``1 + gamma^{f64}_{K+1}``).  A ReLU is 1-Lipschitz, so the bound holds
+    after it too.  ``4 * tiny`` per output covers underflowing products.
+
+    Parameters
+    ----------
+    x : ndarray
+        The input, in the layout given by ``kwargs['data_format']``.
+    kernel : ndarray of shape (KH, KW, C_out // groups, C_in)
+    dtype : dtype-like
+        The compute dtype of the fast call.
+    bias : ndarray of shape (C_out,), optional
+    **kwargs
+        The other conv2d_transpose arguments (``activation`` and ``out`` are
+        ignored).
+
+    Returns
+    -------
+    ndarray of float64, the shape of the output
+        Never loosen it to make a test pass: a failure is a finding.
+    """
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("out", "activation")}
+    kh, kw, _, cin = np.shape(kernel)
+    k_len = int(kh * kw * (cin // int(kwargs.get("groups", 1))))
+    s = reference.conv2d_transpose(_abs64(x), _abs64(kernel), _abs64(bias), **kwargs)
+    s = s * (1 + gamma(k_len + 1, np.float64))
     return 2 * gamma(k_len + 1, dtype) * s + 4 * float(np.finfo(dtype).tiny)
 
 

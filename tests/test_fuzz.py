@@ -1,5 +1,8 @@
 """Fuzzing every public kernel function with random valid and invalid arguments.
 
+(conv2d, the pools and their backward passes in one stream; conv2d_transpose
+and its backward pass in a stream of their own, with an output_padding knob.)
+
 Each generated call goes to ``convpool.reference`` and to the fast function with
 the same arguments.  The fast call must either
 
@@ -42,11 +45,18 @@ from hypothesis import strategies as st
 
 import convpool
 from convpool import reference
-from convpool._checks import ConvCall, PoolCall
-from _helpers import assert_conv_close, avg_pool_tolerance, conv_tolerance, gamma
+from convpool._checks import ConvCall, PoolCall, TransposeCall
+from _helpers import (
+    assert_conv_close,
+    avg_pool_tolerance,
+    conv_tolerance,
+    gamma,
+    transpose_tolerance,
+)
 
 FUNCS = ("conv2d", "max_pool2d", "avg_pool2d", "conv2d_backward", "max_pool2d_backward",
          "avg_pool2d_backward")
+TRANSPOSE_FUNCS = ("conv2d_transpose", "conv2d_transpose_backward")
 ALLOWED = (ValueError, TypeError, MemoryError)
 FLOATS = (np.float32, np.float64)
 # Supported input dtypes (float32/float64 drawn most often; the others compute
@@ -75,6 +85,9 @@ STATS = {"calls": 0, "compared": 0, "raised": 0, "skipped": 0}
 KNOBS = ("data_format", "x_kind", "x_dtype", "x_shape", "channels", "kernel_dtype",
          "kernel_kind", "kernel_shape", "groups", "strides", "padding", "dilation_rate",
          "pool_size", "bias", "activation", "count_include_pad", "grad_out", "out")
+# The transposed conv's knobs (a list of its own, so that the stream of FUNCS
+# calls, drawn from a fixed seed, stays what it was).
+TRANSPOSE_KNOBS = KNOBS + ("output_padding",)
 
 
 def _small_or_huge(draw, small, huge_bound, huge_odds=8):
@@ -112,11 +125,11 @@ def _int_arg(draw, small, bad, *, huge_bound=2**62 - 1, huge_odds=8):
                                  np.array([[1, 1]]), np.float64(2)]))
 
 
-def _padding(draw, bad):
+def _padding(draw, bad, huge_odds=12):
     small = (0, 0, 1, 1, 2, 3)
     if not bad:
         def p():
-            return _small_or_huge(draw, small, 2**62 - 1, huge_odds=12)
+            return _small_or_huge(draw, small, 2**62 - 1, huge_odds=huge_odds)
 
         form = draw(st.integers(0, 9))
         if form < 2:
@@ -138,6 +151,27 @@ def _padding(draw, bad):
     ]))
 
 
+def _output_padding(draw, bad):
+    """conv2d_transpose's output_padding: None (its default), or ints below the
+    stride or dilation most of the time; bad ones: negative, past int64, not ints."""
+    if not bad:
+        form = draw(st.integers(0, 9))
+        if form < 3:
+            return None
+
+        def one():
+            return _small_or_huge(draw, (0, 0, 0, 1, 1, 2), 2**62 - 1, huge_odds=16)
+
+        if form < 6:
+            return one()
+        if form < 8:
+            return (one(), one())
+        return draw(st.sampled_from([[one(), one()], np.array([one(), one()]), np.int64(one())]))
+    wrong = draw(st.sampled_from([-1, -(2**62)] + list(BEYOND)))
+    return draw(st.sampled_from([wrong, (0, wrong), (wrong, 1), 1.5, "1", (1,), (1, 2, 3), True,
+                                 (1, None), {}, np.float64(1)]))
+
+
 def _rank_other_than_4(draw):
     return tuple(draw(st.sampled_from([
         [], [3], [2, 3], [1, 2, 3], [1, 2, 3, 1, 1], [1, 1, 2, 2, 1, 1], [0, 2, 2], [1, 0, 0, 0, 0]])))
@@ -148,13 +182,15 @@ def calls(draw, fn_names=FUNCS):
     """A random call: the function's name, its arguments as a recipe, a data seed."""
     fn = draw(st.sampled_from(fn_names))
     conv = fn.startswith("conv")
+    transposed = fn.startswith("conv2d_transpose")
+    knobs = TRANSPOSE_KNOBS if transposed else KNOBS
     mode = draw(st.sampled_from(["valid"] * 5 + ["one_bad"] * 3 + ["wild"] * 2))
     if mode == "valid":
         bad_knobs = set()
     elif mode == "one_bad":
-        bad_knobs = {draw(st.sampled_from(KNOBS))}
+        bad_knobs = {draw(st.sampled_from(knobs))}
     else:
-        bad_knobs = {k for k in KNOBS if draw(st.integers(0, 2)) == 0}
+        bad_knobs = {k for k in knobs if draw(st.integers(0, 2)) == 0}
 
     def bad(knob):
         return knob in bad_knobs
@@ -200,11 +236,20 @@ def calls(draw, fn_names=FUNCS):
     if conv:
         kh = draw(st.sampled_from([1, 1, 2, 3, 4]))
         kw = draw(st.sampled_from([1, 1, 2, 3, 4]))
-        kshape = (kh, kw, cg, oc)
-        if bad("kernel_shape"):
-            kshape = draw(st.sampled_from([
-                (0, kw, cg, oc), (kh, 0, cg, oc), (kh, kw, cg + 1, oc), (kh, kw, oc),
-                (kh, kw, cg, oc, 1), (), (kh, kw, cg, oc + 1), (8, 8, cg, oc)]))
+        if transposed:  # (KH, KW, C_out // groups, C_in); C_out // groups any when bad
+            ocg_axis = oc if bad("channels") else ocg
+            kshape = (kh, kw, ocg_axis, c)
+            if bad("kernel_shape"):
+                kshape = draw(st.sampled_from([
+                    (0, kw, ocg_axis, c), (kh, 0, ocg_axis, c), (kh, kw, ocg_axis, c + 1),
+                    (kh, kw, c), (kh, kw, ocg_axis, c, 1), (), (kh, kw, ocg_axis, max(c - 1, 1)),
+                    (8, 8, ocg_axis, c)]))
+        else:
+            kshape = (kh, kw, cg, oc)
+            if bad("kernel_shape"):
+                kshape = draw(st.sampled_from([
+                    (0, kw, cg, oc), (kh, 0, cg, oc), (kh, kw, cg + 1, oc), (kh, kw, oc),
+                    (kh, kw, cg, oc, 1), (), (kh, kw, cg, oc + 1), (8, 8, cg, oc)]))
         case["kernel"] = {
             "shape": kshape,
             "dtype": (draw(st.sampled_from(["other_float", np.float16, np.complex64, np.object_]))
@@ -216,10 +261,16 @@ def calls(draw, fn_names=FUNCS):
         case["groups"] = (draw(st.sampled_from([0, -1, 5, 7, 2**62, 2**64, 1.0, True, None, "1"]))
                           if bad("groups") else
                           (np.int64(groups) if draw(st.integers(0, 9)) == 0 else groups))
-        case["strides"] = _int_arg(draw, (1, 1, 1, 2, 3, 4), bad("strides"))
-        case["padding"] = _padding(draw, bad("padding"))
+        # A huge stride or dilation makes a transposed conv's output huge (a
+        # conv's small): drawn a third as often for it, so that most valid
+        # calls still compute.
+        rare = 3 if transposed else 1
+        case["strides"] = _int_arg(draw, (1, 1, 1, 2, 3, 4), bad("strides"), huge_odds=8 * rare)
+        case["padding"] = _padding(draw, bad("padding"), huge_odds=12 * rare)
         case["dilation_rate"] = _int_arg(draw, (1, 1, 1, 2, 3), bad("dilation_rate"),
-                                         huge_bound=2**40, huge_odds=10)
+                                         huge_bound=2**40, huge_odds=10 * rare)
+        if transposed:
+            case["output_padding"] = _output_padding(draw, bad("output_padding"))
     else:
         if draw(st.integers(0, 9)) == 0 and not bad("pool_size"):
             # a huge window whose padding makes it fit: the kernels must clip it
@@ -232,7 +283,7 @@ def calls(draw, fn_names=FUNCS):
         case["strides"] = (None if draw(st.integers(0, 3)) == 0 and not bad("strides") else
                            _int_arg(draw, (1, 1, 2, 3, 4), bad("strides")))
         case["padding"] = _padding(draw, bad("padding"))
-    if fn == "conv2d":
+    if fn in ("conv2d", "conv2d_transpose"):
         case["bias"] = (draw(st.sampled_from(["short", "2d", "scalar", "wrong_dtype", "complex",
                                               "string"]))
                         if bad("bias") else
@@ -245,7 +296,7 @@ def calls(draw, fn_names=FUNCS):
         case["count_include_pad"] = (draw(st.sampled_from([1, 0, None, "yes", 1.0]))
                                      if bad("count_include_pad") else
                                      draw(st.sampled_from([False, True, np.True_, np.False_])))
-    if fn == "conv2d_backward":
+    if fn in ("conv2d_backward", "conv2d_transpose_backward"):
         case["input_grad"] = draw(st.booleans())
     if fn.endswith("backward"):
         case["grad_out"] = (draw(st.sampled_from(["wrong_float", "wrong_shape", "none", "complex",
@@ -390,7 +441,11 @@ def _build_bias(how, rng, oc, dtype):
 def _expected(fn, args):
     """(output shape, compute dtype, checked call) of a valid forward pass, else None."""
     try:
-        if fn.startswith("conv"):
+        if fn.startswith("conv2d_transpose"):
+            call = TransposeCall(args["x"], args["kernel"], args.get("bias"), args["strides"],
+                                 args["padding"], args["output_padding"], args["dilation_rate"],
+                                 args["groups"], args["data_format"])
+        elif fn.startswith("conv"):
             call = ConvCall(args["x"], args["kernel"], args.get("bias"), args["strides"],
                             args["padding"],
                             args["dilation_rate"], args["groups"], args["data_format"])
@@ -479,13 +534,19 @@ def _args(case):
         args["kernel"] = _build_kernel(case["kernel"], rng, dtype)
         args["groups"] = case["groups"]
         args["dilation_rate"] = case["dilation_rate"]
+        if "output_padding" in case:
+            args["output_padding"] = case["output_padding"]
     else:
         args["pool_size"] = case["pool_size"]
     args["strides"] = case["strides"]
     args["padding"] = case.get("padding_override", case["padding"])
-    if "bias" in case and fn == "conv2d":
+    if "bias" in case and fn in ("conv2d", "conv2d_transpose"):
         kshape = args["kernel"].shape if isinstance(args["kernel"], np.ndarray) else ()
         oc = kshape[-1] if kshape else 1
+        if fn == "conv2d_transpose":  # (KH, KW, C_out // groups, C_in)
+            groups = case["groups"]
+            groups = int(groups) if isinstance(groups, (int, np.integer)) and 0 < groups < 9 else 1
+            oc = kshape[2] * groups if len(kshape) == 4 else 1
         args["bias"] = _build_bias(case["bias"], rng, oc, dtype)
     for key in ("activation", "count_include_pad", "input_grad"):
         if key in case:
@@ -519,6 +580,12 @@ def _reference_work(call):
     where the fast call, which never forms the windows, need not."""
     win = call.win
     n, h, w, c = _nhwc_of_x(call)
+    if isinstance(call, TransposeCall):
+        # the full (uncropped) output it scatters into; its backward pads
+        # grad_out back to about that size and views H * W * KH * KW windows
+        full = (win.oh + win.pt + win.pb) * (win.ow + win.pl + win.pr)
+        taps = h * w * win.kh * win.kw
+        return max(n, 1) * max(c, call.nhwc_shape[3], 1) * max(full, taps)
     padded = (h + win.pt + win.pb) * (w + win.pl + win.pr)
     windows = win.oh * win.ow * win.kh * win.kw
     return max(n, 1) * max(c, 1) * max(padded, windows)
@@ -557,6 +624,29 @@ def _conv_backward_tolerances(grad_out, x, kernel, dtype, input_grad, **kw):
     return (None if s_x is None else bound(s_x, n_x)), bound(s_k, n_k), bound(s_b, n_k)
 
 
+def _transpose_backward_tolerances(grad_out, x, call, input_grad, **kw):
+    """tests/test_conv2d_transpose.py's transpose_backward_tolerances: ``2 gamma_m S``
+    with m = KH * KW * C_out / groups (grad_x), N * H * W (grad_kernel),
+    N * OH * OW (grad_bias)."""
+    kh, kw_, ocg, _ = call.kernel.shape
+    n, h, w, _ = _nhwc_of_x(call)
+    _, oh, ow, _ = call.nhwc_shape
+    dtype = call.dtype
+    tiny = 4 * float(np.finfo(dtype).tiny)
+
+    def bound(s, m):
+        m = max(m, 1)
+        return 2 * gamma(m, dtype) * (s * (1 + gamma(m, np.float64))) + tiny
+
+    g = _abs64(grad_out)
+    s_x = (reference.conv2d_transpose_backward(g, _abs64(x), _abs64(call.kernel), **kw)[0]
+           if input_grad else None)
+    _, s_k, s_b = reference.conv2d_transpose_backward(
+        g, _abs64(x), np.asarray(call.kernel, np.float64), input_grad=False, **kw)
+    return ((None if s_x is None else bound(s_x, kh * kw_ * ocg)), bound(s_k, n * h * w),
+            bound(s_b, n * oh * ow))
+
+
 def _pool_backward_tolerance(grad_out, x, call, is_max, **kw):
     """tests/test_backward.py's pool_backward_tolerance: ``2 gamma_m S``, m the
     number of windows covering a cell."""
@@ -578,10 +668,14 @@ def _compare(fn, args, call, got, want, cfg):
     kw = {k: v for k, v in args.items() if k not in ("x", "kernel", "bias", "out", "grad_out",
                                                       "pool_size", "input_grad")}
     if fn.endswith("backward"):
-        if fn == "conv2d_backward":
+        if fn in ("conv2d_backward", "conv2d_transpose_backward"):
             assert isinstance(got, tuple) and len(got) == 3, cfg
-            tols = _conv_backward_tolerances(args["grad_out"], args["x"], call.kernel, dtype,
-                                             args["input_grad"], **kw)
+            if fn == "conv2d_backward":
+                tols = _conv_backward_tolerances(args["grad_out"], args["x"], call.kernel, dtype,
+                                                 args["input_grad"], **kw)
+            else:
+                tols = _transpose_backward_tolerances(args["grad_out"], args["x"], call,
+                                                      args["input_grad"], **kw)
             for name, a, b, tol in zip(("grad_x", "grad_kernel", "grad_bias"), got, want, tols):
                 if b is None:
                     assert a is None, f"{name}: expected None; {cfg}"
@@ -603,6 +697,9 @@ def _compare(fn, args, call, got, want, cfg):
         assert same, f"max_pool2d differs from the reference; {cfg}"
     elif fn == "avg_pool2d":
         tol = avg_pool_tolerance(args["x"], args["pool_size"], dtype, **kw)
+        assert_conv_close(got, want, tol, cfg)
+    elif fn == "conv2d_transpose":
+        tol = transpose_tolerance(args["x"], call.kernel, dtype, bias=call.bias, **kw)
         assert_conv_close(got, want, tol, cfg)
     else:
         tol = conv_tolerance(args["x"], call.kernel, dtype, bias=call.bias, **kw)
@@ -692,7 +789,7 @@ def _check_call(case):
     if not run_reference:  # too large for the reference: the shape and dtype at least
         first = got[-1] if fn == "conv2d_backward" else got
         want_shape = call.out_shape if not fn.endswith("backward") else call.x.shape
-        if fn == "conv2d_backward":
+        if fn in ("conv2d_backward", "conv2d_transpose_backward"):
             want_shape = (call.win.kh, call.win.kw) + call.kernel.shape[2:]
             first = got[1]
         assert first.shape == tuple(want_shape) and first.dtype == call.dtype, cfg
@@ -758,13 +855,28 @@ def test_fuzz_public_functions():
     assert STATS["compared"] >= 1000 and STATS["raised"] >= 1000, STATS
 
 
+def test_fuzz_conv2d_transpose():
+    """600 calls of conv2d_transpose and its backward pass, valid and invalid,
+    from a fixed seed: the contract above, with the output_padding knob."""
+    _reset()
+
+    @settings(max_examples=600, derandomize=True, **_SETTINGS)
+    @given(case=calls(TRANSPOSE_FUNCS))
+    def run(case):
+        check_call(case)
+
+    run()
+    assert STATS["calls"] >= 550, STATS
+    assert STATS["compared"] >= 150 and STATS["raised"] >= 150, STATS
+
+
 @pytest.mark.fuzz
 def test_fuzz_public_functions_long():
-    """50,000 fresh random calls (``pytest -m fuzz``)."""
+    """50,000 fresh random calls (``pytest -m fuzz``), the transposed conv's among them."""
     _reset()
 
     @settings(max_examples=52_000, **_SETTINGS)
-    @given(case=calls())
+    @given(case=calls(FUNCS + TRANSPOSE_FUNCS))
     def run(case):
         check_call(case)
 

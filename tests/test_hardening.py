@@ -12,12 +12,15 @@ concurrent calls; and memory leaks.
    micro-tile and the ROWS threshold of 24 columns, with NaN and +-inf
    planted where the tails are: NaN and infinities land exactly where the
    reference puts them, finite values within the derived bounds, max pooling
-   exactly.
+   exactly.  conv2d_transpose too, through both its paths (an infinite
+   weight moves a stride-1 call to the data-gradient kernel).
 2. Canaries (out-of-bounds access, unwritten outputs): every input is the
    middle of a NaN-filled buffer and ``out=`` starts as NaN, for each
    internal conv path (ROWS, ROWS without copy, GATHER, POINTWISE,
    DEPTHWISE), both pools and the three gradients, with regular and streamed
-   (non-temporal) stores: every output written, no guard cell read or written.
+   (non-temporal) stores: every output written, no guard cell read or written;
+   likewise each path of conv2d_transpose (the stride-1 conv, by the conv
+   algorithm it plans, and the data-gradient kernel) and its gradients.
 3. All or nothing: a call with one bad argument (or a workspace cap of
    100 bytes) raises and leaves ``out=`` and every input bit for bit as they were.
 4. Concurrency: 8 Python threads, shared and separate inputs, one
@@ -32,6 +35,9 @@ concurrent calls; and memory leaks.
    scratch size and the average's divisor, a dilation past int64 on a one-tap
    axis, pools over zero-height inputs, misaligned arrays), each run in a
    subprocess where a crash is possible, so it fails only its own test.
+   conv2d_transpose with huge strides, crops, dilations and output padding
+   (offsets near 2**40 that leave a tiny output), arguments past int64, and
+   odd magnitudes (subnormals, values near overflow, signed zeros).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ import pytest
 
 import convpool
 from convpool import reference
+from convpool._checks import TransposeCall
 from convpool._kernels import _core
 from convpool._shapes import output_length
 from _helpers import (
@@ -66,6 +73,7 @@ from _helpers import (
     gamma,
     guarded,
     guarded_out,
+    transpose_tolerance,
 )
 
 DTYPES = (np.float32, np.float64)
@@ -341,6 +349,81 @@ def test_pools_simd_tails_with_nan_and_inf(cfg, rng):
     assert_conv_close(got, ref, tol, cid)
 
 
+# conv2d_transpose: W is the input width (the data-gradient kernel's GEMM runs
+# over an input row's pixels; the stride-1 conv's output width follows it).
+TRANSPOSE_SWEEP_GEOMETRIES = {
+    # stride 1, finite kernel: the forward conv of the flipped kernel
+    "k3x3-s1-same": dict(kernel=(3, 3), strides=1, padding="same", output_padding=None,
+                         dilation_rate=1),
+    "k1x1-s1": dict(kernel=(1, 1), strides=1, padding="valid", output_padding=None,
+                    dilation_rate=1),
+    # the data-gradient kernel
+    "k3x2-s2-p1-op1": dict(kernel=(3, 2), strides=2, padding=1, output_padding=1,
+                           dilation_rate=1),
+    "k2x3-s1x2-d2x1": dict(kernel=(2, 3), strides=(1, 2), padding=((1, 0), (0, 1)),
+                           output_padding=None, dilation_rate=(2, 1)),
+}
+TRANSPOSE_SWEEP = _pairwise({
+    "c": SIMD_CHANNELS, "oc": SIMD_OUT_CHANNELS, "w": SIMD_OUT_WIDTHS, "dtype": DTYPES,
+    "geometry": sorted(TRANSPOSE_SWEEP_GEOMETRIES), "special": ("x", "x+kernel"),
+})
+
+
+def _transpose_sweep_id(cfg):
+    return f"{cfg['geometry']}-" + case_id(h=4, w=cfg["w"], c=cfg["c"], oc=cfg["oc"],
+                                           dtype=cfg["dtype"], special=cfg["special"])
+
+
+def _check_transpose_specials(cfg, rng, groups=1):
+    geo = dict(TRANSPOSE_SWEEP_GEOMETRIES[cfg["geometry"]])
+    kh, kw = geo.pop("kernel")
+    dtype = cfg["dtype"]
+    x = _plant_specials(rng.standard_normal((2, 4, cfg["w"], cfg["c"])).astype(dtype))
+    kernel = rng.standard_normal((kh, kw, cfg["oc"] // groups, cfg["c"])).astype(dtype)
+    if cfg["special"] == "x+kernel":
+        kernel[0, 0, -1, -1] = np.inf  # last output and input channel
+    bias = rng.standard_normal(cfg["oc"]).astype(dtype)
+    cid = _transpose_sweep_id(cfg)
+    got = convpool.conv2d_transpose(x, kernel, bias, groups=groups, **geo)
+    assert got.dtype == dtype, cid
+    with np.errstate(invalid="ignore"):
+        ref = reference.conv2d_transpose(_f64(x), _f64(kernel), _f64(bias), groups=groups, **geo)
+        tol = transpose_tolerance(x, kernel, dtype, bias=bias, groups=groups, **geo)
+    assert np.isnan(ref).any(), f"a vacuous case: no NaN; {cid}"
+    # With one output channel an infinite 1x1 tap reaches every output.
+    one_inf_channel = cfg["oc"] == 1 and not np.isfinite(kernel).all()
+    assert one_inf_channel or np.isfinite(ref).any(), f"a vacuous case: no finite value; {cid}"
+    _assert_same_specials(got, ref, cid)
+    assert_conv_close(got, ref, tol, cid)
+
+
+def test_transpose_sweep_covers_every_pair():
+    seen = ({("oc", r["c"], r["oc"]) for r in TRANSPOSE_SWEEP}
+            | {("w", r["c"], r["w"]) for r in TRANSPOSE_SWEEP}
+            | {("geometry", r["geometry"], r["special"]) for r in TRANSPOSE_SWEEP})
+    assert len(seen) == (len(SIMD_CHANNELS) * (len(SIMD_OUT_CHANNELS) + len(SIMD_OUT_WIDTHS))
+                         + 2 * len(TRANSPOSE_SWEEP_GEOMETRIES))
+
+
+@pytest.mark.parametrize("cfg", [pytest.param(c, id=_transpose_sweep_id(c))
+                                 for c in TRANSPOSE_SWEEP])
+def test_conv2d_transpose_simd_tails_with_nan_and_inf(cfg, rng):
+    _check_transpose_specials(cfg, rng)
+
+
+TRANSPOSE_DEPTHWISE_SWEEP = _pairwise({
+    "c": SIMD_CHANNELS, "w": SIMD_OUT_WIDTHS, "dtype": DTYPES, "special": ("x", "x+kernel"),
+    "geometry": ("k3x3-s1-same", "k3x2-s2-p1-op1")})
+
+
+@pytest.mark.parametrize("cfg", [pytest.param(dict(c, oc=c["c"]),
+                                              id=_transpose_sweep_id(dict(c, oc=c["c"])))
+                                 for c in TRANSPOSE_DEPTHWISE_SWEEP])
+def test_conv2d_transpose_depthwise_simd_tails_with_nan_and_inf(cfg, rng):
+    """groups = C_in = C_out: at stride 1 the conv's depthwise kernel."""
+    _check_transpose_specials(cfg, rng, groups=cfg["c"])
+
+
 # ===================================================================== 2. canaries
 # The four ways conv2d feeds its micro-kernel (src/convpool/_kernels/cp_conv.c).
 CONV_PATHS = {
@@ -484,6 +567,111 @@ def test_pool_backward_canaries(name, kind, dtype, rng):
     assert_bitwise_equal(got, plain, (name, kind), what="guarded vs plain")
     assert_guard_intact(gg, f"grad_out ({name})")
     assert_guard_intact(gx, f"x ({name})")
+
+
+# conv2d_transpose's paths (src/convpool/functional.py): stride 1 with a finite
+# kernel is the forward conv of the flipped kernel (the name says the conv
+# algorithm it plans, checked below); the others run the data-gradient kernel.
+# x (N, H, W, C_in), kernel (KH, KW, C_out // groups, C_in).
+TRANSPOSE_PATHS = {
+    "s1-rows": ((2, 7, 40, 5), (3, 3, 17, 5), dict(padding="same")),
+    "s1-gather": ((2, 7, 5, 5), (3, 2, 17, 5), dict(padding=((1, 0), (0, 1)))),
+    "s1-pointwise": ((2, 5, 31, 19), (1, 1, 33, 19), dict()),
+    "s1-depthwise": ((2, 9, 29, 13), (3, 3, 1, 13), dict(groups=13, padding="same")),
+    "s1-rows-grouped-dilated": ((2, 6, 40, 8), (3, 3, 6, 8),
+                                dict(groups=2, dilation_rate=(1, 2), padding="same")),
+    "data-gradient-s2": ((2, 7, 9, 5), (3, 2, 17, 5),
+                         dict(strides=2, padding=((1, 2), (0, 1)), output_padding=1)),
+    "data-gradient-stride-gt-kernel": ((2, 5, 11, 6), (2, 1, 9, 6),
+                                       dict(strides=(3, 4), output_padding=(2, 3))),
+    "data-gradient-crop-past-span": ((2, 8, 12, 3), (2, 2, 16, 3),
+                                     dict(padding=((3, 0), (0, 2)))),
+    "data-gradient-depthwise-s2": ((2, 9, 29, 8), (3, 3, 1, 8),
+                                   dict(groups=8, strides=2, padding="same")),
+}
+
+
+def _transpose_algorithm(name, dtype):
+    """The conv algorithm conv2d_transpose's stride-1 path plans for this case
+    (the arguments functional.conv2d_transpose hands the conv kernel), or
+    "data-gradient" when it takes the other path."""
+    xs, ks, kw = TRANSPOSE_PATHS[name]
+    call = TransposeCall(np.zeros(xs, dtype), np.zeros(ks, dtype), None, kw.get("strides", 1),
+                         kw.get("padding", "valid"), kw.get("output_padding"),
+                         kw.get("dilation_rate", 1), kw.get("groups", 1), "channels_last")
+    w = call.win
+    span_h, span_w = w.dh * (w.kh - 1), w.dw * (w.kw - 1)
+    if (w.sh, w.sw) != (1, 1) or w.pt > span_h or w.pl > span_w:
+        return "data-gradient"
+    n, h, wd, c = xs
+    _, oh, ow, oc = call.nhwc_shape
+    return _core.conv_plan(n, h, wd, c, w.kh, w.kw, oc, oh, ow, 1, 1, w.dh, w.dw,
+                           span_h - w.pt, span_w - w.pl, call.groups, np.dtype(dtype).itemsize,
+                           None)["algorithm"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_transpose_canary_cases_take_the_named_paths(dtype):
+    for name in TRANSPOSE_PATHS:
+        want = "data-gradient" if name.startswith("data-gradient") else name.split("-")[1]
+        assert _transpose_algorithm(name, dtype) == want, name
+
+
+def _transpose_canary(name, dtype, contiguous, rng, out_factory, ocg=None):
+    xs, ks, kw = TRANSPOSE_PATHS[name]
+    if ocg is not None:
+        ks = ks[:2] + (ocg,) + ks[3:]
+    x = rng.standard_normal(xs).astype(dtype)
+    kernel = rng.standard_normal(ks).astype(dtype)
+    bias = rng.standard_normal(ks[2] * kw.get("groups", 1)).astype(dtype)
+    plain = convpool.conv2d_transpose(x, kernel, bias, activation="relu", **kw)
+    gx, gk, gb = guarded(x, contiguous=contiguous), guarded(kernel), guarded(bias)
+    gout = out_factory(plain.shape, dtype)
+    res = convpool.conv2d_transpose(gx.view, gk.view, gb.view, out=gout.view, activation="relu",
+                                    **kw)
+    cfg = (name, DTYPE_IDS[dtype], "in-place" if contiguous else "copied")
+    assert res is gout.view
+    assert not np.isnan(res).any(), f"an output left unwritten or a guard cell read; {cfg}"
+    assert_bitwise_equal(res, plain, cfg, what="guarded vs plain")
+    for g, what in ((gx, "x"), (gk, "kernel"), (gb, "bias"), (gout, "out")):
+        assert_guard_intact(g, f"{what} {cfg}")
+    assert_bitwise_equal(gx.view, x, cfg, what="x after the call")
+
+
+@pytest.mark.parametrize("contiguous", [True, False], ids=["in-place", "copied"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", sorted(TRANSPOSE_PATHS))
+def test_conv2d_transpose_canaries_every_path(name, dtype, contiguous, rng):
+    _transpose_canary(name, dtype, contiguous, rng, guarded_out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", sorted(TRANSPOSE_PATHS))
+def test_conv2d_transpose_canaries_streamed_stores(name, dtype, rng, stream_all):
+    """A 64-byte aligned out= with C_out per group a multiple of the panel
+    width NR: the stores that may stream whole cache lines spill nothing."""
+    nr = 64 // np.dtype(dtype).itemsize
+    ocg = -(-TRANSPOSE_PATHS[name][1][2] // nr) * nr
+    _transpose_canary(name, dtype, True, rng, _aligned_guarded_out, ocg=ocg)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", sorted(TRANSPOSE_PATHS))
+def test_conv2d_transpose_backward_canaries(name, dtype, rng):
+    """grad_out, x and kernel in NaN guards (passed in place): the three
+    gradients equal the unguarded ones bit for bit, no guard cell is touched."""
+    xs, ks, kw = TRANSPOSE_PATHS[name]
+    x = rng.standard_normal(xs).astype(dtype)
+    kernel = rng.standard_normal(ks).astype(dtype)
+    g = rng.standard_normal(convpool.conv2d_transpose(x, kernel, **kw).shape).astype(dtype)
+    plain = convpool.conv2d_transpose_backward(g, x, kernel, **kw)
+    gg, gx, gk = guarded(g), guarded(x), guarded(kernel)
+    got = convpool.conv2d_transpose_backward(gg.view, gx.view, gk.view, **kw)
+    for what, a, b in zip(("grad_x", "grad_kernel", "grad_bias"), got, plain):
+        assert not np.isnan(a).any(), f"{what}: a guard cell was read; {name}"
+        assert_bitwise_equal(a, b, name, what=f"{what}: guarded vs plain")
+    for gd, what in ((gg, "grad_out"), (gx, "x"), (gk, "kernel")):
+        assert_guard_intact(gd, f"{what} ({name})")
 
 
 def _misaligned(a):
@@ -657,6 +845,92 @@ def test_backward_error_leaves_inputs_untouched(fn, name, over, exc, layout, wor
         assert_bitwise_equal(args[k], v, (fn, name), what=f"{k} after the error")
 
 
+def _transpose_args(layout, over):
+    """A good conv2d_transpose call on _base_arrays (kernel (3, 3, 16, 8): C_out 16),
+    stride 2 (the data-gradient kernel), with ``over`` applied."""
+    x, kernel, bias = _base_arrays(layout)
+    args = dict(x=x, kernel=np.ascontiguousarray(kernel.transpose(0, 1, 3, 2)), bias=bias,
+                strides=2, padding=1, output_padding=1, data_format=layout, activation="relu")
+    args.update(over)
+    if isinstance(args.get("kernel"), str):
+        args["kernel"] = np.ascontiguousarray(kernel.transpose(0, 1, 3, 2)).astype(np.float64)
+    return args
+
+
+_TRANSPOSE_FORWARD_ERRORS = [
+    ("strides-0", dict(strides=0), ValueError),
+    ("strides-beyond-int64", dict(strides=(1, 2**63)), ValueError),
+    ("padding-neg", dict(padding=-1), ValueError),
+    ("output-padding-too-big", dict(output_padding=2), ValueError),
+    ("output-empty", dict(padding=40), ValueError),
+    ("bias-shape", dict(bias=np.ones(15, np.float32)), ValueError),
+    ("groups-3", dict(groups=3), ValueError),
+    ("activation", dict(activation="tanh"), ValueError),
+    ("kernel-f64", dict(kernel="f64"), TypeError),
+    ("workspace", dict(), MemoryError),
+    ("workspace-stride-1", dict(strides=1, output_padding=None), MemoryError),  # the conv path
+]
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("name, over, exc", [pytest.param(*c, id=c[0])
+                                             for c in _TRANSPOSE_FORWARD_ERRORS])
+def test_conv2d_transpose_error_leaves_out_and_inputs_untouched(name, over, exc, layout,
+                                                                workspace_limit):
+    # the good call: the base one, at stride 1 for the conv path's workspace case
+    base = {k: v for k, v in over.items() if k in ("strides", "output_padding")
+            and exc is MemoryError}
+    shape = convpool.conv2d_transpose(**_transpose_args(layout, base)).shape
+    out = _sentinel_out(shape, np.float32)
+    args = _transpose_args(layout, over)
+    before = {k: v.copy() for k, v in args.items() if isinstance(v, np.ndarray)}
+    if name.startswith("workspace"):
+        workspace_limit(100)
+    with pytest.raises(exc):
+        convpool.conv2d_transpose(out=out, **args)
+    workspace_limit(1 << 30)
+    assert_bitwise_equal(out, _sentinel_out(shape, np.float32), name, what="out")
+    for k, v in before.items():
+        assert_bitwise_equal(args[k], v, name, what=f"{k} after the error")
+    # the same out= is accepted by a good call, and overwritten
+    assert convpool.conv2d_transpose(out=out, **_transpose_args(layout, base)) is out
+    assert not (out == -4321.0).any()
+
+
+_TRANSPOSE_BACKWARD_ERRORS = [
+    ("strides-0", dict(strides=0), ValueError),
+    ("output-padding-too-big", dict(output_padding=2), ValueError),
+    ("groups-3", dict(groups=3), ValueError),
+    ("grad-out-shape", dict(grad_out="shape"), ValueError),
+    ("grad-out-f64", dict(grad_out="f64"), TypeError),
+    ("workspace", dict(), MemoryError),
+    ("workspace-no-input-grad", dict(input_grad=False), MemoryError),
+]
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("name, over, exc", [pytest.param(*c, id=c[0])
+                                             for c in _TRANSPOSE_BACKWARD_ERRORS])
+def test_conv2d_transpose_backward_error_leaves_inputs_untouched(name, over, exc, layout,
+                                                                 workspace_limit):
+    args = _transpose_args(layout, {})
+    del args["bias"], args["activation"]
+    y = convpool.conv2d_transpose(**args)
+    grad_out = (np.arange(y.size, dtype=np.float32).reshape(y.shape) % 5) - 2
+    args["grad_out"] = grad_out
+    args.update(over)
+    if isinstance(args["grad_out"], str):
+        args["grad_out"] = (grad_out.astype(np.float64) if args["grad_out"] == "f64"
+                            else np.zeros(y.shape[:-1] + (y.shape[-1] + 1,), np.float32))
+    before = {k: v.copy() for k, v in args.items() if isinstance(v, np.ndarray)}
+    if name.startswith("workspace"):
+        workspace_limit(100)
+    with pytest.raises(exc):
+        convpool.conv2d_transpose_backward(**args)
+    for k, v in before.items():
+        assert_bitwise_equal(args[k], v, name, what=f"{k} after the error")
+
+
 # ==================================================================== 4. concurrency
 N_THREADS = 8
 ROUNDS = 3
@@ -671,7 +945,13 @@ def _jobs(rng, dtype=np.float32):
     b = rng.standard_normal(16).astype(dtype)
     g = rng.standard_normal((2, 24, 40, 16)).astype(dtype)
     gp = rng.standard_normal((2, 12, 20, 8)).astype(dtype)
+    kt = rng.standard_normal((3, 3, 16, 8)).astype(dtype)  # conv2d_transpose: C_out 16
+    gt = rng.standard_normal((2, 48, 80, 16)).astype(dtype)
+    up = dict(strides=2, padding=1, output_padding=1)
     return {
+        "conv2d_transpose": lambda: convpool.conv2d_transpose(x, kt, b, activation="relu", **up),
+        "conv2d_transpose-s1": lambda: convpool.conv2d_transpose(x, kt, b, padding="same"),
+        "conv2d_transpose_backward": lambda: convpool.conv2d_transpose_backward(gt, x, kt, **up),
         "conv2d": lambda: convpool.conv2d(x, k, b, padding="same", activation="relu"),
         "conv2d-gather": lambda: convpool.conv2d(x[:, :, :9], k, b, strides=(1, 2)),
         "conv2d-depthwise": lambda: convpool.conv2d(x, kd, groups=8, padding="same"),
@@ -840,6 +1120,11 @@ def test_no_leaks_over_2000_calls(workspace_limit):
     gp = np.ones((1, 8, 8, 8), np.float32)
     out = np.empty_like(y)
     pout = np.empty_like(gp)
+    kt = rng.standard_normal((3, 3, 16, 8)).astype(np.float32)  # conv2d_transpose: C_out 16
+    xt = np.ascontiguousarray(x[:, :8, :8])  # 2 KiB in, 16 KiB out (stride 2)
+    up = dict(strides=2, padding=1, output_padding=1)
+    gt = np.ones((1, 16, 16, 16), np.float32)
+    tout = np.empty((1, 8, 8, 16), np.float32)
     conv_layer = convpool.Conv2D(16, 3, padding="same", activation="relu", seed=0)
     pool_layer = convpool.AvgPool2D(2)
 
@@ -870,6 +1155,12 @@ def test_no_leaks_over_2000_calls(workspace_limit):
         "conv2d_backward": lambda: convpool.conv2d_backward(g, x, k, padding="same"),
         "max_pool2d_backward": lambda: convpool.max_pool2d_backward(gp, x, 2),
         "avg_pool2d_backward": lambda: convpool.avg_pool2d_backward(gp, x, 2),
+        "conv2d_transpose": lambda: convpool.conv2d_transpose(xt, kt, b, **up),
+        "conv2d_transpose-s1-out": lambda: convpool.conv2d_transpose(xt, kt, b, padding="same",
+                                                                     out=tout),
+        "conv2d_transpose_backward": lambda: convpool.conv2d_transpose_backward(gt, xt, kt, **up),
+        "conv2d_transpose-ValueError": expect(
+            ValueError, lambda: convpool.conv2d_transpose(xt, kt, output_padding=1)),
         "layers-forward-backward": layer_step,
         "conv2d-ValueError": expect(ValueError, lambda: convpool.conv2d(x, k, strides=0)),
         "conv2d-TypeError": expect(TypeError, lambda: convpool.conv2d(x, k.astype(float))),
@@ -879,6 +1170,9 @@ def test_no_leaks_over_2000_calls(workspace_limit):
         "max_pool2d-MemoryError": lambda: convpool.max_pool2d(x, 2),
         "conv2d_backward-MemoryError": lambda: convpool.conv2d_backward(g, x, k, padding="same"),
         "max_pool2d_backward-MemoryError": lambda: convpool.max_pool2d_backward(gp, x, 2),
+        "conv2d_transpose-MemoryError": lambda: convpool.conv2d_transpose(xt, kt, b, **up),
+        "conv2d_transpose_backward-MemoryError":
+            lambda: convpool.conv2d_transpose_backward(gt, xt, kt, **up),
     }
     growth = {}
 
@@ -1129,3 +1423,137 @@ def test_zero_width_input_matches_reference():
                 want = getattr(reference, fn)(x, 2, strides=1, padding=1)
                 got = getattr(convpool, fn)(x, 2, strides=1, padding=1)
             assert np.array_equal(got, want, equal_nan=True), (fn, c, got.ravel()[:4])
+
+
+# conv2d_transpose with offsets near 2**40 that leave a tiny output: the index
+# arithmetic of both paths must stay in 64 bits.  x (1, H, 2, 2) of small
+# integers, kernel (KH, 1, 3, 2), bias [1, -2, 3]; each result worked by hand
+# (the reference would allocate the 2**40-row full output).
+_TRANSPOSE_HUGE_SCRIPT = """
+import json, numpy as np, convpool
+x = np.array([[[[1, 2], [3, -1]], [[-2, 4], [0, 5]]]], np.float64)  # (1, 2, 2, 2)
+k = np.array([[[[1, 0], [0, 1], [2, -1]]], [[[3, 1], [-1, 2], [0, 4]]]], np.float64)  # (2, 1, 3, 2)
+b = np.array([1.0, -2.0, 3.0])
+T = 2**40
+cases = {{
+    # stride T on a 2-row input, tap 0 only, crop T from the top: row 0 is pixel row 1
+    "stride-crop": (x, k[:1], dict(strides=(T, 1), padding=((T, 0), (0, 0)))),
+    # one row, stride T, output padding T - 1, crop T - 2: two output-padding rows
+    "output-padding-rows": (x[:, :1], k[:1], dict(strides=(T, 1), output_padding=(T - 1, 0),
+                                                  padding=((T - 2, 0), (0, 0)))),
+    # dilation T, stride 1 (the conv path): crop T from the top keeps tap 1 only ...
+    "dilation-crop-top": (x[:, :1], k, dict(dilation_rate=(T, 1), padding=((T, 0), (0, 0)))),
+    # ... from the bottom, tap 0 only
+    "dilation-crop-bottom": (x[:, :1], k, dict(dilation_rate=(T, 1),
+                                               padding=((0, T), (0, 0)))),
+    # the same through the data-gradient kernel (stride 2 on the columns)
+    "dilation-crop-top-s1x2": (x[:, :1], k, dict(strides=(1, 2), dilation_rate=(T, 1),
+                                                 padding=((T, 0), (0, 0)))),
+}}
+res = {{}}
+for name, (xx, kk, kw) in cases.items():
+    try:
+        y = convpool.conv2d_transpose(xx.astype(np.{dtype}), kk.astype(np.{dtype}),
+                                      b.astype(np.{dtype}), **kw)
+        res[name] = [list(y.shape), y.ravel().tolist()]
+    except (ValueError, MemoryError) as err:
+        res[name] = type(err).__name__
+print(json.dumps(res))
+"""
+
+
+def _transpose_huge_expected():
+    """The results worked by hand: y[0, r, j, o] = b[o] + sum_c x[row, j, c] k[tap, 0, o, c]."""
+    x = np.array([[[[1, 2], [3, -1]], [[-2, 4], [0, 5]]]], np.float64)
+    k = np.array([[[[1, 0], [0, 1], [2, -1]]], [[[3, 1], [-1, 2], [0, 4]]]], np.float64)
+    b = np.array([1.0, -2.0, 3.0])
+
+    def pixel(row, tap):  # (2 columns, 3 channels)
+        return x[0, row] @ k[tap, 0].T + b
+
+    interleaved = np.full((1, 1, 3, 3), b)  # stride 2 on 2 columns: columns 0 and 2 reached
+    interleaved[0, 0, 0::2] = pixel(0, 1)
+    return {
+        "stride-crop": pixel(1, 0)[None, None],
+        "output-padding-rows": np.broadcast_to(b, (1, 2, 2, 3)),
+        "dilation-crop-top": pixel(0, 1)[None, None],
+        "dilation-crop-bottom": pixel(0, 0)[None, None],
+        "dilation-crop-top-s1x2": interleaved,
+    }
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv2d_transpose_huge_offsets_tiny_output(dtype):
+    """Each case gives its hand-worked result, or a ValueError / MemoryError;
+    run in a subprocess, where a crash fails this test only."""
+    got = _json_result(_run_python(_TRANSPOSE_HUGE_SCRIPT.format(dtype=dtype)))
+    for name, want in _transpose_huge_expected().items():
+        assert got[name] not in ("ValueError", "MemoryError"), (
+            f"{name}: {got[name]} for a valid call with a small output")
+        shape, values = got[name]
+        assert tuple(shape) == want.shape, (name, shape, want.shape)
+        assert values == want.ravel().tolist(), f"{name}: got {values}, want {want.ravel()}"
+
+
+@pytest.mark.parametrize("over", [
+    dict(strides=2**63), dict(strides=(1, 2**64)), dict(dilation_rate=10**30),
+    dict(padding=2**64), dict(padding=((0, 2**63), (0, 0))), dict(output_padding=2**63),
+    dict(strides=2**62, output_padding=(2**62 - 1, 0)), dict(dilation_rate=(2**63, 1)),
+], ids=lambda over: "-".join(f"{k}={v}" for k, v in over.items()).replace(" ", ""))
+@pytest.mark.parametrize("fn", ["conv2d_transpose", "conv2d_transpose_backward"])
+def test_conv2d_transpose_arguments_past_int64(fn, over):
+    """Past int64 (or an output past the 64-bit index range): a ValueError that
+    says so, never an OverflowError or a crash, from the fast and the reference."""
+    x = np.ones((1, 2, 2, 1), np.float32)
+    k = np.ones((2, 1, 1, 1), np.float32)
+    for impl in (convpool, reference):
+        args = (x, k) if fn == "conv2d_transpose" else (np.ones((1, 3, 2, 1), np.float32), x, k)
+        with pytest.raises(ValueError):
+            getattr(impl, fn)(*args, **over)
+
+
+@pytest.mark.parametrize("dilation", [2**40, 2**61, (1, 2**62)], ids=["2**40", "2**61", "1x2**62"])
+@pytest.mark.parametrize("fn", ["conv2d_transpose", "conv2d_transpose_backward"])
+def test_conv2d_transpose_dilation_on_one_tap_axes(fn, dilation):
+    """Kernel (1, 1, 1, 1): dilation cannot move the only tap; convpool returns
+    the reference's result, or a ValueError like it."""
+    x = np.full((1, 2, 3, 1), 3.0, np.float32)
+    k = np.full((1, 1, 1, 1), 2.0, np.float32)
+    args = (x, k) if fn == "conv2d_transpose" else (np.ones((1, 2, 3, 1), np.float32), x, k)
+    try:
+        want = getattr(reference, fn)(*args, dilation_rate=dilation)
+    except ValueError:
+        with pytest.raises(ValueError):
+            getattr(convpool, fn)(*args, dilation_rate=dilation)
+        return
+    got = getattr(convpool, fn)(*args, dilation_rate=dilation)
+    for a, e in zip(_as_tuple(got), _as_tuple(want)):
+        assert_bitwise_equal(a, e, dilation)
+
+
+@pytest.mark.parametrize("strides", [1, 2], ids=["s1", "s2"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_conv2d_transpose_odd_magnitudes(dtype, strides, rng):
+    """Subnormals, values whose products come near overflow (K of them summed
+    stay below it), signed zeros and ones mixed: finite results within the
+    derived bound of the float64 reference, forward and backward."""
+    fi = np.finfo(dtype)
+    big = np.sqrt(fi.max / 64)  # 27 products of big * big stay finite
+    sub = fi.tiny / 2**10  # subnormal
+    values = np.array([0.0, -0.0, sub, -sub, big, -big, 1.0, -1.0, fi.tiny], dtype)
+    x = rng.choice(values, size=(2, 5, 7, 3))
+    kernel = rng.choice(values, size=(3, 3, 4, 3))
+    bias = rng.choice(values, size=4)
+    kw = dict(strides=strides, padding="same")
+    got = convpool.conv2d_transpose(x, kernel, bias, **kw)
+    ref = reference.conv2d_transpose(_f64(x), _f64(kernel), _f64(bias), **kw)
+    assert np.isfinite(ref).all() and (np.abs(ref) > 1).any(), "precondition"
+    _assert_same_specials(got, ref, (dtype, strides))
+    assert_conv_close(got, ref, transpose_tolerance(x, kernel, dtype, bias=bias, **kw),
+                      (DTYPE_IDS[dtype], strides, "forward"))
+    g = rng.choice(values, size=got.shape)
+    fast_b = convpool.conv2d_transpose_backward(g, x, kernel, **kw)
+    ref_b = reference.conv2d_transpose_backward(_f64(g), _f64(x), _f64(kernel), **kw)
+    for name, a, r in zip(("grad_x", "grad_kernel", "grad_bias"), fast_b, ref_b):
+        assert np.isfinite(a).all() == np.isfinite(r).all(), name
+        _assert_same_specials(a, r, (name, dtype, strides))
