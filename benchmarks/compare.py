@@ -77,9 +77,22 @@ def _conv(name, title, n, h, w, c, oc, k, stride, padding, groups=1, backward=Fa
                 stride=stride, padding=padding, groups=groups, backward=backward)
 
 
-def _pool(name, title, op, n, h, w, c, k, backward=False):
-    return dict(name=name, title=title, op=op, shape=(n, h, w, c), k=k, stride=k, padding="valid",
-                backward=backward)
+def _pool(name, title, op, n, h, w, c, k, backward=False, stride=None, padding="valid",
+          dilation=1, ceil_mode=False):
+    return dict(name=name, title=title, op=op, shape=(n, h, w, c), k=k,
+                stride=k if stride is None else stride, padding=padding, backward=backward,
+                dilation=dilation, ceil_mode=ceil_mode)
+
+
+def _tconv(name, title, n, h, w, c, oc, k, stride, padding, output_padding):
+    """A transposed conv: kernel (k, k, oc, c), PyTorch's numeric padding."""
+    return dict(name=name, title=title, op="tconv", shape=(n, h, w, c), oc=oc, k=k, stride=stride,
+                padding=padding, output_padding=output_padding, groups=1, backward=False)
+
+
+def _global(name, title, n, h, w, c):
+    return dict(name=name, title=title, op="gap", shape=(n, h, w, c), k=None, stride=1,
+                padding="valid", backward=False)
 
 
 WORKLOADS = [
@@ -98,6 +111,16 @@ WORKLOADS = [
           64, 3, 1, "same", backward=True),
     _pool("pool_max_backward", "full-HD max_pool2d 2x2 backward, N=64", "max", 64, 1920, 1080, 3, 2,
           backward=True),
+    # The conv/pool family beyond Keras's basics (issue 12).
+    _tconv("tconv3x3s2", "conv_transpose 3x3/2 p1 op1, 128->64, (8,56,56,128)", 8, 56, 56, 128, 64,
+           3, 2, 1, 1),
+    _global("global_avg", "global average pool, (64,56,56,256)", 64, 56, 56, 256),
+    _pool("pool_max3x3s2", "max_pool2d 3x3/2 p1, (8,112,112,64)", "max", 8, 112, 112, 64, 3,
+          stride=2, padding=1),
+    _pool("pool_max3x3s2_ceil", "max_pool2d 3x3/2 ceil_mode, (8,112,112,64)", "max", 8, 112, 112,
+          64, 3, stride=2, ceil_mode=True),
+    _pool("pool_max3x3s2_dil2", "max_pool2d 3x3/2 p1 dilation 2, (8,112,112,64)", "max", 8, 112,
+          112, 64, 3, stride=2, padding=1, dilation=2),
 ]
 
 
@@ -110,13 +133,23 @@ def with_geometry(wl):
     from convpool import _shapes
 
     n, h, w, c = wl["shape"]
-    win = _shapes.window_2d((h, w), wl["k"], wl["stride"], wl["padding"])
+    if wl["op"] == "gap":
+        return dict(wl, out_shape=(n, 1, 1, c), pads=(0, 0, 0, 0))
+    if wl["op"] == "tconv":
+        tw = _shapes.transpose_window_2d((h, w), (wl["k"], wl["k"]), wl["stride"], wl["padding"],
+                                         wl["output_padding"])
+        return dict(wl, out_shape=(n, tw.oh, tw.ow, wl["oc"]), pads=(tw.pt, tw.pb, tw.pl, tw.pr))
+    win = _shapes.window_2d((h, w), wl["k"], wl["stride"], wl["padding"], wl.get("dilation", 1),
+                            ceil_mode=wl.get("ceil_mode", False))
     return dict(wl, out_shape=(n, win.oh, win.ow, wl["oc"] if wl["op"] == "conv" else c),
                 pads=(win.pt, win.pb, win.pl, win.pr))
 
 
 def flops(wl):
     """Multiply-adds x 2 (the backward pass does the forward's work twice)."""
+    if wl["op"] == "tconv":  # every input pixel times the whole kernel
+        n, h, w, c = wl["shape"]
+        return 2 * n * h * w * c * wl["oc"] * wl["k"] ** 2
     if wl["op"] != "conv":
         return 0
     n, oh, ow, oc = wl["out_shape"]
@@ -131,18 +164,22 @@ def traffic_bytes(wl):
 
 
 def make_kernel(wl):
-    """The conv's kernel, (KH, KW, C_in // groups, C_out), float32 (None for pooling)."""
+    """The conv's kernel, (KH, KW, C_in // groups, C_out), or the transposed conv's,
+    (KH, KW, C_out, C_in), float32 (None for pooling)."""
+    rng = np.random.default_rng(1)
+    if wl["op"] == "tconv":
+        return (rng.random((wl["k"], wl["k"], wl["oc"], wl["shape"][3]), dtype=np.float32)
+                - 0.5) * 0.2
     if wl["op"] != "conv":
         return None
     cin_g = wl["shape"][3] // wl["groups"]
-    rng = np.random.default_rng(1)
     return (rng.random((wl["k"], wl["k"], cin_g, wl["oc"]), dtype=np.float32) - 0.5) * 0.2
 
 
 def make_inputs(wl):
     """x, the kernel (conv) and grad_out (backward workloads), float32."""
     inputs = {"x": np.random.default_rng(0).random(wl["shape"], dtype=np.float32)}
-    if wl["op"] == "conv":
+    if wl["op"] in ("conv", "tconv"):
         inputs["kernel"] = make_kernel(wl)
     if wl["backward"]:
         inputs["grad"] = np.random.default_rng(2).standard_normal(wl["out_shape"], dtype=np.float32)
@@ -157,6 +194,12 @@ def make_inputs(wl):
 def _convpool_like(module, wl, inputs):
     """The workload as calls of convpool's functions (or the same in convpool.reference)."""
     x, kernel, g = inputs["x"], inputs.get("kernel"), inputs.get("grad")
+    if wl["op"] == "tconv":
+        return lambda: module.conv2d_transpose(x, kernel, strides=wl["stride"],
+                                               padding=wl["padding"],
+                                               output_padding=wl["output_padding"])
+    if wl["op"] == "gap":
+        return lambda: module.global_avg_pool2d(x, keepdims=True)
     if wl["op"] == "conv":
         conv_kw = dict(strides=wl["stride"], padding=wl["padding"], groups=wl["groups"])
         if wl["backward"]:
@@ -165,7 +208,12 @@ def _convpool_like(module, wl, inputs):
     name = "max_pool2d" if wl["op"] == "max" else "avg_pool2d"
     if wl["backward"]:
         return lambda: getattr(module, name + "_backward")(g, x, wl["k"])
-    return lambda: getattr(module, name)(x, wl["k"])
+    extra = {}
+    if wl.get("dilation", 1) != 1:
+        extra["dilation_rate"] = wl["dilation"]
+    if wl.get("ceil_mode"):
+        extra["ceil_mode"] = True
+    return lambda: getattr(module, name)(x, wl["k"], wl["stride"], wl["padding"], **extra)
 
 
 def impl_convpool(wl, inputs, threads, shared, info):
@@ -202,12 +250,22 @@ def impl_onnxruntime(wl, inputs, threads, shared, info):
     n, oh, ow, oc = wl["out_shape"]
     graph_out = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [n, oc, oh, ow])]
     inits = []
-    if wl["op"] == "conv":
+    if wl["op"] == "tconv":
+        w_iohw = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))  # (C_in, C_out, KH, KW)
+        inits.append(helper.make_tensor("W", TensorProto.FLOAT, w_iohw.shape, w_iohw.ravel()))
+        op = wl["output_padding"]
+        node = helper.make_node("ConvTranspose", ["X", "W"], ["Y"], output_padding=[op, op],
+                                **attrs)
+    elif wl["op"] == "gap":
+        node = helper.make_node("GlobalAveragePool", ["X"], ["Y"])
+    elif wl["op"] == "conv":
         w_oihw = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
         inits.append(helper.make_tensor("W", TensorProto.FLOAT, w_oihw.shape, w_oihw.ravel()))
         node = helper.make_node("Conv", ["X", "W"], ["Y"], group=wl["groups"], **attrs)
     elif wl["op"] == "max":
-        node = helper.make_node("MaxPool", ["X"], ["Y"], **attrs)
+        d = wl.get("dilation", 1)
+        node = helper.make_node("MaxPool", ["X"], ["Y"], dilations=[d, d],
+                                ceil_mode=int(wl.get("ceil_mode", False)), **attrs)
     else:
         node = helper.make_node("AveragePool", ["X"], ["Y"], count_include_pad=0, **attrs)
     graph = helper.make_graph([node], "g", graph_in, graph_out, initializer=inits)
@@ -233,7 +291,20 @@ def impl_torch(wl, inputs, threads, shared, info):
     xt = torch.from_numpy(x).permute(0, 3, 1, 2)  # NCHW view, channels_last memory
     k, s = wl["k"], wl["stride"]
     pt, pb, pl, pr = wl["pads"]
-    if (pt, pl) != (pb, pr):
+    if wl["op"] == "gap":
+        def run_gap():
+            with torch.inference_mode():
+                return F.adaptive_avg_pool2d(xt, 1)
+        return run_gap
+    if wl["op"] == "tconv":
+        wt = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
+
+        def run_tconv():
+            with torch.inference_mode():
+                return F.conv_transpose2d(xt, wt, stride=s, padding=wl["padding"],
+                                          output_padding=wl["output_padding"])
+        return run_tconv
+    if (pt, pl) != (pb, pr) and not wl.get("ceil_mode"):
         return None  # F.conv2d and the pools pad both sides alike
     pad = (pt, pl)
     if wl["backward"]:
@@ -257,11 +328,17 @@ def impl_torch(wl, inputs, threads, shared, info):
             with torch.inference_mode():
                 return F.conv2d(xt, wt, stride=s, padding=pad, groups=wl["groups"])
         return run
-    fn = F.max_pool2d if wl["op"] == "max" else F.avg_pool2d
+    if wl["op"] == "max":
+        d, ceil = wl.get("dilation", 1), wl.get("ceil_mode", False)
+
+        def run_max():
+            with torch.inference_mode():
+                return F.max_pool2d(xt, k, s, pad, d, ceil_mode=ceil)
+        return run_max
 
     def run_pool():
         with torch.inference_mode():
-            return fn(xt, k, s, pad)
+            return F.avg_pool2d(xt, k, s, pad)
     return run_pool
 
 
@@ -271,7 +348,13 @@ def _tf_op(tf, wl, kernel):
     The kernel becomes a constant where this is called: eager, or inside a
     traced tf.function (as for the .tflite models).
     """
+    if wl["op"] == "gap":
+        return lambda x: tf.reduce_mean(x, axis=(1, 2), keepdims=True)
+    if wl["op"] == "tconv" or wl.get("dilation", 1) != 1 or wl.get("ceil_mode"):
+        return None  # PyTorch's crops, dilated or ceil_mode pooling: no TF op of that meaning
     k, s = wl["k"], wl["stride"]
+    if not isinstance(wl["padding"], str):
+        return None
     pad = wl["padding"].upper()
     if wl["op"] == "conv":
         groups, c = wl["groups"], wl["shape"][3]

@@ -67,8 +67,9 @@
  * segmentation or where the tile lies.  That is what makes every algorithm,
  * every SIMD variant of one rounding and any thread count give identical
  * output.
- * flags: CP_STORE_RELU replaces each result v by (v < 0 ? 0 : v) as it is
- * stored (a NaN stays NaN); CP_STORE_STREAM allows non-temporal stores of full
+ * flags: CP_STORE_ACCUM stores C[i, j] + v instead of v (the sum above, then
+ * added to what C held: col2im's order); CP_STORE_RELU replaces each result v
+ * by (v < 0 ? 0 : v) as it is stored (a NaN stays NaN); CP_STORE_STREAM allows non-temporal stores of full
  * panels, set by the caller only when c is CP_ALIGN-aligned and ldc is a
  * multiple of NR.  Rows are computed in blocks (MR, then 8, 4, 2, 1) and the
  * reduction is never split, so no result depends on which block holds it.

@@ -69,7 +69,7 @@ enum { CP_GEMM_WIDE = 0, CP_GEMM_NARROW = 1, CP_GEMM_KINDS };
 #define CP_MAX_MR 12
 #define CP_MAX_NR_BYTES 128
 /* Micro-kernel store flags (see the contract in cp_internal.h). */
-enum { CP_STORE_STREAM = 1, CP_STORE_RELU = 2 };
+enum { CP_STORE_STREAM = 1, CP_STORE_RELU = 2, CP_STORE_ACCUM = 4 };
 
 /* Most A segments (kernel rows, or taps) per pixel in the ROWS strategy. */
 #define CP_MAX_SEG 256

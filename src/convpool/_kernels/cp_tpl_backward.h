@@ -44,10 +44,35 @@ void CP_CAT(cp_conv2d_bwd_data_row, CP_SFX)(const cp_convbwd_geom *b, const CP_T
             if (t < 0 || t % g->sh != 0 || t / g->sh >= g->oh)
                 continue;
             const int64_t oh = t / g->sh;
+            const CP_T *const gy_row = gy + (n * g->oh + oh) * g->ow * g->oc + grp * g->ocg;
+            if (g->cg % NR == 0) {
+                /* Every panel lies within one kw: its GEMM adds straight into
+                 * the row (CP_STORE_ACCUM), pixel ow to column ow*sw - pl + kw*dw
+                 * (ldc = sw * C).  kw descending gives each column its terms in
+                 * the order of the col2im below (ow ascending), so both ways
+                 * give the same bits. */
+                const int64_t per_kw = g->cg / NR;
+                for (int64_t kw = g->kw - 1; kw >= 0; kw--) {
+                    const int64_t off = kw * g->dw - g->pl; /* column of pixel 0 */
+                    const int64_t lo = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+                    int64_t hi = g->w - 1 - off < 0 ? 0 : (g->w - 1 - off) / g->sw + 1;
+                    if (hi > g->ow)
+                        hi = g->ow;
+                    if (hi <= lo)
+                        continue;
+                    const CP_T *seg[1] = {gy_row + lo * g->oc};
+                    CP_T *const dst = gx_row + (lo * g->sw + off) * g->c + grp * g->cg;
+                    for (int64_t q = 0; q < per_kw; q++)
+                        CP_TILE(cp_active, b->dx_gemm)->fn(hi - lo, 1, seg, g->oc, g->ocg,
+                             packed + ((kh * g->groups + grp) * b->dx_panels + kw * per_kw + q) *
+                                          g->ocg * NR,
+                             dst + q * NR, g->sw * g->c, NR, NULL, CP_STORE_ACCUM);
+                }
+                continue;
+            }
             for (int64_t ow0 = 0; ow0 < g->ow; ow0 += b->dx_tile) {
                 const int64_t m = g->ow - ow0 < b->dx_tile ? g->ow - ow0 : b->dx_tile;
-                const CP_T *seg[1] = {gy + ((n * g->oh + oh) * g->ow + ow0) * g->oc +
-                                   grp * g->ocg};
+                const CP_T *seg[1] = {gy_row + ow0 * g->oc};
                 for (int64_t p = 0; p < b->dx_panels; p++) {
                     const int64_t nr =
                         b->kwcg - p * NR < NR ? b->kwcg - p * NR : NR;

@@ -34,7 +34,8 @@ static void CP_ISA_FN(CP_CAT(cp_gemm_wide, CP_SFX))(int64_t m, int64_t nseg,
         for (int64_t i = 0; i < mr; i++) {
             CP_T *ci = c + (i0 + i) * ldc;
             for (int64_t j = 0; j < nr; j++) {
-                CP_T v = bias != NULL ? acc[i][j] + bias[j] : acc[i][j];
+                const CP_T sum = (flags & CP_STORE_ACCUM) ? ci[j] + acc[i][j] : acc[i][j];
+                CP_T v = bias != NULL ? sum + bias[j] : sum;
                 ci[j] = (flags & CP_STORE_RELU) && v < 0 ? (CP_T)0 : v;
             }
         }

@@ -43,6 +43,19 @@ CP_ALWAYS_INLINE void CP_ISA_FN(CP_GEMM_BLOCK)(const int mr, int64_t i0, int64_t
             }
         }
     }
+    CP_T *const ct = c + i0 * ldc;
+    if (flags & CP_STORE_ACCUM) { /* C + (the sum), as col2im adds a column tile */
+        _Pragma("GCC unroll 4") for (int j = 0; j < CP_GEMM_NV; j++) {
+            const int64_t lanes = nr - j * CPV_W;
+            if (lanes >= CPV_W) {
+                _Pragma("GCC unroll 32") for (int i = 0; i < mr; i++) acc[i][j] =
+                    cpv_add(cpv_loadu(ct + i * ldc + j * CPV_W), acc[i][j]);
+            } else if (lanes > 0) {
+                _Pragma("GCC unroll 32") for (int i = 0; i < mr; i++) acc[i][j] =
+                    cpv_add(cpv_loadu_n(ct + i * ldc + j * CPV_W, lanes), acc[i][j]);
+            }
+        }
+    }
     if (bias != NULL) {
         _Pragma("GCC unroll 4") for (int j = 0; j < CP_GEMM_NV; j++) {
             const int64_t lanes = nr - j * CPV_W;
@@ -59,7 +72,6 @@ CP_ALWAYS_INLINE void CP_ISA_FN(CP_GEMM_BLOCK)(const int mr, int64_t i0, int64_t
             _Pragma("GCC unroll 4") for (int j = 0; j < CP_GEMM_NV; j++) acc[i][j] =
                 cpv_max(z, acc[i][j]);
     }
-    CP_T *const ct = c + i0 * ldc;
     if (nr == CP_GEMM_NR && (flags & CP_STORE_STREAM)) {
         _Pragma("GCC unroll 32") for (int i = 0; i < mr; i++)
             _Pragma("GCC unroll 4") for (int j = 0; j < CP_GEMM_NV; j++)
