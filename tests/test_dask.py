@@ -354,6 +354,38 @@ def test_conv2d_padding_modes_over_batch_chunks(mode, rng):
         cd.conv2d(dx, kernel, padding=13, padding_mode="reflect")
 
 
+@pytest.mark.parametrize("layout", LAYOUTS, ids=["nhwc", "nchw"])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [("global_avg_pool2d", {}), ("global_avg_pool2d", dict(keepdims=True)),
+     ("global_max_pool2d", {}), ("global_max_pool2d", dict(keepdims=True)),
+     ("adaptive_avg_pool2d", dict(output_size=(4, 3))), ("adaptive_avg_pool2d", dict(output_size=1)),
+     ("adaptive_max_pool2d", dict(output_size=(5, None)))],
+    ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}{w}" for k, w in v.items()) or "default",
+)
+def test_global_and_adaptive_pools_over_batch_chunks(name, kwargs, layout, rng):
+    x = _x(rng, 3, np.float32, layout)
+    x[1, 0, 0, 0] = np.nan
+    dx = _to_dask(x, ((2, 3), 6, 5, 2), layout)
+    want = getattr(convpool, name)(x, data_format=layout, **kwargs)
+    y = getattr(cd, name)(dx, data_format=layout, **kwargs)
+    assert isinstance(y, da.Array) and y.shape == want.shape and y.dtype == want.dtype
+    assert y.chunks[0] == dx.chunks[0]
+    assert_bitwise_equal(_compute(y), want, name, what="dask vs in-memory")
+
+
+def test_global_and_adaptive_pools_bad_arguments_raise_at_build():
+    dx = da.zeros((N, H, W, 3), chunks=2, dtype=np.float32)
+    with pytest.raises(TypeError, match="keepdims must be a bool"):
+        cd.global_avg_pool2d(dx, keepdims=1)
+    with pytest.raises(ValueError, match="output_size must be positive"):
+        cd.adaptive_max_pool2d(dx, 0)
+    with pytest.raises(ValueError, match="data_format must be"):
+        cd.global_max_pool2d(dx, data_format="NHWC")
+    with pytest.raises(ValueError, match="H and W of at least 1"):
+        cd.global_avg_pool2d(da.zeros((2, 0, 3, 1), dtype=np.float32))
+
+
 def test_conv2d_transpose_bad_arguments_raise_at_build():
     x = da.zeros((N, H, W, 4), chunks=2, dtype=np.float32)
     kernel = np.zeros((3, 3, 2, 4), np.float32)

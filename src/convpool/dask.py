@@ -20,9 +20,10 @@ follow the input blocks: an output row belongs to the input block its window
 starts in.  conv2d needs every input channel at once (channel chunks are
 merged); pooling keeps the channel chunks.
 
-:func:`conv2d_transpose`, and :func:`conv2d` with a ``padding_mode`` other
-than zeros, split along the batch axis only (each task gets whole samples:
-the H, W and channel chunks are merged); bitwise the in-memory result.
+:func:`conv2d_transpose`, :func:`conv2d` with a ``padding_mode`` other than
+zeros, and the global and adaptive pools split along the batch axis only
+(each task gets whole samples: the H, W and channel chunks are merged);
+bitwise the in-memory result.
 
 The backward functions and :func:`apply` need whole samples: they merge the
 H, W (and channel) chunks and split the work along the batch axis only.
@@ -88,6 +89,10 @@ from ._threads import task_threads
 __all__ = [
     "conv2d",
     "conv2d_transpose",
+    "global_avg_pool2d",
+    "global_max_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
     "max_pool2d",
     "avg_pool2d",
     "conv2d_backward",
@@ -415,6 +420,80 @@ def _batchwise(block_fn: Callable[..., np.ndarray], x: da.Array,
         adjust_chunks={"h": out[h_ax], "w": out[w_ax], "c": out[c_ax]},
         dtype=call.dtype, meta=np.empty((0,) * 4, call.dtype), concatenate=True,
     )
+
+
+def _per_sample(x: da.Array, op: Callable[..., np.ndarray], name: str, out_hw: Any,
+                data_format: str, threads: int | None, **kwargs: Any) -> da.Array:
+    """``op(samples, **kwargs)`` over x's batch chunks (whole samples), pooling H and W
+    to ``out_hw`` (None: both axes dropped, the global pools without keepdims)."""
+    from ._checks import check_data_format, compute_dtype
+
+    fmt = check_data_format(data_format)
+    stand_in = _stand_in(x)
+    F._image(stand_in, fmt, name)  # the in-memory function's checks and messages
+    dtype = compute_dtype(stand_in, "x")
+    h_ax, w_ax, c_ax = _axes(fmt)
+    fn = functools.partial(_in_task(op, threads, _cluster_plan()), data_format=fmt, **kwargs)
+    xs = _whole_samples(x, x.chunks[0])
+    if out_hw is None:
+        return xs.map_blocks(fn, drop_axis=(h_ax, w_ax), chunks=(x.chunks[0], (x.shape[c_ax],)),
+                             dtype=dtype, meta=np.empty((0, 0), dtype))
+    oh, ow = out_hw
+    chunks = [x.chunks[0], (0,), (0,), (0,)]
+    chunks[h_ax], chunks[w_ax], chunks[c_ax] = (oh,), (ow,), (x.shape[c_ax],)
+    return xs.map_blocks(fn, chunks=tuple(chunks), dtype=dtype, meta=np.empty((0,) * 4, dtype))
+
+
+def global_avg_pool2d(x: da.Array, keepdims: bool = False, data_format: str = "channels_last",
+                      *, threads: int | None = None) -> da.Array:
+    """:func:`convpool.global_avg_pool2d` on a dask array, split along the batch axis;
+    bitwise the in-memory result."""
+    x = _as_dask(x, "x")
+    keepdims = check_bool(keepdims, "keepdims")
+    return _per_sample(x, F.global_avg_pool2d, "global_avg_pool2d",
+                       (1, 1) if keepdims else None, data_format, _check_threads(threads),
+                       keepdims=keepdims)
+
+
+def global_max_pool2d(x: da.Array, keepdims: bool = False, data_format: str = "channels_last",
+                      *, threads: int | None = None) -> da.Array:
+    """:func:`convpool.global_max_pool2d` on a dask array, split along the batch axis;
+    bitwise the in-memory result."""
+    x = _as_dask(x, "x")
+    keepdims = check_bool(keepdims, "keepdims")
+    return _per_sample(x, F.global_max_pool2d, "global_max_pool2d",
+                       (1, 1) if keepdims else None, data_format, _check_threads(threads),
+                       keepdims=keepdims)
+
+
+def _adaptive_hw(x: da.Array, output_size: Any, data_format: str) -> tuple[int, int]:
+    from ._checks import check_data_format, to_nhwc_shape
+    from ._shapes import adaptive_output_size
+
+    fmt = check_data_format(data_format)
+    _, h, w, _ = to_nhwc_shape(x.shape, fmt)
+    F._image(_stand_in(x), fmt, "adaptive pooling")
+    return adaptive_output_size(output_size, (h, w), f"x shape {x.shape} ({fmt})")
+
+
+def adaptive_avg_pool2d(x: da.Array, output_size: Any, data_format: str = "channels_last",
+                        *, threads: int | None = None) -> da.Array:
+    """:func:`convpool.adaptive_avg_pool2d` on a dask array, split along the batch axis;
+    bitwise the in-memory result."""
+    x = _as_dask(x, "x")
+    out_hw = _adaptive_hw(x, output_size, data_format)
+    return _per_sample(x, F.adaptive_avg_pool2d, "adaptive_avg_pool2d", out_hw,
+                       data_format, _check_threads(threads), output_size=out_hw)
+
+
+def adaptive_max_pool2d(x: da.Array, output_size: Any, data_format: str = "channels_last",
+                        *, threads: int | None = None) -> da.Array:
+    """:func:`convpool.adaptive_max_pool2d` on a dask array (without indices), split
+    along the batch axis; bitwise the in-memory result."""
+    x = _as_dask(x, "x")
+    out_hw = _adaptive_hw(x, output_size, data_format)
+    return _per_sample(x, F.adaptive_max_pool2d, "adaptive_max_pool2d", out_hw,
+                       data_format, _check_threads(threads), output_size=out_hw)
 
 
 def _pool(x: da.Array, pool_size: IntPair, strides: IntPair | None, padding: Padding,
