@@ -436,12 +436,12 @@ def _per_sample(x: da.Array, op: Callable[..., np.ndarray], name: str, out_hw: A
     fn = functools.partial(_in_task(op, threads, _cluster_plan()), data_format=fmt, **kwargs)
     xs = _whole_samples(x, x.chunks[0])
     if out_hw is None:
-        return xs.map_blocks(fn, drop_axis=(h_ax, w_ax), chunks=(x.chunks[0], (x.shape[c_ax],)),
+        return da.map_blocks(fn, xs, drop_axis=(h_ax, w_ax), chunks=(x.chunks[0], (x.shape[c_ax],)),
                              dtype=dtype, meta=np.empty((0, 0), dtype))
     oh, ow = out_hw
     chunks = [x.chunks[0], (0,), (0,), (0,)]
     chunks[h_ax], chunks[w_ax], chunks[c_ax] = (oh,), (ow,), (x.shape[c_ax],)
-    return xs.map_blocks(fn, chunks=tuple(chunks), dtype=dtype, meta=np.empty((0,) * 4, dtype))
+    return da.map_blocks(fn, xs, chunks=tuple(chunks), dtype=dtype, meta=np.empty((0,) * 4, dtype))
 
 
 def global_avg_pool2d(x: da.Array, keepdims: bool = False, data_format: str = "channels_last",
