@@ -1198,19 +1198,18 @@ def _adaptive(x: ArrayLike, output_size: IntPair, data_format: str,
     return x, fmt, nhwc, adaptive_windows(nhwc[1], oh), adaptive_windows(nhwc[2], ow)
 
 
-def _windows_of(win: Any) -> list[tuple[int, int]]:
+def _axis_windows(win: Any, n: int) -> list[tuple[int, int]]:
+    """An axis's adaptive windows as (start, end) pairs (``win``: adaptive_windows's)."""
+    if isinstance(win, int):
+        return [(i * win, (i + 1) * win) for i in range(n // win)]
     return list(zip(*win))
 
 
 def _separable(xn: NDArray[Any], rows: Any, cols: Any, reduce: Any) -> NDArray[Any]:
     """``reduce`` over each adaptive window, columns first, then rows (NHWC)."""
-    n, h, w, c = xn.shape
-    if isinstance(cols, int):
-        cols = ([j * cols for j in range(w // cols)], [(j + 1) * cols for j in range(w // cols)])
-    if isinstance(rows, int):
-        rows = ([i * rows for i in range(h // rows)], [(i + 1) * rows for i in range(h // rows)])
-    by_cols = np.stack([reduce(xn[:, :, a:b], axis=2) for a, b in _windows_of(cols)], axis=2)
-    return np.stack([reduce(by_cols[:, a:b], axis=1) for a, b in _windows_of(rows)], axis=1)
+    _, h, w, _ = xn.shape
+    by_cols = np.stack([reduce(xn[:, :, a:b], axis=2) for a, b in _axis_windows(cols, w)], axis=2)
+    return np.stack([reduce(by_cols[:, a:b], axis=1) for a, b in _axis_windows(rows, h)], axis=1)
 
 
 def adaptive_avg_pool2d(
@@ -1309,12 +1308,6 @@ def adaptive_max_pool2d(
         return from_nhwc(_separable(xn, rows, cols, np.max), fmt)
     y, idx = _adaptive_argmax(xn, rows, cols)
     return from_nhwc(y, fmt), from_nhwc(idx, fmt)
-
-
-def _axis_windows(win: Any, n: int) -> list[tuple[int, int]]:
-    if isinstance(win, int):
-        return [(i * win, (i + 1) * win) for i in range(n // win)]
-    return _windows_of(win)
 
 
 def _adaptive_argmax(xn: NDArray[Any], rows: Any, cols: Any
