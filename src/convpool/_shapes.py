@@ -278,8 +278,8 @@ def window_2d(
         Cached: a layer called on batches of one shape resolves its window
         once, and a repeated call skips the checks it already passed.
     """
-    args = (in_hw, window, strides, padding, dilation_rate, max_pad, ceil_mode)
-    key = repr(args) if _plain(args) else None
+    args = (in_hw, window, strides, padding, dilation_rate, max_pad)
+    key = f"{args!r} ceil={ceil_mode is True}" if _plain(args) and type(ceil_mode) is bool else None
     cached = _WINDOWS.get(key) if key is not None else None
     if cached is not None:
         return cached
