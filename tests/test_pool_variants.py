@@ -355,3 +355,81 @@ def test_every_isa_dilation_ceil_indices_exact(isa, c, rng):
             args = dict(strides=2, padding=1, count_include_pad=cip, ceil_mode=True)
             np.testing.assert_array_equal(convpool.avg_pool2d(xi, 3, **args),
                                           reference.avg_pool2d(xi, 3, **args))
+
+
+# ------------------------------------------------------------ edge inputs
+@pytest.mark.parametrize("impl", [convpool, reference], ids=["fast", "reference"])
+def test_divisor_override_beyond_int64_is_a_value_error(impl):
+    x = np.ones((1, 4, 4, 1), np.float32)
+    with pytest.raises(ValueError, match=r"divisor_override must be below 2\*\*63"):
+        impl.avg_pool2d(x, 2, divisor_override=2**63)
+    y = impl.avg_pool2d(x, 2, divisor_override=2**63 - 1)
+    np.testing.assert_allclose(y, 4 / (2**63 - 1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("impl", [convpool, reference], ids=["fast", "reference"])
+@pytest.mark.parametrize("shape", [(1, 0, 4, 2), (2, 3, 0, 1)], ids=["H0", "W0"])
+def test_indices_of_windows_over_padding_only_are_refused(impl, shape):
+    """An empty plane padded to a non-empty result: no cell to point at, in both."""
+    x = np.zeros(shape, np.float32)
+    with pytest.raises(ValueError, match="return_indices needs a non-empty input plane"):
+        impl.max_pool2d(x, 2, padding=1, return_indices=True)
+
+
+@pytest.mark.parametrize("impl", [convpool, reference], ids=["fast", "reference"])
+@pytest.mark.parametrize("shape", [(0, 5, 7, 3), (2, 5, 7, 0)], ids=["N0", "C0"])
+def test_adaptive_and_global_pools_on_an_empty_batch_or_no_channels(impl, shape):
+    x = np.zeros(shape, np.float32)
+    n, c = shape[0], shape[3]
+    y, idx = impl.adaptive_max_pool2d(x, (3, 4), return_indices=True)  # 4 does not divide 7
+    assert y.shape == idx.shape == (n, 3, 4, c)
+    for backward in (impl.adaptive_max_pool2d_backward, impl.adaptive_avg_pool2d_backward):
+        assert backward(np.zeros((n, 3, 4, c), np.float32), x, (3, 4)).shape == shape
+    assert impl.global_avg_pool2d(x).shape == (n, c)
+    assert impl.global_max_pool2d(x, keepdims=True).shape == (n, 1, 1, c)
+    for backward in (impl.global_avg_pool2d_backward, impl.global_max_pool2d_backward):
+        assert backward(np.zeros((n, c), np.float32), x).shape == shape
+
+
+@pytest.mark.parametrize("fmt", ["CHANNELS_FIRST", "Channels_Last"])
+def test_reference_global_backward_normalises_data_format(fmt, rng):
+    shape = (2, 3, 4, 5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    n, c = (shape[0], shape[1]) if fmt.lower() == "channels_first" else (shape[0], shape[3])
+    g = rng.standard_normal((n, c)).astype(np.float32)
+    for name in ("global_avg_pool2d_backward", "global_max_pool2d_backward"):
+        want = getattr(convpool, name)(g, x, data_format=fmt)
+        got = getattr(reference, name)(g, x, data_format=fmt)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match=r"grad_out must have the forward output's shape"):
+        reference.global_avg_pool2d_backward(g[:, :-1], x, data_format=fmt)
+
+
+def test_huge_adaptive_output_is_refused_at_once():
+    x = np.zeros((0, 3, 3, 1), np.float32)
+    for impl in (convpool, reference):
+        with pytest.raises(ValueError, match="output_size .* is too large"):
+            impl.adaptive_avg_pool2d(x, 2**40)
+    # Longer than the input is allowed (PyTorch's windows repeat cells) up to the bound.
+    y = convpool.adaptive_max_pool2d(np.arange(3.0).reshape(1, 3, 1, 1), (7, 1))
+    np.testing.assert_array_equal(y[0, :, 0, 0], [0, 0, 1, 1, 2, 2, 2])  # [i*3//7, ceil((i+1)*3/7))
+
+
+def test_window_between_cells_is_found_without_a_loop_over_huge_padding():
+    """Taps 10**15 apart on 3 rows, padded by 10**15 - 1 on both sides: window 2
+    starts at -(10**15 - 3), its taps at that and at 3, both outside.  Closed
+    form: no loop over the 10**15 + 1 windows."""
+    x = np.ones((1, 3, 3, 1), np.float32)
+    pad = 10**15 - 1
+    with pytest.raises(ValueError, match="window 2 along H holds no input cell"):
+        convpool.max_pool2d(x, (2, 1), strides=1, padding=((pad, pad), (0, 0)),
+                            dilation_rate=(10**15, 1))
+
+
+@pytest.mark.parametrize("impl", [convpool, reference], ids=["fast", "reference"])
+def test_lp_pool_near_the_float64_maximum_does_not_overflow(impl):
+    """Each 2x2 window sums to 1.6e308: finite; its sum times KH*KW is not."""
+    x = np.full((1, 2, 2, 1), 4e307)
+    np.testing.assert_allclose(impl.lp_pool2d(x, 1, 2), 1.6e308, rtol=1e-15)
+    g = impl.lp_pool2d_backward(np.ones((1, 1, 1, 1)), x, 1, 2)
+    np.testing.assert_allclose(g, 1.0, rtol=1e-15)

@@ -283,3 +283,23 @@ def test_window_2d_cache_returns_the_checked_answer():
         window_2d((2, 2), 5, 1, "valid", 1)
     with pytest.raises(ValueError, match="does not fit"):  # a bad geometry is never cached
         window_2d((2, 2), 5, 1, "valid", 1)
+
+
+def _window_without_cell_by_loop(n, k, s, d, p0, out):
+    for i in range(out):
+        if not any(0 <= i * s - p0 + t * d < n for t in range(k)):
+            return i
+    return None
+
+
+def test_window_without_cell_closed_form_matches_a_loop():
+    """Every small geometry (dilation up to 9, beyond the input's length included)."""
+    import itertools
+
+    from convpool._shapes import _window_without_cell
+
+    for n, k, s, d in itertools.product(range(1, 6), range(1, 4), range(1, 5), range(1, 10)):
+        for p0 in range(0, d * (k - 1) + 3):
+            for out in (1, 5, 17):
+                assert (_window_without_cell(n, k, s, d, p0, out)
+                        == _window_without_cell_by_loop(n, k, s, d, p0, out)), (n, k, s, d, p0, out)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # _shapes imports this module: its names are needed here for 
 
 __all__ = [
     "DATA_FORMATS",
+    "INT64_MAX",
     "ConvCall",
     "FloatArray",
     "PoolCall",
@@ -29,8 +30,11 @@ __all__ = [
     "check_activation",
     "check_bool",
     "check_data_format",
+    "check_divisor_override",
     "check_grad_out",
+    "check_image",
     "check_int",
+    "check_norm_type",
     "check_out",
     "check_rank4",
     "compute_dtype",
@@ -44,6 +48,9 @@ __all__ = [
 ]
 
 DATA_FORMATS = ("channels_last", "channels_first")
+
+#: The largest size, index or count the kernels' int64 arguments hold.
+INT64_MAX = 2**63 - 1
 
 _T = TypeVar("_T")
 
@@ -123,6 +130,45 @@ def check_int(
         bound = requirement or ("positive" if minimum == 1 else f">= {minimum}")
         raise ValueError(f"{name} must be {bound}, got {number}")
     return number
+
+
+def check_divisor_override(divisor_override: object) -> int:
+    """avg_pool2d's ``divisor_override`` as the kernels' int64 (0: none).
+
+    A positive int below 2**63, or None.
+    """
+    if divisor_override is None:
+        return 0
+    divisor = check_int(divisor_override, "divisor_override",
+                        requirement="a positive int or None")
+    if divisor > INT64_MAX:
+        raise ValueError(f"divisor_override must be below 2**63, got {divisor}")
+    return divisor
+
+
+def check_norm_type(norm_type: object) -> float:
+    """lp_pool2d's ``norm_type`` p as a float: a real number, finite and non-zero."""
+    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float, np.integer,
+                                                                np.floating)):
+        raise TypeError(f"norm_type must be a number, got {norm_type!r}")
+    p = float(norm_type)
+    if not np.isfinite(p) or p == 0:
+        raise ValueError(f"norm_type must be finite and non-zero, got {norm_type!r}")
+    return p
+
+
+def check_image(x: ArrayLike, data_format: str | None, op: str
+                ) -> tuple[NDArray[Any], str, tuple[int, int, int, int]]:
+    """``x`` checked as a 4-D image batch with H, W >= 1 (the global, adaptive
+    and unpooling functions): (x, normalised data_format, NHWC shape)."""
+    fmt = check_data_format(data_format)
+    x = as_array(x, "x")
+    compute_dtype(x, "x")
+    check_rank4(x, "x", fmt)
+    n, h, w, c = to_nhwc_shape(x.shape, fmt)
+    if h < 1 or w < 1:
+        raise ValueError(f"{op} needs H and W of at least 1, got x shape {x.shape} ({fmt})")
+    return x, fmt, (n, h, w, c)
 
 
 def as_array(value: object, name: str) -> NDArray[Any]:
@@ -466,6 +512,15 @@ class PoolCall:
         self.x = x
         self.nhwc_shape = (n, self.win.oh, self.win.ow, c)
         self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)
+
+    def check_indices_plane(self) -> None:
+        """ValueError when ``return_indices`` has no cell to point at: a
+        non-empty result over an input plane of zero rows or columns (its
+        windows hold padding only)."""
+        n, h, w, c = to_nhwc_shape(self.x.shape, self.data_format)
+        if n * self.win.oh * self.win.ow * c and (h == 0 or w == 0):
+            raise ValueError(f"return_indices needs a non-empty input plane, got x shape "
+                             f"{self.x.shape} ({self.data_format})")
 
 
 def to_nhwc_shape(shape: tuple[_T, ...], data_format: str) -> tuple[_T, ...]:

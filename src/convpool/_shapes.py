@@ -25,7 +25,7 @@ from typing import Any, SupportsIndex, TypeAlias, Union, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from ._checks import check_int
+from ._checks import INT64_MAX, check_int
 
 __all__ = [
     "IntPair",
@@ -50,7 +50,6 @@ __all__ = [
     "transpose_receptive_field_step",
 ]
 
-INT64_MAX = 2**63 - 1
 
 #: What :func:`as_pair` accepts: one int for both axes, or ``(height, width)``
 #: (a tuple, list, range or 1-D integer array of two ints).
@@ -423,14 +422,51 @@ def padded_source(i: int, n: int, mode: str) -> int:
 
 
 def _window_without_cell(n: int, k: int, s: int, d: int, p0: int, out: int) -> int | None:
-    """The first of ``out`` windows (k taps d apart, stride s, starting at -p0)
-    with no tap inside [0, n), or None."""
-    for i in range(out):
-        start = i * s - p0
-        t0 = 0 if start >= 0 else -(start // d)  # first tap at or after 0
-        if t0 >= k or start + t0 * d >= n:
+    """The first of ``out`` windows (k taps d apart, stride s, window i starting
+    at ``i*s - p0``) with no tap inside [0, n), or None; in closed form, so a
+    huge padding or dilation costs no loop over the windows.
+
+    Window i's first tap at or after 0 lies at its start when that is >= 0,
+    else at ``start mod d`` (if a tap reaches 0 at all).  So a window is
+    empty when all its taps lie before 0 (only from window 0 on, as starts
+    grow), when it starts at or past n, or when it starts before 0 and
+    ``start mod d >= n``: its taps jump over the whole input (d > n).
+    """
+    if out < 1 or n < 1:
+        return 0 if out >= 1 else None
+    if -p0 + (k - 1) * d < 0:
+        return 0  # window 0's taps all lie before the input
+    first = -(-(p0 + n) // s)  # the first window starting at or past n
+    below = min(-(-p0 // s), out)  # windows 0 .. below-1 start before 0
+    if d > n and below > 0:
+        # (i*s - p0) mod d in [n, d): i*s mod d in [n + p0, d - 1 + p0] mod d.
+        lo, hi = (n + p0) % d, (d - 1 + p0) % d
+        i = _first_multiple_in(s, d, lo, hi) if lo <= hi else 0  # a wrapped range holds 0
+        if i is not None and i < below:
             return i
-    return None
+    return first if first < out else None
+
+
+def _first_multiple_in(a: int, m: int, lo: int, hi: int) -> int | None:
+    """The smallest x >= 0 with ``lo <= (a*x) mod m <= hi`` (0 <= lo <= hi < m), or None.
+
+    Euclid's recursion: if no multiple of a lies in [lo, hi] before the first
+    wrap, a solution ``a*x - m*y`` in [lo, hi] needs ``(m*y) mod a`` in
+    ``[-hi mod a, -lo mod a]``, the same problem on (m mod a, a); x grows
+    with y, so the smallest y gives the smallest x.
+    """
+    a %= m
+    if lo == 0:
+        return 0
+    if a == 0:
+        return None
+    x = -(-lo // a)
+    if a * x <= hi:
+        return x
+    y = _first_multiple_in(m % a, a, a - hi % a, a - lo % a)
+    if y is None:
+        return None
+    return -(-(lo + m * y) // a)
 
 
 def data_gradient_padding(win: Window2D) -> tuple[int, int] | None:
@@ -654,6 +690,11 @@ def transpose_receptive_field_step(
 
 
 # ------------------------------------------------------------ adaptive pooling
+#: The longest adaptive output axis allowed beyond the input's length (an
+#: output longer than its input repeats cells; its windows are listed).
+MAX_ADAPTIVE_UPSAMPLE = 2**16
+
+
 def adaptive_output_size(output_size: object, in_hw: tuple[int, int],
                          context: str = "") -> tuple[int, int]:
     """``output_size`` (an int, a pair, None entries meaning the input's size) as (OH, OW)."""
@@ -668,6 +709,11 @@ def adaptive_output_size(output_size: object, in_hw: tuple[int, int],
     h, w = in_hw
     if h < 1 or w < 1:
         raise ValueError(f"adaptive pooling needs an input of at least 1x1, got {in_hw}{suffix}")
+    if oh > max(h, MAX_ADAPTIVE_UPSAMPLE) or ow > max(w, MAX_ADAPTIVE_UPSAMPLE):
+        raise ValueError(
+            f"output_size {(oh, ow)} is too large for an input of {in_hw}: an axis's output "
+            f"may exceed its input only up to {MAX_ADAPTIVE_UPSAMPLE} (each output's window "
+            f"is listed){suffix}")
     return oh, ow
 
 

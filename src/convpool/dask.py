@@ -78,6 +78,7 @@ from ._checks import (
     ConvCall,
     PoolCall,
     TransposeCall,
+    check_image,
     check_activation,
     check_bool,
     check_grad_out,
@@ -430,7 +431,7 @@ def _per_sample(x: da.Array, op: Callable[..., np.ndarray], name: str, out_hw: A
 
     fmt = check_data_format(data_format)
     stand_in = _stand_in(x)
-    F._image(stand_in, fmt, name)  # the in-memory function's checks and messages
+    check_image(stand_in, fmt, name)  # the in-memory function's checks and messages
     dtype = compute_dtype(stand_in, "x")
     h_ax, w_ax, c_ax = _axes(fmt)
     fn = functools.partial(_in_task(op, threads, _cluster_plan()), data_format=fmt, **kwargs)
@@ -472,7 +473,7 @@ def _adaptive_hw(x: da.Array, output_size: Any, data_format: str) -> tuple[int, 
 
     fmt = check_data_format(data_format)
     _, h, w, _ = to_nhwc_shape(x.shape, fmt)
-    F._image(_stand_in(x), fmt, "adaptive pooling")
+    check_image(_stand_in(x), fmt, "adaptive pooling")
     return adaptive_output_size(output_size, (h, w), f"x shape {x.shape} ({fmt})")
 
 

@@ -17,8 +17,6 @@ from numpy.typing import ArrayLike, NDArray
 from . import _memory
 from ._checks import (
     ConvCall,
-    check_data_format,
-    check_rank4,
     compute_dtype,
     FloatArray,
     PoolCall,
@@ -27,7 +25,9 @@ from ._checks import (
     cast_weights,
     check_activation,
     check_bool,
-    check_int,
+    check_divisor_override,
+    check_image,
+    check_norm_type,
     check_out,
     dense_call,
     from_nhwc,
@@ -523,12 +523,8 @@ def max_pool2d(
     if not return_indices:
         return _pool(call, out, True, False)
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
-    n, h, w_, c = to_nhwc_shape(call.x.shape, call.data_format)
-    if n * call.win.oh * call.win.ow * c == 0 or h == 0 or w_ == 0:
-        # An empty result, or windows of padding only (no cell to point at).
-        if n * call.win.oh * call.win.ow * c:
-            raise ValueError(f"return_indices needs a non-empty input plane, got x shape "
-                             f"{call.x.shape} ({call.data_format})")
+    call.check_indices_plane()
+    if 0 in call.x.shape:  # an empty result
         y0 = _finish(_memory.empty(call.nhwc_shape, call.dtype), out, call.data_format)
         return y0, np.zeros(call.out_shape, np.int64)
     y, idx = _max_winners(to_nhwc(call.x, call.data_format, call.dtype), call.win)
@@ -569,7 +565,7 @@ def avg_pool2d(
     ceil_mode : bool, keyword-only, default False
         As in :func:`max_pool2d`.
     divisor_override : int, keyword-only, optional
-        Divide every window's sum by this instead (PyTorch's).
+        Divide every window's sum by this instead (PyTorch's): a positive int below 2**63.
 
     Returns
     -------
@@ -593,17 +589,9 @@ def avg_pool2d(
            [2., 1.]], dtype=float32)
     """
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    divisor = _divisor(divisor_override)
+    divisor = check_divisor_override(divisor_override)
     call = PoolCall(x, pool_size, strides, padding, data_format, 1, ceil_mode)
     return _pool(call, out, False, count_include_pad, divisor)
-
-
-def _divisor(divisor_override: object) -> int:
-    """divisor_override as the kernels' int (0: none); a positive int or None."""
-    if divisor_override is None:
-        return 0
-    return check_int(divisor_override, "divisor_override",
-                     requirement="a positive int or None")
 
 
 # ------------------------------------------------------------------ backward
@@ -1075,26 +1063,12 @@ def avg_pool2d_backward(
     grad_x : ndarray of x's shape, in the compute dtype
     """
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    divisor = _divisor(divisor_override)
+    divisor = check_divisor_override(divisor_override)
     call = PoolCall(x, pool_size, strides, padding, data_format, 1, ceil_mode)
     return _pool_backward(grad_out, call, False, bool(count_include_pad), divisor)
 
 
 # ------------------------------------------------------------ global and adaptive pooling
-def _image(x: ArrayLike, data_format: str, op: str
-           ) -> tuple[NDArray[Any], str, tuple[int, int, int, int]]:
-    """x checked as a 4-D image batch with H, W >= 1: (x, data_format, NHWC shape)."""
-    fmt = check_data_format(data_format)
-    x = as_array(x, "x")
-    compute_dtype(x, "x")
-    check_rank4(x, "x", fmt)
-    n, h, w, c = to_nhwc_shape(x.shape, fmt)
-    nhwc = (n, h, w, c)
-    if nhwc[1] < 1 or nhwc[2] < 1:
-        raise ValueError(f"{op} needs H and W of at least 1, got x shape {x.shape} ({fmt})")
-    return x, fmt, nhwc
-
-
 def _global_grad_out(grad_out: ArrayLike, nhwc: tuple[int, ...], fmt: str,
                      keepdims: bool) -> NDArray[Any]:
     """grad_out of a global pool, checked and given its (N, 1, 1, C) / (N, C, 1, 1) shape."""
@@ -1132,7 +1106,7 @@ def global_avg_pool2d(
     array([[3., 4.]], dtype=float32)
     """
     keepdims = check_bool(keepdims, "keepdims")
-    x, fmt, (n, h, w, c) = _image(x, data_format, "global_avg_pool2d")
+    x, fmt, (n, h, w, c) = check_image(x, data_format, "global_avg_pool2d")
     y = avg_pool2d(x, (h, w), data_format=fmt)
     return y if keepdims else y.reshape(n, c)
 
@@ -1153,7 +1127,7 @@ def global_max_pool2d(
     (1, 1, 1, 2)
     """
     keepdims = check_bool(keepdims, "keepdims")
-    x, fmt, (n, h, w, c) = _image(x, data_format, "global_max_pool2d")
+    x, fmt, (n, h, w, c) = check_image(x, data_format, "global_max_pool2d")
     y = max_pool2d(x, (h, w), data_format=fmt)
     return y if keepdims else y.reshape(n, c)
 
@@ -1169,7 +1143,7 @@ def global_avg_pool2d_backward(
     grad_x : ndarray of x's shape, in the compute dtype
     """
     keepdims = check_bool(keepdims, "keepdims")
-    x, fmt, nhwc = _image(x, data_format, "global_avg_pool2d_backward")
+    x, fmt, nhwc = check_image(x, data_format, "global_avg_pool2d_backward")
     g = _global_grad_out(grad_out, nhwc, fmt, keepdims)
     return avg_pool2d_backward(g, x, nhwc[1:3], data_format=fmt)
 
@@ -1186,14 +1160,14 @@ def global_max_pool2d_backward(
     grad_x : ndarray of x's shape, in the compute dtype
     """
     keepdims = check_bool(keepdims, "keepdims")
-    x, fmt, nhwc = _image(x, data_format, "global_max_pool2d_backward")
+    x, fmt, nhwc = check_image(x, data_format, "global_max_pool2d_backward")
     g = _global_grad_out(grad_out, nhwc, fmt, keepdims)
     return max_pool2d_backward(g, x, nhwc[1:3], data_format=fmt)
 
 
 def _adaptive(x: ArrayLike, output_size: IntPair, data_format: str,
               op: str) -> tuple[NDArray[Any], str, tuple[int, ...], Any, Any]:
-    x, fmt, nhwc = _image(x, data_format, op)
+    x, fmt, nhwc = check_image(x, data_format, op)
     oh, ow = adaptive_output_size(output_size, (nhwc[1], nhwc[2]), f"x shape {x.shape} ({fmt})")
     return x, fmt, nhwc, adaptive_windows(nhwc[1], oh), adaptive_windows(nhwc[2], ow)
 
@@ -1221,7 +1195,9 @@ def adaptive_avg_pool2d(
     ----------
     x : array_like of shape (N, H, W, C), or (N, C, H, W) with channels_first
     output_size : int or (int or None, int or None)
-        (OH, OW); None keeps the input's size on that axis.
+        (OH, OW); None keeps the input's size on that axis.  An axis's output
+        may be longer than its input (windows then repeat cells), up to
+        ``max(input length, 65536)``; a longer one is a ValueError.
     data_format : {"channels_last", "channels_first"}
 
     Returns
@@ -1320,7 +1296,7 @@ def _adaptive_argmax(xn: NDArray[Any], rows: Any, cols: Any
     idx = np.empty((n, len(rw), len(cw), c), np.int64)
     for i, (r0, r1) in enumerate(rw):
         for j, (c0, c1) in enumerate(cw):
-            cells = xn[:, r0:r1, c0:c1].reshape(n, -1, c)  # (N, cells, C), row-major
+            cells = xn[:, r0:r1, c0:c1].reshape(n, (r1 - r0) * (c1 - c0), c)  # row-major
             k = _winner(cells)
             y[:, i, j] = np.take_along_axis(cells, k[:, None, :], axis=1)[:, 0]
             idx[:, i, j] = (r0 + k // (c1 - c0)) * w + c0 + k % (c1 - c0)
@@ -1440,7 +1416,7 @@ def max_unpool2d(
     """
     from ._shapes import unpool_output_size
 
-    x, fmt, (n, h, w, c) = _image(x, data_format, "max_unpool2d")
+    x, fmt, (n, h, w, c) = check_image(x, data_format, "max_unpool2d")
     dtype = compute_dtype(x, "x")
     idx = as_array(indices, "indices")
     if idx.shape != x.shape:
@@ -1463,16 +1439,6 @@ def max_unpool2d(
     keep = last[nn, flat, cc] == order
     y[nn[keep], flat[keep], cc[keep]] = values[keep]
     return from_nhwc(y.reshape(n, oh, ow, c), fmt)
-
-
-def _lp_args(norm_type: object) -> float:
-    if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float, np.integer,
-                                                                np.floating)):
-        raise TypeError(f"norm_type must be a number, got {norm_type!r}")
-    p = float(norm_type)
-    if not np.isfinite(p) or p == 0:
-        raise ValueError(f"norm_type must be finite and non-zero, got {norm_type!r}")
-    return p
 
 
 def lp_pool2d(
@@ -1512,7 +1478,7 @@ def lp_pool2d(
     >>> float(convpool.lp_pool2d(x, 2, (1, 2))[0, 0, 0, 0])
     5.0
     """
-    p = _lp_args(norm_type)
+    p = check_norm_type(norm_type)
     call = PoolCall(x, pool_size, strides, 0, data_format, 1, ceil_mode)
     dtype = call.dtype
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -1541,7 +1507,7 @@ def lp_pool2d_backward(
     -------
     grad_x : ndarray of x's shape, in the compute dtype
     """
-    p = _lp_args(norm_type)
+    p = check_norm_type(norm_type)
     call = PoolCall(x, pool_size, strides, 0, data_format, 1, ceil_mode)
     dtype = call.dtype
     g = as_array(grad_out, "grad_out")

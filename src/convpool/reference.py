@@ -32,9 +32,13 @@ from ._checks import (
     cast_weights,
     check_activation,
     check_bool,
+    check_divisor_override,
+    check_image,
+    check_norm_type,
     check_out,
     dense_call,
     from_nhwc,
+    from_nhwc_shape,
     grad_out_nhwc,
     to_nhwc,
     to_nhwc_shape,
@@ -404,6 +408,8 @@ def max_pool2d(
     the indices from :func:`_winners`."""
     return_indices = check_bool(return_indices, "return_indices")
     call = PoolCall(x, pool_size, strides, padding, data_format, dilation_rate, ceil_mode)
+    if return_indices:
+        call.check_indices_plane()
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
     x = to_nhwc(call.x, call.data_format, call.dtype)
     windows = _windows(_pad(x, call.win, -np.inf), call.win)
@@ -450,19 +456,13 @@ def avg_pool2d(
     real cells (over its cells inside the padded input with ``count_include_pad``;
     over ``divisor_override`` when given)."""
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    divisor = _divisor_of(divisor_override)
+    divisor = check_divisor_override(divisor_override)
     call = PoolCall(x, pool_size, strides, padding, data_format, 1, ceil_mode)
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x})
     x = to_nhwc(call.x, call.data_format, call.dtype)
     win = call.win
     sums = _windows(_pad(x, win, 0), win).sum(axis=(4, 5))
     return _deliver(sums / _divisors(x.shape, win, count_include_pad, divisor), call, out)
-
-
-def _divisor_of(divisor_override: object) -> int:
-    from .functional import _divisor
-
-    return _divisor(divisor_override)
 
 
 def _divisors(shape: tuple[int, ...], win: Window2D, count_include_pad: bool,
@@ -717,7 +717,7 @@ def avg_pool2d_backward(
     """Reference of :func:`convpool.avg_pool2d_backward`: grad_out / divisor added
     to every tap's strided positions of the padded input, then cropped."""
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    divisor = _divisor_of(divisor_override)
+    divisor = check_divisor_override(divisor_override)
     call = PoolCall(x, pool_size, strides, padding, data_format, 1, ceil_mode)
     g = grad_out_nhwc(grad_out, call)
     x = to_nhwc(call.x, call.data_format, call.dtype)
@@ -738,10 +738,9 @@ def avg_pool2d_backward(
 # windows.  Argument checks are the fast functions' (convpool.functional).
 def _adaptive_setup(x: ArrayLike, output_size: Any, data_format: str, op: str
                     ) -> tuple[NDArray[Any], str, list[tuple[int, int]], list[tuple[int, int]]]:
-    from . import functional as F
     from ._shapes import adaptive_output_size
 
-    x, fmt, (n, h, w, c) = F._image(x, data_format, op)
+    x, fmt, (n, h, w, c) = check_image(x, data_format, op)
     oh, ow = adaptive_output_size(output_size, (h, w), f"x shape {x.shape} ({fmt})")
     rows = [((i * h) // oh, -((-(i + 1) * h) // oh)) for i in range(oh)]
     cols = [((j * w) // ow, -((-(j + 1) * w) // ow)) for j in range(ow)]
@@ -782,7 +781,7 @@ def adaptive_max_pool2d(x: ArrayLike, output_size: Any, data_format: str = "chan
     idx = np.empty(y.shape, np.int64)
     for i, (r0, r1) in enumerate(rows):
         for j, (c0, c1) in enumerate(cols):
-            cells = xn[:, r0:r1, c0:c1].reshape(n, -1, c)
+            cells = xn[:, r0:r1, c0:c1].reshape(n, (r1 - r0) * (c1 - c0), c)
             k = _window_winner(cells)
             y[:, i, j] = np.take_along_axis(cells, k[:, None, :], axis=1)[:, 0]
             idx[:, i, j] = (r0 + k // (c1 - c0)) * w + c0 + k % (c1 - c0)
@@ -834,42 +833,47 @@ def adaptive_max_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, output_size:
 def global_avg_pool2d(x: ArrayLike, keepdims: bool = False,
                       data_format: str = "channels_last") -> FloatArray:
     """Reference of :func:`convpool.global_avg_pool2d`: the mean in float64."""
+    keepdims = check_bool(keepdims, "keepdims")
+    _, _, (n, _, _, c) = check_image(x, data_format, "global_avg_pool2d")
     y = adaptive_avg_pool2d(x, 1, data_format)
-    return y if check_bool(keepdims, "keepdims") else y.reshape(y.shape[0], -1)
+    return y if keepdims else y.reshape(n, c)
 
 
 def global_max_pool2d(x: ArrayLike, keepdims: bool = False,
                       data_format: str = "channels_last") -> FloatArray:
     """Reference of :func:`convpool.global_max_pool2d`."""
+    keepdims = check_bool(keepdims, "keepdims")
+    _, _, (n, _, _, c) = check_image(x, data_format, "global_max_pool2d")
     y = adaptive_max_pool2d(x, 1, data_format)
     assert not isinstance(y, tuple)
-    return y if check_bool(keepdims, "keepdims") else y.reshape(y.shape[0], -1)
+    return y if keepdims else y.reshape(n, c)
 
 
-def _global_g(grad_out: ArrayLike, x: ArrayLike, keepdims: bool, data_format: str) -> NDArray[Any]:
+def _global_g(grad_out: ArrayLike, x: ArrayLike, keepdims: bool, data_format: str,
+              op: str) -> NDArray[Any]:
+    """A global pool's grad_out, checked, in the (N, 1, 1, C) / (N, C, 1, 1) shape."""
     keepdims = check_bool(keepdims, "keepdims")
-    x = as_array(x, "x")
+    _, fmt, (n, _, _, c) = check_image(x, data_format, op)
+    kept = from_nhwc_shape((n, 1, 1, c), fmt)
     g = as_array(grad_out, "grad_out")
-    if not keepdims and g.ndim == 2 and x.ndim == 4:
-        g = g.reshape((g.shape[0], 1, 1, g.shape[1]) if data_format == "channels_last"
-                      else (g.shape[0], g.shape[1], 1, 1))
-    elif not keepdims:
-        raise ValueError(f"grad_out must have the forward output's shape (N, C), got {g.shape}")
-    return g
+    want = kept if keepdims else (n, c)
+    if g.shape != want:
+        raise ValueError(f"grad_out must have the forward output's shape {want}, got {g.shape}")
+    return g.reshape(kept)
 
 
 def global_avg_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, keepdims: bool = False,
                                data_format: str = "channels_last") -> FloatArray:
     """Reference of :func:`convpool.global_avg_pool2d_backward`."""
-    return adaptive_avg_pool2d_backward(_global_g(grad_out, x, keepdims, data_format), x, 1,
-                                        data_format)
+    g = _global_g(grad_out, x, keepdims, data_format, "global_avg_pool2d_backward")
+    return adaptive_avg_pool2d_backward(g, x, 1, data_format)
 
 
 def global_max_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, keepdims: bool = False,
                                data_format: str = "channels_last") -> FloatArray:
     """Reference of :func:`convpool.global_max_pool2d_backward`."""
-    return adaptive_max_pool2d_backward(_global_g(grad_out, x, keepdims, data_format), x, 1,
-                                        data_format)
+    g = _global_g(grad_out, x, keepdims, data_format, "global_max_pool2d_backward")
+    return adaptive_max_pool2d_backward(g, x, 1, data_format)
 
 
 # ------------------------------------------------------------ unpooling, Lp pooling
@@ -879,10 +883,9 @@ def max_unpool2d(x: ArrayLike, indices: ArrayLike, pool_size: IntPair,
                  data_format: str = "channels_last") -> FloatArray:
     """Reference of :func:`convpool.max_unpool2d`: every value written in turn
     (row-major over H and W), so a later one at the same index replaces it."""
-    from . import functional as F
     from ._shapes import unpool_output_size
 
-    x, fmt, (n, h, w, c) = F._image(x, data_format, "max_unpool2d")
+    x, fmt, (n, h, w, c) = check_image(x, data_format, "max_unpool2d")
     dtype = compute_dtype(x, "x")
     idx = as_array(indices, "indices")
     if idx.shape != x.shape:
@@ -907,10 +910,10 @@ def lp_pool2d(x: ArrayLike, norm_type: float, pool_size: IntPair,
               strides: IntPair | None = None, *, ceil_mode: bool = False,
               data_format: str = "channels_last") -> FloatArray:
     """Reference of :func:`convpool.lp_pool2d`: per window, the sum of x**p over
-    its real cells times KH*KW / (its real cells), to the power 1/p (PyTorch's)."""
-    from .functional import _lp_args
-
-    p = _lp_args(norm_type)
+    its real cells over (its real cells), times KH*KW, to the power 1/p
+    (PyTorch's; dividing first, so a sum near the float maximum does not
+    overflow)."""
+    p = check_norm_type(norm_type)
     call = PoolCall(x, pool_size, strides, 0, data_format, 1, ceil_mode)
     x = to_nhwc(call.x, call.data_format, call.dtype)
     win = call.win
@@ -918,7 +921,7 @@ def lp_pool2d(x: ArrayLike, norm_type: float, pool_size: IntPair,
         xp = np.power(x.astype(np.float64), p)
         sums = _windows(_pad(xp, win, 0), win).sum(axis=(4, 5))
         cells = _divisors(x.shape, win, False, 0)
-        y = np.power(sums * (win.kh * win.kw) / cells, 1.0 / p)
+        y = np.power(sums / cells * (win.kh * win.kw), 1.0 / p)
     return _deliver(y, call, None)
 
 
@@ -927,17 +930,16 @@ def lp_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, norm_type: float, pool
                        data_format: str = "channels_last") -> FloatArray:
     """Reference of :func:`convpool.lp_pool2d_backward`, in float64: the chain rule
     through s**(1/p), the scaled window sum s, and x**p."""
-    from .functional import _lp_args
-
-    p = _lp_args(norm_type)
+    p = check_norm_type(norm_type)
     call = PoolCall(x, pool_size, strides, 0, data_format, 1, ceil_mode)
     g = grad_out_nhwc(grad_out, call).astype(np.float64)
     x = to_nhwc(call.x, call.data_format, call.dtype).astype(np.float64)
     win = call.win
     k = win.kh * win.kw
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        scale = k / _divisors(x.shape, win, False, 0)
-        s = _windows(_pad(np.power(x, p), win, 0), win).sum(axis=(4, 5)) * scale
+        cells = _divisors(x.shape, win, False, 0)
+        scale = k / cells
+        s = _windows(_pad(np.power(x, p), win, 0), win).sum(axis=(4, 5)) / cells * k
         share = g * (1.0 / p) * np.power(s, 1.0 / p - 1.0) * scale  # d y / d (sum of x**p)
         gxp = np.zeros((x.shape[0], x.shape[1] + win.xb, x.shape[2] + win.xr, x.shape[3]))
         for a in range(win.kh):
