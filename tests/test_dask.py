@@ -1417,3 +1417,61 @@ def test_dask_fullhd_example_runs_small(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "first chunk's output equals the in-memory model's: True" in proc.stdout, proc.stdout
     assert not os.path.exists(tmp_path / "out-plain")
+
+
+# ============================================================ pooling options
+POOL_OPTIONS = [  # (kind, pool, strides, padding, options); H, W = 13, 11
+    ("max", 3, 2, 0, dict(ceil_mode=True)),  # a partial last window on both axes
+    ("max", 3, 2, 1, dict(ceil_mode=True, dilation_rate=2)),
+    ("max", (2, 3), 1, ((2, 0), (1, 3)), dict(dilation_rate=(3, 2))),
+    ("avg", 3, 2, 1, dict(ceil_mode=True, count_include_pad=True)),  # overhang not counted
+    ("avg", 3, 2, 1, dict(ceil_mode=True, count_include_pad=False)),
+    ("avg", (4, 2), (3, 2), 0, dict(ceil_mode=True, divisor_override=5)),
+    ("avg", 2, 2, 1, dict(divisor_override=3, count_include_pad=True)),
+]
+
+
+def _options_id(case):
+    kind, pool, strides, padding, options = case
+    return case_id(kind=kind, pool=pool, strides=strides, padding=padding, **options)
+
+
+@pytest.mark.parametrize("chunks", CHUNKINGS[:3], ids=_chunks_text)
+@pytest.mark.parametrize("case", POOL_OPTIONS, ids=_options_id)
+def test_pool_options_over_spatial_chunks_bitwise(case, chunks, rng):
+    """ceil_mode, dilation_rate and divisor_override on H/W-chunked inputs: each
+    block's halo covers its dilated windows, and the overhang past the padded
+    input is never counted as padding."""
+    kind, pool, strides, padding, options = case
+    x = _x(rng, 3, np.float32, "channels_last")
+    dfn, mfn = (cd.max_pool2d, convpool.max_pool2d) if kind == "max" else (cd.avg_pool2d,
+                                                                            convpool.avg_pool2d)
+    want = mfn(x, pool, strides, padding, **options)
+    y = dfn(_to_dask(x, chunks, "channels_last"), pool, strides, padding, **options)
+    assert y.shape == want.shape
+    assert_bitwise_equal(_compute(y), want, _options_id(case), what="dask vs in-memory")
+
+
+@pytest.mark.parametrize("case", POOL_OPTIONS, ids=_options_id)
+def test_pool_options_backward_over_batch_chunks_bitwise(case, rng):
+    kind, pool, strides, padding, options = case
+    x = _x(rng, 3, np.float64, "channels_first")
+    fwd, mfn, dfn = ((convpool.max_pool2d, convpool.max_pool2d_backward, cd.max_pool2d_backward)
+                     if kind == "max" else
+                     (convpool.avg_pool2d, convpool.avg_pool2d_backward, cd.avg_pool2d_backward))
+    kw = dict(options, data_format="channels_first")
+    g = rng.standard_normal(fwd(x, pool, strides, padding, **kw).shape)
+    want = mfn(g, x, pool, strides, padding, **kw)
+    y = dfn(_to_dask(g, (2, None, None, None), "channels_first"),
+            _to_dask(x, (2, 5, 4, 2), "channels_first"), pool, strides, padding, **kw)
+    assert_bitwise_equal(_compute(y), want, _options_id(case), what="dask vs in-memory")
+
+
+def test_dask_pool_option_errors_raise_at_build():
+    dx = da.zeros((2, 6, 5, 3), dtype=np.float32, chunks=(1, 3, 3, 3))
+    with pytest.raises(ValueError, match="divisor_override must be a positive"):
+        cd.avg_pool2d(dx, 2, divisor_override=0)
+    with pytest.raises(TypeError, match="ceil_mode must be a bool"):
+        cd.max_pool2d(dx, 2, ceil_mode="yes")
+    with pytest.raises(ValueError, match="holds no input cell"):
+        cd.max_pool2d(dx, (2, 1), strides=1, padding=((6, 6), (0, 0)), dilation_rate=(7, 1))

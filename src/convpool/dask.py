@@ -18,7 +18,9 @@ dilation and padding), with the global padding applied only at the image
 borders, so the result is the in-memory one bit for bit.  Output blocks
 follow the input blocks: an output row belongs to the input block its window
 starts in.  conv2d needs every input channel at once (channel chunks are
-merged); pooling keeps the channel chunks.
+merged); pooling keeps the channel chunks.  Max and average pooling take
+``dilation_rate``, ``ceil_mode`` and ``divisor_override`` on such chunks too;
+``return_indices`` is in-memory only.
 
 :func:`conv2d_transpose`, :func:`conv2d` with a ``padding_mode`` other than
 zeros, and the global and adaptive pools split along the batch axis only
@@ -78,6 +80,7 @@ from ._checks import (
     ConvCall,
     PoolCall,
     TransposeCall,
+    check_divisor_override,
     check_image,
     check_activation,
     check_bool,
@@ -497,22 +500,45 @@ def adaptive_max_pool2d(x: da.Array, output_size: Any, data_format: str = "chann
                        data_format, _check_threads(threads), output_size=out_hw)
 
 
-def _pool(x: da.Array, pool_size: IntPair, strides: IntPair | None, padding: Padding,
-          data_format: str, threads: int | None, fn: Callable[..., np.ndarray],
-          **extra: Any) -> da.Array:
+def _pool(x: da.Array, call_args: tuple[Any, ...], threads: int | None,
+          fn: Callable[..., np.ndarray], **extra: Any) -> da.Array:
+    """A pooling ``fn`` over the blocks of ``x``; ``call_args``: PoolCall's arguments.
+
+    Each block gets its window's halo as explicit padding.  With ceil_mode
+    the last block's padding also covers the overhang past the padded input;
+    to max pooling (padding never wins) and to an average that counts real
+    cells only, overhang and padding are the same.  An average with
+    ``count_include_pad`` counts the padding but not the overhang: there the
+    block's bottom and right pads are clipped to the real ones and the block
+    runs with ceil_mode, which gives it back its last partial window.
+    """
     x = _as_dask(x, "x")
     threads = _check_threads(threads)
-    call = PoolCall(_stand_in(x), pool_size, strides, padding, data_format)
+    call = PoolCall(_stand_in(x), *call_args)
     win = call.win
-    block = functools.partial(_in_task(_pool_block, threads, _cluster_plan()), fn=fn,
-                              pool_size=(win.kh, win.kw), strides=(win.sh, win.sw),
+    k_eff = (effective_size(win.kh, win.dh), effective_size(win.kw, win.dw))
+    task = _in_task(_pool_block, threads, _cluster_plan())
+    if (win.xb or win.xr) and extra.get("count_include_pad"):
+        task = functools.partial(_clipped_pool_block, task=task, bottom=win.pb, right=win.pr)
+        extra["ceil_mode"] = True
+    if (win.dh, win.dw) != (1, 1):  # max pooling only
+        extra["dilation_rate"] = (win.dh, win.dw)
+    block = functools.partial(task, fn=fn, pool_size=(win.kh, win.kw), strides=(win.sh, win.sw),
                               data_format=call.data_format, **extra)
-    return _forward(x, call, (win.kh, win.kw), block, (), None)
+    return _forward(x, call, k_eff, block, (), None)
 
 
 def _pool_block(*arrays: np.ndarray, fn: Callable[..., np.ndarray], **kwargs: Any) -> np.ndarray:
     """``fn(x)`` (forward) or ``fn(grad_out, x)`` (backward) on one block."""
     return fn(*arrays, **kwargs)
+
+
+def _clipped_pool_block(x: np.ndarray, *, task: Callable[..., np.ndarray], bottom: int,
+                        right: int, padding: tuple[tuple[int, int], tuple[int, int]],
+                        **kwargs: Any) -> np.ndarray:
+    """``task`` on a block with its bottom and right pads at most the real ones."""
+    (top, b), (left, r) = padding
+    return task(x, padding=((top, min(b, bottom)), (left, min(r, right))), **kwargs)
 
 
 def max_pool2d(
@@ -522,10 +548,15 @@ def max_pool2d(
     padding: Padding = "valid",
     data_format: str = "channels_last",
     *,
+    dilation_rate: IntPair = 1,
+    ceil_mode: bool = False,
     threads: int | None = None,
 ) -> da.Array:
-    """:func:`convpool.max_pool2d` on a dask array (chunked along any axes); bitwise the in-memory result."""
-    return _pool(x, pool_size, strides, padding, data_format, threads, F.max_pool2d)
+    """:func:`convpool.max_pool2d` on a dask array (chunked along any axes); bitwise the
+    in-memory result.  ``dilation_rate`` and ``ceil_mode`` as there; no
+    ``return_indices`` (its flat indices address whole planes: pool in memory)."""
+    return _pool(x, (pool_size, strides, padding, data_format, dilation_rate, ceil_mode),
+                 threads, F.max_pool2d)
 
 
 def avg_pool2d(
@@ -536,12 +567,17 @@ def avg_pool2d(
     data_format: str = "channels_last",
     count_include_pad: bool = False,
     *,
+    ceil_mode: bool = False,
+    divisor_override: SupportsIndex | None = None,
     threads: int | None = None,
 ) -> da.Array:
-    """:func:`convpool.avg_pool2d` on a dask array (chunked along any axes); bitwise the in-memory result."""
+    """:func:`convpool.avg_pool2d` on a dask array (chunked along any axes); bitwise the
+    in-memory result.  ``ceil_mode`` and ``divisor_override`` as there."""
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    return _pool(x, pool_size, strides, padding, data_format, threads, F.avg_pool2d,
-                 count_include_pad=count_include_pad)
+    divisor = check_divisor_override(divisor_override)
+    return _pool(x, (pool_size, strides, padding, data_format, 1, ceil_mode), threads,
+                 F.avg_pool2d, count_include_pad=count_include_pad,
+                 divisor_override=divisor or None)
 
 
 # ---------------------------------------------------------------- backward ops
@@ -609,19 +645,21 @@ def conv2d_backward(
     return grad_x, gk.sum(axis=0, dtype=dt), gb.sum(axis=0, dtype=dt)
 
 
-def _pool_backward(grad_out: da.Array, x: da.Array, pool_size: IntPair,
-                   strides: IntPair | None, padding: Padding, data_format: str,
+def _pool_backward(grad_out: da.Array, x: da.Array, call_args: tuple[Any, ...],
                    threads: int | None, fn: Callable[..., np.ndarray], **extra: Any) -> da.Array:
+    """A pooling gradient ``fn`` over whole samples; ``call_args``: PoolCall's arguments."""
     x = _as_dask(x, "x")
     threads = _check_threads(threads)
-    call = PoolCall(_stand_in(x), pool_size, strides, padding, data_format)
+    call = PoolCall(_stand_in(x), *call_args)
     g = _check_grad_out(grad_out, call)
     batch = x.chunks[0]
     win = call.win
+    if (win.dh, win.dw) != (1, 1):  # max pooling only
+        extra["dilation_rate"] = (win.dh, win.dw)
     block = functools.partial(
         _in_task(_pool_block, threads, _cluster_plan()), fn=fn, pool_size=(win.kh, win.kw),
         strides=(win.sh, win.sw), padding=((win.pt, win.pb), (win.pl, win.pr)),
-        data_format=call.data_format, **extra)
+        data_format=call.data_format, ceil_mode=call_args[5], **extra)
     xs = _whole_samples(x, batch)
     return da.map_blocks(block, _whole_samples(g, batch), xs, chunks=xs.chunks,
                          dtype=call.dtype, meta=np.empty((0,) * 4, call.dtype))
@@ -635,11 +673,14 @@ def max_pool2d_backward(
     padding: Padding = "valid",
     data_format: str = "channels_last",
     *,
+    dilation_rate: IntPair = 1,
+    ceil_mode: bool = False,
     threads: int | None = None,
 ) -> da.Array:
     """:func:`convpool.max_pool2d_backward` on dask arrays, split along the batch axis; bitwise."""
-    return _pool_backward(grad_out, x, pool_size, strides, padding, data_format, threads,
-                          F.max_pool2d_backward)
+    ceil_mode = check_bool(ceil_mode, "ceil_mode")
+    return _pool_backward(grad_out, x, (pool_size, strides, padding, data_format,
+                                        dilation_rate, ceil_mode), threads, F.max_pool2d_backward)
 
 
 def avg_pool2d_backward(
@@ -651,12 +692,17 @@ def avg_pool2d_backward(
     data_format: str = "channels_last",
     count_include_pad: bool = False,
     *,
+    ceil_mode: bool = False,
+    divisor_override: SupportsIndex | None = None,
     threads: int | None = None,
 ) -> da.Array:
     """:func:`convpool.avg_pool2d_backward` on dask arrays, split along the batch axis; bitwise."""
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    return _pool_backward(grad_out, x, pool_size, strides, padding, data_format, threads,
-                          F.avg_pool2d_backward, count_include_pad=count_include_pad)
+    ceil_mode = check_bool(ceil_mode, "ceil_mode")
+    divisor = check_divisor_override(divisor_override)
+    return _pool_backward(grad_out, x, (pool_size, strides, padding, data_format, 1, ceil_mode),
+                          threads, F.avg_pool2d_backward, count_include_pad=count_include_pad,
+                          divisor_override=divisor or None)
 
 
 # ----------------------------------------------------------------------- apply
