@@ -6,6 +6,8 @@ module must show more than imports.
 
 import ast
 import doctest
+import importlib
+import pkgutil
 
 import pytest
 
@@ -13,7 +15,17 @@ import convpool.functional
 import convpool.layers
 import convpool.models
 
-MODULES = [convpool.layers, convpool.models, convpool.functional]
+
+def _family_modules(package):
+    """The modules of a package by family (convpool.layers: core, pooling, ...)
+    that hold an example (the base and the package's own module need none)."""
+    modules = [importlib.import_module(info.name)
+               for info in pkgutil.iter_modules(package.__path__, package.__name__ + ".")]
+    return [m for m in modules if doctest.DocTestFinder().find(m) and any(
+        t.examples for t in doctest.DocTestFinder().find(m))]
+
+
+MODULES = [*_family_modules(convpool.layers), convpool.models, convpool.functional]
 
 
 def _examples(module):

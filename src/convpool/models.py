@@ -22,7 +22,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._checks import as_array, check_int, to_nhwc_shape
 from ._progress import Progress
-from .layers import LAYERS, Layer, OptionalPair, Shape, ShapeLike, _default_name
+from .layers import LAYERS, Layer, OptionalPair, Shape, ShapeLike
+from .layers.base import _default_name
 from .losses import LOSSES, Loss
 from .optimizers import Adam, Optimizer
 

@@ -1,0 +1,46 @@
+"""Keras-style layers: thin wrappers that own weights and call :mod:`convpool.functional`.
+
+Names and conventions follow Keras: ``Dense(units, use_bias)``,
+``Conv2D(filters, kernel_size, strides, padding, dilation_rate, groups,
+use_bias, data_format)``, ``MaxPool2D`` / ``AvgPool2D(pool_size, strides,
+padding)``, ``Flatten``; kernels in Keras's layout, channels_last by default.
+
+Weights are created at the first call (or :meth:`Layer.build`) from the
+input's shape: Glorot-uniform kernels, zero biases, drawn from
+``numpy.random.default_rng(seed)``.  Their dtype is ``dtype`` when given, else
+the compute dtype of the first input (float64 for float64 input, float32
+otherwise); a later call in the other float dtype uses a cast copy.
+
+Every layer validates its constructor arguments at once, and its input at each
+call, raising ValueError / TypeError before computing anything.
+
+Training: ``forward(x, training=True)`` keeps what ``backward(grad_out)`` needs;
+``backward`` returns the gradient for the layer's input and stores the
+gradients of its weights in ``.grads``, aligned with ``.weights``.
+``activation="relu"`` on Conv2D and Dense applies the ReLU as the output is
+written (fused into the conv kernel's store).
+
+The layers live by family, as Keras's own ``layers/`` package: :mod:`.base`
+(Layer and the shared parts), :mod:`.core` (Dense), :mod:`.convolutional`,
+:mod:`.pooling`, :mod:`.reshaping` and :mod:`.activation`.
+"""
+
+from .activation import ReLU
+from .base import Layer, OptionalPair, Shape, ShapeLike
+from .convolutional import Conv2D, Conv2DTranspose
+from .core import Dense
+from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
+from .reshaping import Flatten
+
+__all__ = [
+    "Layer", "Dense", "Conv2D", "Conv2DTranspose", "MaxPool2D", "AvgPool2D",
+    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "ReLU", "LAYERS",
+    "OptionalPair", "Shape", "ShapeLike",
+]
+
+#: Layer classes by name, for :meth:`Sequential.save` / :func:`convpool.load`.
+LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in (Dense, Conv2D, Conv2DTranspose, MaxPool2D, AvgPool2D, GlobalAveragePooling2D,
+                GlobalMaxPooling2D, Flatten, ReLU)
+}

@@ -1,0 +1,377 @@
+"""The base of every layer (weights, building, shapes, parameter counts), the
+kernel/bias pair and the sliding-window common part, and the helpers they share."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeAlias, TypeVar, cast
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+from .._checks import (
+    as_array,
+    cast_weights,
+    check_activation,
+    check_bool,
+    check_data_format,
+    compute_dtype,
+    to_nhwc_shape,
+)
+from .._shapes import (
+    IntPair,
+    Padding,
+    Window2D,
+    as_pair,
+    receptive_field_step,
+    resolve_padding,
+    window_2d,
+)
+
+
+#: A shape as the layers see it: the batch axis (or any other) may be None.
+Shape: TypeAlias = tuple[int | None, ...]
+#: A shape as the layers take it: any sequence of ints and Nones.
+ShapeLike: TypeAlias = Sequence[int | None]
+#: A (height, width) pair, or None (receptive fields once positions are mixed).
+#: Ints, or Fractions after a transposed conv (its outputs are 1/stride of an
+#: input pixel apart).
+OptionalPair: TypeAlias = tuple[Any, Any] | None
+
+_L = TypeVar("_L", bound="Layer")
+
+
+_name_counters: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
+
+
+def _default_name(cls_name: str) -> str:
+    snake = "".join("_" + ch.lower() if ch.isupper() else ch for ch in cls_name).lstrip("_")
+    snake = snake.replace("2_d", "2d")
+    n = next(_name_counters[snake])
+    return snake if n == 0 else f"{snake}_{n}"
+
+
+def _float_dtype(dtype: DTypeLike | None) -> np.dtype[np.floating[Any]] | None:
+    if dtype is None:
+        return None
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32, float64 or None, got {dtype}")
+    return cast("np.dtype[np.floating[Any]]", dtype)  # float32 or float64, checked above
+
+
+def _check_padding_form(padding: Padding) -> None:
+    """Reject an unknown or negative padding at construction time."""
+    resolve_padding(padding, (1, 1), (1, 1), (1, 1))
+
+
+def _relu_inplace(y: NDArray[Any]) -> NDArray[Any]:
+    """max(0, y) in place, keeping NaN (as the fused conv kernel does)."""
+    y[y < 0] = 0
+    return y
+
+
+def _glorot_uniform(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    fan_in: int,
+    fan_out: int,
+    dtype: np.dtype[Any],
+) -> NDArray[Any]:
+    limit = math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out > 0 else 0.0
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+class Layer:
+    """Base of all layers: weights, building, shapes, parameter counts.
+
+    Subclasses set ``_weight_names`` and implement ``_build_weights(input_shape,
+    dtype)``, ``_call(x)``, ``_backward(grad_out, x, y, input_grad)``,
+    ``compute_output_shape(input_shape)`` and ``get_config()``.
+
+    Parameters
+    ----------
+    name : str, optional
+        Defaults to the snake-case class name, numbered like Keras (``conv2d_1``).
+    seed : int or None
+        Seed of the weight initialiser.
+    dtype : {None, "float32", "float64"}
+        Weight dtype; None takes the compute dtype of the first input.
+    """
+
+    _weight_names: tuple[str, ...] = ()
+
+    def __init__(
+        self, *, name: str | None = None, seed: int | None = None, dtype: DTypeLike | None = None
+    ) -> None:
+        self.name = name if name is not None else _default_name(type(self).__name__)
+        self.seed = seed
+        self.dtype = _float_dtype(dtype)
+        self.built = False
+        self.input_shape: Shape | None = None
+        self._weights: dict[str, NDArray[Any]] = {}
+        self.grads: list[NDArray[Any]] = []  # set by backward, aligned with weights
+        # (x, y) of the last forward(training=True)
+        self._saved: tuple[NDArray[Any], NDArray[Any]] | None = None
+
+    # ---- weights ------------------------------------------------------------
+    @property
+    def weights(self) -> list[NDArray[Any]]:
+        """The weight arrays (kernel first, then bias if any); empty before build."""
+        return [self._weights[n] for n in self._weight_names if n in self._weights]
+
+    def get_weights(self) -> list[NDArray[Any]]:
+        """Copies of :attr:`weights`."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights: Iterable[ArrayLike]) -> None:
+        """Replace the weights with copies of ``weights`` (same count and shapes).
+
+        Raises
+        ------
+        ValueError
+            If the layer is not built, or the count or a shape differs.
+        """
+        if not self.built:
+            raise ValueError(
+                f"layer {self.name!r} is not built: call it on an input or "
+                f"build(input_shape) before set_weights"
+            )
+        current = self.weights
+        weights = list(weights)
+        if len(weights) != len(current):
+            raise ValueError(
+                f"layer {self.name!r} has {len(current)} weight arrays, got {len(weights)}"
+            )
+        new = []
+        for name, old, w in zip(self._weight_names, current, weights):
+            w = as_array(w, name)
+            if w.shape != old.shape:
+                raise ValueError(
+                    f"{name} of layer {self.name!r} has shape {old.shape}, got {w.shape}"
+                )
+            if w.dtype.kind not in "biuf":
+                raise TypeError(f"{name} has dtype {w.dtype}, expected a real number dtype")
+            new.append(np.array(w, dtype=old.dtype, copy=True))
+        for name, w in zip(self._weight_names, new):
+            self._weights[name] = w
+
+    def count_params(self) -> int:
+        """Number of weights (kernel and bias elements).
+
+        Raises
+        ------
+        ValueError
+            If the layer has weights but is not built yet.
+        """
+        if self._weight_names and not self.built:
+            raise ValueError(
+                f"layer {self.name!r} is not built, so its parameter count is not "
+                f"known yet: call it on an input or build(input_shape)"
+            )
+        return int(sum(w.size for w in self.weights))
+
+    # ---- building and calling ------------------------------------------------
+    def build(self, input_shape: ShapeLike) -> None:
+        """Create the weights for inputs of ``input_shape`` (batch may be None)."""
+        input_shape = tuple(input_shape)
+        self.compute_output_shape(input_shape)  # validates the shape
+        dtype = self.dtype if self.dtype is not None else np.dtype(np.float32)
+        self._build_weights(input_shape, dtype)
+        self.dtype = dtype
+        self.input_shape = input_shape
+        self.built = True
+
+    def __call__(self, x: ArrayLike) -> NDArray[Any]:
+        """The layer's output for ``x`` (inference: nothing is kept for backward)."""
+        return self.forward(x)
+
+    def forward(self, x: ArrayLike, training: bool = False) -> NDArray[Any]:
+        """The layer's output for ``x``; ``training=True`` keeps what backward needs.
+
+        Parameters
+        ----------
+        x : array_like
+        training : bool, default False
+            Keep ``x`` and the output for the next :meth:`backward`.
+
+        Returns
+        -------
+        ndarray
+        """
+        x = as_array(x, "x")
+        compute = compute_dtype(x, "x")
+        if not self.built:
+            self.compute_output_shape(x.shape)  # validate before creating weights
+            if self.dtype is None:
+                self.dtype = compute
+            self.build(x.shape)
+        y = self._call(x)
+        self._saved = (x, y) if training else None
+        return y
+
+    def backward(self, grad_out: ArrayLike, input_grad: bool = True) -> NDArray[Any] | None:
+        """Back-propagate ``grad_out`` through the last ``forward(x, training=True)``.
+
+        Parameters
+        ----------
+        grad_out : array_like of the output's shape
+            Gradient of the loss with respect to this layer's output.
+        input_grad : bool, default True
+            False skips the input's gradient (e.g. for a network's first layer).
+
+        Returns
+        -------
+        ndarray of the input's shape, or None when ``input_grad`` is False
+            Gradient of the loss with respect to this layer's input.  The
+            weights' gradients go to :attr:`grads`.
+        """
+        if self._saved is None:
+            raise RuntimeError(
+                f"layer {self.name!r}: backward() needs a forward(x, training=True) first"
+            )
+        x, y = self._saved
+        grad_out = as_array(grad_out, "grad_out")
+        if grad_out.shape != y.shape:
+            raise ValueError(
+                f"layer {self.name!r}: grad_out must have the output's shape {y.shape}, "
+                f"got {grad_out.shape}"
+            )
+        grad_out = cast_weights(grad_out, "grad_out", compute_dtype(y, "output"))
+        grad_x, grads = self._backward(grad_out, x, y, input_grad)
+        self.grads = [g.astype(w.dtype, copy=False) for g, w in zip(grads, self.weights)]
+        return grad_x
+
+    def _backward(  # pragma: no cover - abstract
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
+        raise NotImplementedError
+
+    def _weight(self, name: str, dtype: np.dtype[Any]) -> NDArray[Any]:
+        w = self._weights[name]
+        return w if w.dtype == dtype else w.astype(dtype)
+
+    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
+        pass
+
+    def _call(self, x: NDArray[Any]) -> NDArray[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def receptive_field(
+        self, field: OptionalPair, jump: OptionalPair, input_shape: ShapeLike
+    ) -> tuple[OptionalPair, OptionalPair]:
+        """Receptive field and jump on the network input after this layer.
+
+        Parameters
+        ----------
+        field, jump : (int, int) or None
+            Of this layer's input; None once the spatial axes are mixed away.
+        input_shape : tuple
+            This layer's input shape.
+
+        Returns
+        -------
+        (field, jump)
+            Unchanged for layers that act on each position separately.
+        """
+        return field, jump
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (JSON-friendly)."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls: type[_L], config: dict[str, Any]) -> _L:
+        """A new layer from :meth:`get_config`'s output (weights not included)."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        cfg = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({cfg + ', ' if cfg else ''}name={self.name!r})"
+
+
+class _KernelBias:
+    """The ``kernel`` / ``bias`` pair of Dense and Conv2D (``use_bias`` decides the bias)."""
+
+    # Declared for the type checker; Layer defines them.
+    _weights: dict[str, NDArray[Any]]
+    _weight_names: tuple[str, ...]
+
+    def _init_kernel_bias(self, use_bias: bool | np.bool_, activation: str | None) -> None:
+        self.use_bias = check_bool(use_bias, "use_bias")
+        self._weight_names = ("kernel", "bias") if self.use_bias else ("kernel",)
+        self.activation = check_activation(activation)
+
+    @property
+    def kernel(self) -> NDArray[Any] | None:
+        """The kernel ndarray, or None before build."""
+        return self._weights.get("kernel")
+
+    @property
+    def bias(self) -> NDArray[Any] | None:
+        """The bias ndarray of shape (units or filters,), or None (not built or no bias)."""
+        return self._weights.get("bias")
+
+
+class _Spatial(Layer):
+    """Common part of the sliding-window layers (Conv2D and the pools)."""
+
+    def __init__(
+        self,
+        window: IntPair,
+        strides: IntPair | None,
+        padding: Padding,
+        data_format: str,
+        *,
+        window_name: str,
+        name: str | None,
+        seed: int | None,
+        dtype: DTypeLike | None,
+    ) -> None:
+        super().__init__(name=name, seed=seed, dtype=dtype)
+        self._window_name = window_name
+        self._window = as_pair(window, window_name)
+        self.strides = as_pair(strides, "strides") if strides is not None else self._window
+        _check_padding_form(padding)
+        self.padding = padding
+        self.data_format = check_data_format(data_format)
+        self.dilation_rate = (1, 1)
+
+    def _resolve(
+        self, input_shape: ShapeLike
+    ) -> tuple[Window2D, tuple[int | None, int, int, int | None]]:
+        """The Window2D of this layer on ``input_shape`` (validates the shape)."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4:
+            layout = "(N, H, W, C)" if self.data_format == "channels_last" else "(N, C, H, W)"
+            raise ValueError(
+                f"{type(self).__name__} expects a 4-D input {layout}, got shape {input_shape}"
+            )
+        n, h, w, c = to_nhwc_shape(input_shape, self.data_format)
+        if h is None or w is None:
+            raise ValueError(f"{type(self).__name__} needs known H and W, got {input_shape}")
+        win = window_2d(
+            (h, w), self._window, self.strides, self.padding, self.dilation_rate,
+            window_name=self._window_name,
+            context=f"layer {self.name!r}, input shape {input_shape}",
+            max_pad=self._max_pad(),
+        )
+        return win, (n, h, w, c)
+
+    def _max_pad(self) -> tuple[int, int] | None:
+        return None
+
+    def receptive_field(
+        self, field: OptionalPair, jump: OptionalPair, input_shape: ShapeLike
+    ) -> tuple[OptionalPair, OptionalPair]:
+        if field is None:
+            return None, None
+        win, _ = self._resolve(input_shape)
+        # jump is None only together with field (see Sequential.summary).
+        return receptive_field_step(field, cast("tuple[int, int]", jump), win)

@@ -1,0 +1,356 @@
+"""Convolution layers: Conv2D and Conv2DTranspose."""
+
+from __future__ import annotations
+
+from typing import Any, SupportsIndex, cast
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from .. import functional
+from .._checks import (
+    FloatArray,
+    check_data_format,
+    check_int,
+    compute_dtype,
+    from_nhwc_shape,
+    to_nhwc_shape,
+)
+from .._shapes import (
+    IntPair,
+    Padding,
+    TransposeWindow2D,
+    as_pair,
+    check_padding_mode,
+    padding_mode_name,
+    transpose_receptive_field_step,
+    transpose_window_2d,
+)
+from .base import (
+    Layer,
+    OptionalPair,
+    Shape,
+    ShapeLike,
+    _check_padding_form,
+    _glorot_uniform,
+    _KernelBias,
+    _Spatial,
+)
+
+
+class Conv2D(_KernelBias, _Spatial):
+    """2-D convolution layer (see :func:`convpool.conv2d`).
+
+    Parameters
+    ----------
+    filters : int
+        Output channels (positive, divisible by ``groups``).
+    kernel_size : int or (int, int)
+    strides : int or (int, int), default 1
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+    dilation_rate : int or (int, int), default 1
+    groups : int, default 1
+    use_bias : bool, default True
+    data_format : {"channels_last", "channels_first"}
+    activation : {None, "relu"}
+        "relu" is applied by the conv kernel as it writes the output.
+    padding_mode : {"zeros", "reflect", "replicate", "circular"}, keyword-only
+        PyTorch's Conv2d padding modes (see :func:`convpool.conv2d`).
+    name, seed, dtype :
+        See :class:`Layer`.
+
+    Shape
+    -----
+    Input ``(N, H, W, C_in)`` (channels_last), output ``(N, OH, OW, filters)``
+    with ``OH = (H + pt + pb - (dh * (KH - 1) + 1)) // sh + 1`` and likewise
+    OW.  kernel ``(KH, KW, C_in // groups, filters)``, bias ``(filters,)``.
+
+    Examples
+    --------
+    A non-square kernel with stride and dilation:
+
+    >>> import numpy as np
+    >>> layer = Conv2D(8, (3, 2), strides=(2, 1), dilation_rate=(1, 2), padding=1)
+    >>> layer.compute_output_shape((None, 32, 20, 3))
+    (None, 16, 20, 8)
+
+    The seed tutorial's layer: 16 filters of 5x5 over 3 channels, stride 5,
+    so 5 * 5 * 3 * 16 = 1200 weights; its output on full-HD frames, and on
+    a small batch:
+
+    >>> seed = Conv2D(16, (5, 5), strides=5, use_bias=False)
+    >>> seed.compute_output_shape((64, 1920, 1080, 3))
+    (64, 384, 216, 16)
+    >>> seed(np.zeros((2, 40, 30, 3), np.float32)).shape, seed.count_params()
+    ((2, 8, 6, 16), 1200)
+    """
+
+    def __init__(
+        self,
+        filters: SupportsIndex,
+        kernel_size: IntPair,
+        strides: IntPair = 1,
+        padding: Padding = "valid",
+        dilation_rate: IntPair = 1,
+        groups: SupportsIndex = 1,
+        use_bias: bool | np.bool_ = True,
+        data_format: str = "channels_last",
+        activation: str | None = None,
+        *,
+        padding_mode: str = "zeros",
+        name: str | None = None,
+        seed: int | None = None,
+        dtype: DTypeLike | None = None,
+    ) -> None:
+        super().__init__(
+            kernel_size, strides, padding, data_format,
+            window_name="kernel_size", name=name, seed=seed, dtype=dtype,
+        )
+        self.filters = check_int(filters, "filters")
+        self.kernel_size = self._window
+        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
+        self.groups = check_int(groups, "groups")
+        if self.filters % self.groups:
+            raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
+        # kernel (KH, KW, C_in // groups, filters), bias (filters,)
+        self._init_kernel_bias(use_bias, activation)
+        self.padding_mode = padding_mode_name(padding_mode)
+
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
+        win, (n, h, w, c) = self._resolve(input_shape)
+        check_padding_mode(self.padding_mode, win, (h, w),
+                           f"layer {self.name!r}, input shape {tuple(input_shape)}")
+        if c is not None and c % self.groups:
+            raise ValueError(
+                f"groups={self.groups} must divide the input channels, got input shape "
+                f"{tuple(input_shape)} ({c} channels)"
+            )
+        if self.built and c is not None:
+            cg = self._weights["kernel"].shape[2]
+            if c // self.groups != cg:
+                raise ValueError(
+                    f"Conv2D layer {self.name!r} was built for {cg * self.groups} "
+                    f"input channels, got input shape {tuple(input_shape)}"
+                )
+        return from_nhwc_shape((n, win.oh, win.ow, self.filters), self.data_format)
+
+    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
+        _, _, _, c = to_nhwc_shape(input_shape, self.data_format)
+        kh, kw = self.kernel_size
+        # An unknown C (None) fails here with the TypeError it always raised.
+        shape = (kh, kw, cast(int, c) // self.groups, self.filters)
+        rng = np.random.default_rng(self.seed)
+        # Keras's fans: receptive field size times the kernel's in/out axes.
+        fan_in, fan_out = kh * kw * shape[2], kh * kw * shape[3]
+        self._weights["kernel"] = _glorot_uniform(rng, shape, fan_in, fan_out, dtype)
+        if self.use_bias:
+            self._weights["bias"] = np.zeros(self.filters, dtype)
+
+    def _call(self, x: NDArray[Any]) -> FloatArray:
+        dtype = compute_dtype(x, "x")
+        return functional.conv2d(
+            x,
+            self._weight("kernel", dtype),
+            self._weight("bias", dtype) if self.use_bias else None,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+            data_format=self.data_format,
+            activation=self.activation,
+            padding_mode=self.padding_mode,
+        )
+
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
+        grad_x, grad_kernel, grad_bias = functional.conv2d_backward(
+            grad_out,
+            x,
+            self._weight("kernel", grad_out.dtype),
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+            data_format=self.data_format,
+            input_grad=input_grad,
+            activation=self.activation,
+            output=y if self.activation else None,
+            padding_mode=self.padding_mode,
+        )
+        return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding,
+                "dilation_rate": self.dilation_rate, "groups": self.groups,
+                "use_bias": self.use_bias, "data_format": self.data_format,
+                "activation": self.activation, "padding_mode": self.padding_mode,
+                "name": self.name, "seed": self.seed,
+                "dtype": None if self.dtype is None else self.dtype.name}
+
+
+class Conv2DTranspose(_KernelBias, Layer):
+    """2-D transposed convolution layer (see :func:`convpool.conv2d_transpose`).
+
+    Parameters
+    ----------
+    filters : int
+        Output channels (positive, divisible by ``groups``).
+    kernel_size : int or (int, int)
+    strides : int or (int, int), default 1
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+        Strings as in Keras's Conv2DTranspose, numbers as in PyTorch's
+        ConvTranspose2d (rows and columns cropped from the full output).
+    output_padding : None, int or (int, int)
+        Rows and columns added at the bottom and right, each smaller than
+        ``max(stride, dilation)``; None is Keras's default.
+    dilation_rate : int or (int, int), default 1
+    use_bias : bool, default True
+    activation : {None, "relu"}
+    data_format : {"channels_last", "channels_first"}
+    groups : int, keyword-only, default 1
+        Divides the input channels and ``filters`` (PyTorch's groups).
+    name, seed, dtype :
+        See :class:`Layer`.
+
+    Shape
+    -----
+    Input ``(N, H, W, C_in)`` (channels_last), output ``(N, OH, OW, filters)``
+    with ``OH = (H - 1)*sh - (pt + pb) + dh*(KH - 1) + output_padding_h + 1``
+    and likewise OW; "same" gives ``H*sh``.  kernel ``(KH, KW, filters //
+    groups, C_in)`` (Keras's layout), bias ``(filters,)``.
+
+    Examples
+    --------
+    Upsampling by two, as in a decoder, and a non-square kernel with a
+    stride, dilation and PyTorch-style crop:
+
+    >>> import numpy as np
+    >>> up = Conv2DTranspose(16, 3, strides=2, padding="same")
+    >>> up(np.zeros((2, 24, 32, 8), np.float32)).shape, up.count_params()
+    ((2, 48, 64, 16), 1168)
+    >>> Conv2DTranspose(4, (3, 2), strides=(2, 1), padding=1, output_padding=(1, 0),
+    ...                 dilation_rate=(1, 2)).compute_output_shape((None, 10, 10, 3))
+    (None, 20, 10, 4)
+    """
+
+    def __init__(
+        self,
+        filters: SupportsIndex,
+        kernel_size: IntPair,
+        strides: IntPair = 1,
+        padding: Padding = "valid",
+        output_padding: IntPair | None = None,
+        dilation_rate: IntPair = 1,
+        use_bias: bool | np.bool_ = True,
+        activation: str | None = None,
+        data_format: str = "channels_last",
+        *,
+        groups: SupportsIndex = 1,
+        name: str | None = None,
+        seed: int | None = None,
+        dtype: DTypeLike | None = None,
+    ) -> None:
+        super().__init__(name=name, seed=seed, dtype=dtype)
+        self.filters = check_int(filters, "filters")
+        self.kernel_size = as_pair(kernel_size, "kernel_size")
+        self.strides = as_pair(strides, "strides")
+        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
+        self.output_padding = (None if output_padding is None
+                               else as_pair(output_padding, "output_padding", minimum=0))
+        if not isinstance(padding, str):
+            _check_padding_form(padding)
+        elif padding.lower() not in ("valid", "same"):
+            _check_padding_form(padding)  # raises the usual message
+        self.padding = padding
+        self.data_format = check_data_format(data_format)
+        self.groups = check_int(groups, "groups")
+        if self.filters % self.groups:
+            raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
+        # kernel (KH, KW, filters // groups, C_in), bias (filters,)
+        self._init_kernel_bias(use_bias, activation)
+        self._resolve((None, 1, 1, self.groups) if self.data_format == "channels_last"
+                      else (None, self.groups, 1, 1))  # output_padding against strides now
+
+    def _resolve(self, input_shape: ShapeLike) -> tuple[TransposeWindow2D, Shape]:
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4:
+            layout = "(N, H, W, C)" if self.data_format == "channels_last" else "(N, C, H, W)"
+            raise ValueError(
+                f"Conv2DTranspose expects a 4-D input {layout}, got shape {input_shape}"
+            )
+        n, h, w, c = to_nhwc_shape(input_shape, self.data_format)
+        if h is None or w is None:
+            raise ValueError(f"Conv2DTranspose needs known H and W, got {input_shape}")
+        if c is not None and c % self.groups:
+            raise ValueError(
+                f"groups={self.groups} must divide the input channels, got input shape "
+                f"{input_shape} ({c} channels)"
+            )
+        if self.built and c is not None and c != self._weights["kernel"].shape[3]:
+            raise ValueError(
+                f"Conv2DTranspose layer {self.name!r} was built for "
+                f"{self._weights['kernel'].shape[3]} input channels, got input shape "
+                f"{input_shape}"
+            )
+        win = transpose_window_2d(
+            (h, w), self.kernel_size, self.strides, self.padding, self.output_padding,
+            self.dilation_rate, context=f"layer {self.name!r}, input shape {input_shape}",
+        )
+        return win, (n, h, w, c)
+
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
+        win, (n, _, _, _) = self._resolve(input_shape)
+        return from_nhwc_shape((n, win.oh, win.ow, self.filters), self.data_format)
+
+    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
+        _, _, _, c = to_nhwc_shape(input_shape, self.data_format)
+        kh, kw = self.kernel_size
+        shape = (kh, kw, self.filters // self.groups, cast(int, c))
+        rng = np.random.default_rng(self.seed)
+        # Keras's fans: receptive field size times the kernel's last two axes.
+        fan_in, fan_out = kh * kw * shape[2], kh * kw * shape[3]
+        self._weights["kernel"] = _glorot_uniform(rng, shape, fan_in, fan_out, dtype)
+        if self.use_bias:
+            self._weights["bias"] = np.zeros(self.filters, dtype)
+
+    def _args(self) -> dict[str, Any]:
+        return {"strides": self.strides, "padding": self.padding,
+                "output_padding": self.output_padding, "dilation_rate": self.dilation_rate,
+                "groups": self.groups, "data_format": self.data_format}
+
+    def _call(self, x: NDArray[Any]) -> FloatArray:
+        dtype = compute_dtype(x, "x")
+        return functional.conv2d_transpose(
+            x, self._weight("kernel", dtype),
+            self._weight("bias", dtype) if self.use_bias else None,
+            activation=self.activation, **self._args(),
+        )
+
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
+        if self.activation is not None:
+            grad_out = functional._relu_grad(grad_out, y)
+        grad_x, grad_kernel, grad_bias = functional.conv2d_transpose_backward(
+            grad_out, x, self._weight("kernel", grad_out.dtype), input_grad=input_grad,
+            **self._args(),
+        )
+        return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
+
+    def receptive_field(
+        self, field: OptionalPair, jump: OptionalPair, input_shape: ShapeLike
+    ) -> tuple[OptionalPair, OptionalPair]:
+        if field is None:
+            return None, None
+        win, _ = self._resolve(input_shape)
+        return transpose_receptive_field_step(field, cast("tuple[Any, Any]", jump), win)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding,
+                "output_padding": self.output_padding, "dilation_rate": self.dilation_rate,
+                "use_bias": self.use_bias, "activation": self.activation,
+                "data_format": self.data_format, "groups": self.groups, "name": self.name,
+                "seed": self.seed, "dtype": None if self.dtype is None else self.dtype.name}
