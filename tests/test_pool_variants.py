@@ -160,7 +160,7 @@ def test_global_pooling_layers(cls, fmt, rng, tmp_path):
     model = convpool.Sequential([convpool.Conv2D(4, 3, data_format=fmt), cls(data_format=fmt,
                                                                                 keepdims=True)],
                                 input_shape=shape)
-    table = model.summary(print_fn=None)
+    table = model.summary_table()
     assert table.rows[1]["receptive_field"] is None and table.rows[1]["whole_input"] == (6, 5)
     model.save(tmp_path / "m.npz")
     np.testing.assert_array_equal(convpool.load(tmp_path / "m.npz").predict(x), model.predict(x))

@@ -65,7 +65,7 @@ def test_pooling_grows_receptive_field_without_parameters():
         [Conv2D(16, (5, 5), strides=5, use_bias=False), MaxPool2D(2), Flatten(), Dense(1, use_bias=False)],
         input_shape=(None, 1920, 1080, 3),
     )
-    table = model.summary(print_fn=None)
+    table = model.summary_table()
     conv, pool, flat, dense = table.rows
     assert conv["output_shape"] == (None, 384, 216, 16) and conv["params"] == 1200
     assert conv["receptive_field"] == (5, 5) and conv["jump"] == (5, 5)

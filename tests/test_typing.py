@@ -72,7 +72,7 @@ CLIENT = textwrap.dedent(
     assert_type(history, dict[str, list[float]])
     assert_type(model.evaluate(x, [0, 1], loss=convpool.softmax_cross_entropy),
                 tuple[float, float])
-    assert_type(model.summary(print_fn=None).total_params, int)
+    assert_type(model.summary_table().total_params, int)
     assert_type(convpool.load("model.npz"), convpool.Sequential)
     layer = convpool.Conv2D.from_config(convpool.Conv2D(4, 3).get_config())
     assert_type(layer, convpool.Conv2D)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, cast
 
@@ -22,12 +23,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._checks import as_array, check_int, to_nhwc_shape
 from ._progress import Progress
-from .layers import LAYERS, Layer, OptionalPair, Shape, ShapeLike
+from .layers import LAYERS, Layer, OptionalPair, Shape, ShapeLike, SymbolicTensor
 from .layers.base import _default_name
 from .losses import LOSSES, Loss
 from .optimizers import Adam, Optimizer
 
 __all__ = ["Sequential", "SummaryTable", "load"]
+
+#: summary()'s default print_fn: print (an explicit None keeps the old meaning).
+_PRINT: Any = object()
 
 
 def _fmt_pair(pair: tuple[int | None, int | None] | None) -> str:
@@ -113,9 +117,13 @@ class Sequential:
     Parameters
     ----------
     layers : list of Layer, optional
+        As Keras's, it may start with an :func:`~convpool.layers.Input`
+        placeholder, and its first layer may carry Keras's per-sample
+        ``input_shape=``: either builds the model at once.
     input_shape : tuple, optional
         Full input shape including the batch axis (which may be None); when
-        given the model is built at once, otherwise at the first call.
+        given the model is built at once, otherwise at the first call (or
+        from an Input or the first layer's ``input_shape``, as above).
     name : str, optional
 
     Examples
@@ -131,7 +139,7 @@ class Sequential:
     each layer (MaxPool2D doubles it without a weight; the Dense output sees
     the whole frame):
 
-    >>> table = model.summary(print_fn=None)
+    >>> table = model.summary_table()
     >>> [(row["params"], row["receptive_field"]) for row in table.rows]
     [(1200, (5, 5)), (0, (10, 10)), (0, (10, 10)), (331776, None)]
 
@@ -156,15 +164,38 @@ class Sequential:
         for layer in layers or []:
             self.add(layer)
         if input_shape is not None:
+            if self.input_shape is not None and tuple(input_shape) != self.input_shape:
+                raise ValueError(f"input_shape {tuple(input_shape)} differs from the model's "
+                                 f"Input or first layer's {self.input_shape}")
             self.build(input_shape)
 
-    def add(self, layer: Layer) -> None:
-        """Append ``layer`` (the model must not be built yet)."""
+    def add(self, layer: Layer | SymbolicTensor) -> None:
+        """Append ``layer``, as Keras's ``Sequential.add``.
+
+        An :func:`~convpool.layers.Input` placeholder may come first, before
+        any layer: the model is then built for its shape, as it is when the
+        first layer carries ``input_shape=``.  A layer added to a built model
+        is built for the current output shape.
+        """
+        if isinstance(layer, SymbolicTensor):
+            if self.layers or self.built:
+                raise ValueError("an Input can only be the first element of a Sequential model")
+            self.input_shape = layer.shape
+            return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential takes convpool layers, got {type(layer).__name__}")
-        if self.input_shape is not None:
-            raise ValueError("cannot add a layer to a built model")
+        if self.built:
+            assert self.input_shape is not None
+            shape = self.compute_output_shape(self.input_shape)
+            next_shape = layer.compute_output_shape(shape)  # validates before appending
+            del next_shape
+            if not layer.built:
+                layer.build(shape)
+            self.layers.append(layer)
+            return
         self.layers.append(layer)
+        if len(self.layers) == 1 and layer.batch_input_shape is not None:
+            self.build(layer.batch_input_shape)
 
     @property
     def built(self) -> bool:
@@ -406,21 +437,46 @@ class Sequential:
             )
         return sum(layer.count_params() for layer in self.layers)
 
-    def summary(self, print_fn: Callable[[str], object] | None = print) -> SummaryTable:
-        """Print and return a table of the layers.
+    def summary(self, line_length: int | None = None, positions: Any = None,
+                print_fn: Any = _PRINT, **kwargs: Any) -> SummaryTable | None:
+        """Print a table of the layers, as Keras's ``summary()`` (and return None).
 
         For each layer: its output shape, its parameter count, and its
         receptive field and jump on the input (for image inputs; per axis, in
-        input pixels).  Totals at the end.
+        input pixels).  Totals at the end.  :meth:`summary_table` returns the
+        same as data.
 
         Parameters
         ----------
-        print_fn : callable or None
-            Called with the rendered table; None prints nothing.
+        line_length, positions, **kwargs :
+            Keras's layout arguments (``expand_nested``, ``show_trainable``,
+            ...), accepted and ignored: the table sizes its columns itself.
+        print_fn : callable, optional
+            Called with each line (Keras's meaning; default: print).  An
+            explicit ``print_fn=None`` keeps convpool's earlier meaning, deprecated:
+            print nothing and return the table (use :meth:`summary_table`).
 
         Returns
         -------
-        SummaryTable
+        None
+        """
+        if print_fn is None:
+            warnings.warn("summary(print_fn=None) returning the table is deprecated: "
+                          "use summary_table()", DeprecationWarning, stacklevel=2)
+            return self.summary_table()
+        table = self.summary_table()
+        emit = print if print_fn is _PRINT else print_fn
+        for text in str(table).split("\n"):
+            emit(text)
+        return None
+
+    def summary_table(self) -> SummaryTable:
+        """The table :meth:`summary` prints, as data (a :class:`SummaryTable`).
+
+        Raises
+        ------
+        ValueError
+            If the model is not built.
         """
         if not self.built:
             raise ValueError(
@@ -463,8 +519,6 @@ class Sequential:
             )
             table.total_params += params
             shape = out_shape
-        if print_fn is not None:
-            print_fn(str(table))
         return table
 
 

@@ -21,20 +21,23 @@ gradients of its weights in ``.grads``, aligned with ``.weights``.
 written (fused into the conv kernel's store).
 
 The layers live by family, as Keras's own ``layers/`` package: :mod:`.base`
-(Layer and the shared parts), :mod:`.core` (Dense), :mod:`.convolutional`,
-:mod:`.pooling`, :mod:`.reshaping` and :mod:`.activation`.
+(Layer and the shared parts), :mod:`.core` (Dense, Input), :mod:`.convolutional`,
+:mod:`.pooling`, :mod:`.reshaping`, :mod:`.activation` (Activation, ReLU) and
+:mod:`.regularization` (Dropout).
 """
 
-from .activation import ReLU
+from .activation import Activation, ReLU
 from .base import Layer, OptionalPair, Shape, ShapeLike
 from .convolutional import Conv2D, Conv2DTranspose
-from .core import Dense
+from .core import Dense, Input, SymbolicTensor
 from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
+from .regularization import Dropout
 from .reshaping import Flatten
 
 __all__ = [
     "Layer", "Dense", "Conv2D", "Conv2DTranspose", "MaxPool2D", "AvgPool2D",
-    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "ReLU", "LAYERS",
+    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "ReLU", "Activation", "Dropout",
+    "Input", "SymbolicTensor", "LAYERS",
     "OptionalPair", "Shape", "ShapeLike",
 ]
 
@@ -42,5 +45,5 @@ __all__ = [
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Dense, Conv2D, Conv2DTranspose, MaxPool2D, AvgPool2D, GlobalAveragePooling2D,
-                GlobalMaxPooling2D, Flatten, ReLU)
+                GlobalMaxPooling2D, Flatten, ReLU, Activation, Dropout)
 }

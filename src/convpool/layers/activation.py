@@ -1,12 +1,14 @@
-"""Activation layers: ReLU."""
+"""Activation layers: Activation (any of :mod:`convpool.activations`) and ReLU."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from numpy.typing import NDArray
 
-from .. import functional
+from .. import activations, functional
 from .._checks import (
     compute_dtype,
 )
@@ -32,8 +34,8 @@ class ReLU(Layer):
     array([[0. , 0.5]], dtype=float32)
     """
 
-    def __init__(self, *, name: str | None = None) -> None:
-        super().__init__(name=name)
+    def __init__(self, *, name: str | None = None, input_shape: ShapeLike | None = None) -> None:
+        super().__init__(name=name, input_shape=input_shape)
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         return tuple(input_shape)
@@ -45,3 +47,56 @@ class ReLU(Layer):
         self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
     ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
         return (functional._relu_grad(grad_out, y) if input_grad else None), []
+
+
+class Activation(Layer):
+    """An activation as a layer, Keras's ``Activation("sigmoid")``.
+
+    Parameters
+    ----------
+    activation : str, one of convpool.activations' functions, or None
+        See :mod:`convpool.activations`; None is linear.
+    name, input_shape :
+        See :class:`Layer` (keyword-only).
+
+    Shape
+    -----
+    Output shape = input shape; no parameters.  Softmax runs along the last axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Activation("sigmoid")(np.zeros((1, 2), np.float32))
+    array([[0.5, 0.5]], dtype=float32)
+    """
+
+    def __init__(self, activation: object, *, name: str | None = None,
+                 input_shape: ShapeLike | None = None) -> None:
+        super().__init__(name=name, input_shape=input_shape)
+        self._act = activations.get(activation)
+        self.activation = self._act.name
+
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
+        return tuple(input_shape)
+
+    def _call(self, x: NDArray[Any]) -> NDArray[Any]:
+        return x  # the activation runs in _activate
+
+    def _activate(self, z: NDArray[Any], training: bool) -> NDArray[Any]:
+        return self._act.fn(z)
+
+    def _activation_backward(self, grad_out: NDArray[Any], y: NDArray[Any],
+                             pre_activation: bool) -> NDArray[Any]:
+        if pre_activation:
+            return grad_out
+        assert self._saved is not None  # backward checked it
+        x = np.asarray(self._saved[0], dtype=y.dtype)
+        return self._act.grad(grad_out, x, y)
+
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
+        return (grad_out if input_grad else None), []
+
+    def get_config(self) -> dict[str, Any]:
+        return {"activation": self.activation, "name": self.name}

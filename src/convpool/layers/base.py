@@ -12,6 +12,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from .. import activations
 from .._checks import (
     as_array,
     cast_weights,
@@ -45,6 +46,20 @@ _L = TypeVar("_L", bound="Layer")
 
 
 _name_counters: defaultdict[str, itertools.count[int]] = defaultdict(itertools.count)
+
+
+def _sample_shape(input_shape: object) -> Shape | None:
+    """``(None,) + input_shape`` for Keras's per-sample ``input_shape`` argument."""
+    if input_shape is None:
+        return None
+    if isinstance(input_shape, (int, np.integer)):
+        input_shape = (input_shape,)
+    if not isinstance(input_shape, (tuple, list)) or not all(
+            d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0)
+            for d in input_shape):
+        raise TypeError(f"input_shape must be a tuple of non-negative ints (or None), one "
+                        f"sample's shape without the batch axis, got {input_shape!r}")
+    return (None,) + tuple(None if d is None else int(d) for d in input_shape)
 
 
 def _default_name(cls_name: str) -> str:
@@ -100,18 +115,25 @@ class Layer:
         Seed of the weight initialiser.
     dtype : {None, "float32", "float64"}
         Weight dtype; None takes the compute dtype of the first input.
+    input_shape : tuple, optional
+        Keras's argument: the shape of one sample, without the batch axis
+        (``input_shape=(28, 28, 1)``).  A :class:`~convpool.Sequential` whose
+        first layer has it is built at once for ``(None,) + input_shape``.
     """
 
     _weight_names: tuple[str, ...] = ()
 
     def __init__(
-        self, *, name: str | None = None, seed: int | None = None, dtype: DTypeLike | None = None
+        self, *, name: str | None = None, seed: int | None = None, dtype: DTypeLike | None = None,
+        input_shape: ShapeLike | None = None,
     ) -> None:
         self.name = name if name is not None else _default_name(type(self).__name__)
         self.seed = seed
         self.dtype = _float_dtype(dtype)
         self.built = False
         self.input_shape: Shape | None = None
+        #: ``(None,) + input_shape`` when the constructor was given one.
+        self.batch_input_shape: Shape | None = _sample_shape(input_shape)
         self._weights: dict[str, NDArray[Any]] = {}
         self.grads: list[NDArray[Any]] = []  # set by backward, aligned with weights
         # (x, y) of the last forward(training=True)
@@ -209,11 +231,21 @@ class Layer:
             if self.dtype is None:
                 self.dtype = compute
             self.build(x.shape)
-        y = self._call(x)
+        y = self._activate(self._call(x), training)
         self._saved = (x, y) if training else None
         return y
 
-    def backward(self, grad_out: ArrayLike, input_grad: bool = True) -> NDArray[Any] | None:
+    def _activate(self, z: NDArray[Any], training: bool) -> NDArray[Any]:
+        """The output from what ``_call`` computed (layers with an activation override)."""
+        return z
+
+    def _activation_backward(self, grad_out: NDArray[Any], y: NDArray[Any],
+                             pre_activation: bool) -> NDArray[Any]:
+        """grad_out through the activation :meth:`_activate` applied (none here)."""
+        return grad_out
+
+    def backward(self, grad_out: ArrayLike, input_grad: bool = True, *,
+                 pre_activation: bool = False) -> NDArray[Any] | None:
         """Back-propagate ``grad_out`` through the last ``forward(x, training=True)``.
 
         Parameters
@@ -222,6 +254,10 @@ class Layer:
             Gradient of the loss with respect to this layer's output.
         input_grad : bool, default True
             False skips the input's gradient (e.g. for a network's first layer).
+        pre_activation : bool, keyword-only, default False
+            ``grad_out`` is already the gradient with respect to the value
+            before the layer's ``activation`` (a loss fused with a final
+            softmax or sigmoid computes it directly, stably).
 
         Returns
         -------
@@ -241,6 +277,7 @@ class Layer:
                 f"got {grad_out.shape}"
             )
         grad_out = cast_weights(grad_out, "grad_out", compute_dtype(y, "output"))
+        grad_out = self._activation_backward(grad_out, y, pre_activation)
         grad_x, grads = self._backward(grad_out, x, y, input_grad)
         self.grads = [g.astype(w.dtype, copy=False) for g, w in zip(grads, self.weights)]
         return grad_x
@@ -303,10 +340,34 @@ class _KernelBias:
     _weights: dict[str, NDArray[Any]]
     _weight_names: tuple[str, ...]
 
-    def _init_kernel_bias(self, use_bias: bool | np.bool_, activation: str | None) -> None:
+    def _init_kernel_bias(self, use_bias: bool | np.bool_, activation: object) -> None:
         self.use_bias = check_bool(use_bias, "use_bias")
         self._weight_names = ("kernel", "bias") if self.use_bias else ("kernel",)
-        self.activation = check_activation(activation)
+        act = activations.get(activation)
+        #: The activation's name; None for linear (no activation).
+        self.activation: str | None = None if act.name == "linear" else act.name
+        #: What the kernel applies as it stores the output ("relu" or None) ...
+        self._fused = check_activation(self.activation) if act.name == "relu" else None
+        #: ... and what runs after it (None when nothing does).
+        self._post = act if act.name not in ("linear", "relu") else None
+        self._pre_out: NDArray[Any] | None = None  # the kernel's output, when _post needs it
+
+    def _activate(self, z: NDArray[Any], training: bool) -> NDArray[Any]:
+        if self._post is None:
+            return z
+        self._pre_out = z if training and self._post.needs_input else None
+        return self._post.fn(z)
+
+    def _activation_backward(self, grad_out: NDArray[Any], y: NDArray[Any],
+                             pre_activation: bool) -> NDArray[Any]:
+        if self._post is None or pre_activation:
+            if pre_activation and self._post is None:
+                raise ValueError(f"layer {getattr(self, 'name', '?')!r}: pre_activation=True "
+                                 f"needs a softmax, sigmoid or other post-kernel activation")
+            return grad_out
+        z = self._pre_out
+        self._pre_out = None
+        return self._post.grad(grad_out, z if z is not None else y, y)
 
     @property
     def kernel(self) -> NDArray[Any] | None:
@@ -333,8 +394,9 @@ class _Spatial(Layer):
         name: str | None,
         seed: int | None,
         dtype: DTypeLike | None,
+        input_shape: ShapeLike | None = None,
     ) -> None:
-        super().__init__(name=name, seed=seed, dtype=dtype)
+        super().__init__(name=name, seed=seed, dtype=dtype, input_shape=input_shape)
         self._window_name = window_name
         self._window = as_pair(window, window_name)
         self.strides = as_pair(strides, "strides") if strides is not None else self._window

@@ -52,7 +52,9 @@ class Conv2D(_KernelBias, _Spatial):
     groups : int, default 1
     use_bias : bool, default True
     data_format : {"channels_last", "channels_first"}
-    activation : {None, "relu"}
+    activation : str, one of convpool.activations' functions, or None
+        Keras's activations by name (:mod:`convpool.activations`); "relu" is
+        fused into the kernel's store, the others run on its output.
         "relu" is applied by the conv kernel as it writes the output.
     padding_mode : {"zeros", "reflect", "replicate", "circular"}, keyword-only
         PyTorch's Conv2d padding modes (see :func:`convpool.conv2d`).
@@ -101,10 +103,12 @@ class Conv2D(_KernelBias, _Spatial):
         name: str | None = None,
         seed: int | None = None,
         dtype: DTypeLike | None = None,
+        input_shape: ShapeLike | None = None,
     ) -> None:
         super().__init__(
             kernel_size, strides, padding, data_format,
             window_name="kernel_size", name=name, seed=seed, dtype=dtype,
+            input_shape=input_shape,
         )
         self.filters = check_int(filters, "filters")
         self.kernel_size = self._window
@@ -157,7 +161,7 @@ class Conv2D(_KernelBias, _Spatial):
             dilation_rate=self.dilation_rate,
             groups=self.groups,
             data_format=self.data_format,
-            activation=self.activation,
+            activation=self._fused,
             padding_mode=self.padding_mode,
         )
 
@@ -174,8 +178,8 @@ class Conv2D(_KernelBias, _Spatial):
             groups=self.groups,
             data_format=self.data_format,
             input_grad=input_grad,
-            activation=self.activation,
-            output=y if self.activation else None,
+            activation=self._fused,
+            output=y if self._fused else None,
             padding_mode=self.padding_mode,
         )
         return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
@@ -207,7 +211,9 @@ class Conv2DTranspose(_KernelBias, Layer):
         ``max(stride, dilation)``; None is Keras's default.
     dilation_rate : int or (int, int), default 1
     use_bias : bool, default True
-    activation : {None, "relu"}
+    activation : str, one of convpool.activations' functions, or None
+        Keras's activations by name (:mod:`convpool.activations`); "relu" is
+        fused into the kernel's store, the others run on its output.
     data_format : {"channels_last", "channels_first"}
     groups : int, keyword-only, default 1
         Divides the input channels and ``filters`` (PyTorch's groups).
@@ -251,8 +257,9 @@ class Conv2DTranspose(_KernelBias, Layer):
         name: str | None = None,
         seed: int | None = None,
         dtype: DTypeLike | None = None,
+        input_shape: ShapeLike | None = None,
     ) -> None:
-        super().__init__(name=name, seed=seed, dtype=dtype)
+        super().__init__(name=name, seed=seed, dtype=dtype, input_shape=input_shape)
         self.filters = check_int(filters, "filters")
         self.kernel_size = as_pair(kernel_size, "kernel_size")
         self.strides = as_pair(strides, "strides")
@@ -325,13 +332,13 @@ class Conv2DTranspose(_KernelBias, Layer):
         return functional.conv2d_transpose(
             x, self._weight("kernel", dtype),
             self._weight("bias", dtype) if self.use_bias else None,
-            activation=self.activation, **self._args(),
+            activation=self._fused, **self._args(),
         )
 
     def _backward(
         self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
     ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
-        if self.activation is not None:
+        if self._fused is not None:
             grad_out = functional._relu_grad(grad_out, y)
         grad_x, grad_kernel, grad_bias = functional.conv2d_transpose_backward(
             grad_out, x, self._weight("kernel", grad_out.dtype), input_grad=input_grad,

@@ -1,8 +1,10 @@
-"""Core layers: Dense."""
+"""Core layers: Dense, and Input (the model input's placeholder)."""
 
 from __future__ import annotations
 
-from typing import Any, SupportsIndex
+import warnings
+
+from typing import Any, SupportsIndex, cast
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -13,6 +15,9 @@ from .._checks import (
     compute_dtype,
 )
 from .base import (
+    _default_name,
+    _float_dtype,
+    _sample_shape,
     Layer,
     OptionalPair,
     Shape,
@@ -29,10 +34,12 @@ class Dense(_KernelBias, Layer):
     ----------
     units : int
         Output size (positive).
+    activation : str, one of convpool.activations' functions, or None
+        Keras's activations by name (:mod:`convpool.activations`); "relu"
+        runs fused into the GEMM's store.
     use_bias : bool, default True
-    activation : {None, "relu"}
-    name, seed, dtype :
-        See :class:`Layer`.
+    name, seed, dtype, input_shape :
+        See :class:`Layer` (keyword-only).
 
     Shape
     -----
@@ -52,16 +59,24 @@ class Dense(_KernelBias, Layer):
     def __init__(
         self,
         units: SupportsIndex,
-        use_bias: bool | np.bool_ = True,
-        activation: str | None = None,
+        activation: object = None,
+        use_bias: object = True,
         *,
         name: str | None = None,
         seed: int | None = None,
         dtype: DTypeLike | None = None,
+        input_shape: ShapeLike | None = None,
     ) -> None:
-        super().__init__(name=name, seed=seed, dtype=dtype)
+        super().__init__(name=name, seed=seed, dtype=dtype, input_shape=input_shape)
         self.units = check_int(units, "units")
-        self._init_kernel_bias(use_bias, activation)  # kernel (d_in, units), bias (units,)
+        if isinstance(activation, (bool, np.bool_)):
+            # convpool's order before Keras's: Dense(units, use_bias, activation).
+            warnings.warn("Dense(units, use_bias, ...) by position is deprecated: Keras's "
+                          "order is Dense(units, activation, use_bias); pass use_bias= by name",
+                          DeprecationWarning, stacklevel=2)
+            activation, use_bias = (None if use_bias is True else use_bias), activation
+        # kernel (d_in, units), bias (units,)
+        self._init_kernel_bias(cast("bool", use_bias), activation)
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         input_shape = tuple(input_shape)
@@ -96,7 +111,7 @@ class Dense(_KernelBias, Layer):
         return functional.dense(
             x, self._weight("kernel", dtype),
             self._weight("bias", dtype) if self.use_bias else None,
-            activation=self.activation,
+            activation=self._fused,
         )
 
     def _backward(
@@ -104,7 +119,7 @@ class Dense(_KernelBias, Layer):
     ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
         grad_x, grad_kernel, grad_bias = functional.dense_backward(
             grad_out, x, self._weight("kernel", grad_out.dtype), input_grad=input_grad,
-            activation=self.activation, output=y if self.activation else None,
+            activation=self._fused, output=y if self._fused else None,
         )
         return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
 
@@ -121,3 +136,73 @@ class Dense(_KernelBias, Layer):
         return {"units": self.units, "use_bias": self.use_bias, "activation": self.activation,
                 "name": self.name, "seed": self.seed,
                 "dtype": None if self.dtype is None else self.dtype.name}
+
+
+class SymbolicTensor:
+    """What :func:`Input` returns: a placeholder with a shape and a dtype, and
+    no values (Keras's KerasTensor).  A :class:`~convpool.Sequential` given
+    one as its first element is built for its shape.
+
+    Attributes
+    ----------
+    shape : tuple
+        With the batch axis first (None when any batch size goes).
+    dtype : numpy.dtype
+    name : str
+    """
+
+    def __init__(self, shape: Shape, dtype: np.dtype[Any], name: str) -> None:
+        self.shape = shape
+        self.dtype = dtype
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<SymbolicTensor shape={self.shape}, dtype={self.dtype.name}, name={self.name}>"
+
+
+def Input(  # noqa: N802 - Keras's name for a function that makes an input
+    shape: ShapeLike | None = None,
+    batch_size: SupportsIndex | None = None,
+    dtype: DTypeLike | None = None,
+    name: str | None = None,
+    *,
+    batch_shape: ShapeLike | None = None,
+) -> SymbolicTensor:
+    """A model input's placeholder, Keras's ``keras.Input(shape=(28, 28, 1))``.
+
+    Parameters
+    ----------
+    shape : tuple
+        One sample's shape, without the batch axis.
+    batch_size : int, optional
+        A fixed batch size (default: any).
+    dtype : {None, "float32", "float64"}
+    name : str, optional
+    batch_shape : tuple, keyword-only, optional
+        The whole shape instead (batch axis first); not with ``shape``.
+
+    Returns
+    -------
+    SymbolicTensor
+
+    Examples
+    --------
+    >>> Input(shape=(28, 28, 1)).shape
+    (None, 28, 28, 1)
+    """
+    if (shape is None) == (batch_shape is None):
+        raise ValueError("Input needs exactly one of shape= (one sample's) and batch_shape=")
+    if batch_shape is not None:
+        full = _sample_shape(tuple(batch_shape)[1:])
+        assert full is not None
+        first = tuple(batch_shape)[0]
+        full = ((None if first is None else check_int(first, "batch_shape[0]", minimum=0)),
+                ) + full[1:]
+    else:
+        full = _sample_shape(shape)
+        assert full is not None
+        if batch_size is not None:
+            full = (check_int(batch_size, "batch_size", minimum=0),) + full[1:]
+    float_dtype = _float_dtype(dtype)
+    return SymbolicTensor(full, float_dtype if float_dtype is not None else np.dtype(np.float32),
+                          name if name is not None else _default_name("InputLayer"))

@@ -37,10 +37,11 @@ class _Pool2D(_Spatial):
         data_format: str,
         *,
         name: str | None,
+        input_shape: ShapeLike | None,
     ) -> None:
         super().__init__(
             pool_size, strides, padding, data_format,
-            window_name="pool_size", name=name, seed=None, dtype=None,
+            window_name="pool_size", name=name, seed=None, dtype=None, input_shape=input_shape,
         )
         self.pool_size = self._window
 
@@ -93,8 +94,10 @@ class MaxPool2D(_Pool2D):
         data_format: str = "channels_last",
         *,
         name: str | None = None,
+        input_shape: ShapeLike | None = None,
     ) -> None:
-        super().__init__(pool_size, strides, padding, data_format, name=name)
+        super().__init__(pool_size, strides, padding, data_format, name=name,
+                         input_shape=input_shape)
 
     def _call(self, x: NDArray[Any]) -> FloatArray:
         return functional.max_pool2d(
@@ -146,8 +149,10 @@ class AvgPool2D(_Pool2D):
         count_include_pad: bool | np.bool_ = False,
         *,
         name: str | None = None,
+        input_shape: ShapeLike | None = None,
     ) -> None:
-        super().__init__(pool_size, strides, padding, data_format, name=name)
+        super().__init__(pool_size, strides, padding, data_format, name=name,
+                         input_shape=input_shape)
         self.count_include_pad = check_bool(count_include_pad, "count_include_pad")
 
     def _call(self, x: NDArray[Any]) -> FloatArray:
@@ -177,8 +182,8 @@ class _GlobalPool2D(Layer):
     _backward_fn: Any
 
     def __init__(self, data_format: str = "channels_last", keepdims: bool | np.bool_ = False,
-                 *, name: str | None = None) -> None:
-        super().__init__(name=name)
+                 *, name: str | None = None, input_shape: ShapeLike | None = None) -> None:
+        super().__init__(name=name, input_shape=input_shape)
         self.data_format = check_data_format(data_format)
         self.keepdims = check_bool(keepdims, "keepdims")
 

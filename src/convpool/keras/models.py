@@ -1,0 +1,5 @@
+"""``keras.models``: the Sequential model."""
+
+from ..models import Sequential
+
+__all__ = ["Sequential"]

@@ -1,0 +1,223 @@
+"""Keras's activations, the Activation, Dropout and Input pieces, ``input_shape=``
+on layers, Sequential.add / summary as Keras's, and the ``convpool.keras``
+namespaces (the same objects as convpool's own)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import convpool
+from convpool import activations, keras
+from convpool.layers import Activation, Conv2D, Dense, Dropout, Flatten, Input, MaxPool2D
+
+NAMES = sorted(activations.ACTIVATIONS)
+
+
+def _formula(name, x):
+    """Each activation in float64, from its textbook definition."""
+    x = x.astype(np.float64)
+    if name == "linear":
+        return x
+    if name == "relu":
+        return np.maximum(x, 0)
+    if name == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if name == "tanh":
+        return np.tanh(x)
+    if name == "softmax":
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if name == "elu":
+        return np.where(x > 0, x, np.exp(x) - 1)
+    if name == "selu":
+        return activations.SELU_SCALE * np.where(x > 0, x, activations.SELU_ALPHA * (np.exp(x) - 1))
+    if name == "leaky_relu":
+        return np.where(x > 0, x, 0.2 * x)
+    if name == "gelu":
+        from math import erf
+        return x * 0.5 * (1 + np.vectorize(erf)(x / np.sqrt(2)))
+    if name == "swish":
+        return x / (1 + np.exp(-x))
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_matches_its_formula(name, dtype, rng):
+    x = (rng.standard_normal((4, 7)) * 3).astype(dtype)
+    before = x.copy()
+    y = activations.get(name).fn(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(y, _formula(name, x), rtol=rtol, atol=rtol)
+    assert np.array_equal(x, before)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_gradient_matches_central_differences(name, rng):
+    """grad(g, x, y) against (f(x + h) - f(x - h)) / 2h of sum(g * f), in float64."""
+    x = rng.standard_normal((3, 5)) * 2
+    x[np.abs(x) < 1e-3] += 0.1  # keep off relu's and leaky_relu's kink
+    g = rng.standard_normal(x.shape)
+    act = activations.get(name)
+    got = act.grad(g, x, act.fn(x))
+    h = 1e-6
+    want = np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += h
+        xm[i] -= h
+        want[i] = ((g * act.fn(xp)).sum() - (g * act.fn(xm)).sum()) / (2 * h)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+
+
+def test_activation_names_aliases_and_errors():
+    assert activations.get(None).name == "linear"
+    assert activations.get("SiLU").name == "swish" and activations.get("ReLU").name == "relu"
+    assert activations.get(activations.sigmoid).name == "sigmoid"
+    assert activations.get(keras.activations.softmax).name == "softmax"
+    with pytest.raises(ValueError, match="activation must be one of"):
+        activations.get("relu6")
+    with pytest.raises(TypeError, match="a custom callable has no gradient"):
+        activations.get(lambda x: x)
+    sig = activations.sigmoid(np.array([-1000.0, 0.0, 1000.0]))  # no overflow warning
+    np.testing.assert_array_equal(sig, [0.0, 0.5, 1.0])
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "softmax", "elu", "gelu", "swish"])
+@pytest.mark.parametrize("layer_kind", ["Dense", "Conv2D", "Activation"])
+def test_layer_activation_backward_matches_central_differences(layer_kind, name, rng):
+    """The layer's input and weight gradients through an activation applied after
+    its kernel, against central differences of sum(g * layer(x)) in float64."""
+    if layer_kind == "Dense":
+        layer, x = Dense(3, activation=name, seed=0, dtype="float64"), rng.standard_normal((4, 5))
+    elif layer_kind == "Conv2D":
+        layer = Conv2D(3, 2, activation=name, seed=0, dtype="float64")
+        x = rng.standard_normal((2, 4, 3, 2))
+    else:
+        layer, x = Activation(name), rng.standard_normal((3, 6))
+    y = layer.forward(x, training=True)
+    g = rng.standard_normal(y.shape)
+    gx = layer.backward(g)
+    grads = list(layer.grads)
+
+    def objective():
+        return float((g * layer(x)).sum())
+
+    h = 1e-6
+    for target, got in [(x, gx)] + list(zip(layer.weights, grads)):
+        want = np.empty_like(target)
+        for i in np.ndindex(target.shape):
+            keep = target[i]
+            target[i] = keep + h
+            up = objective()
+            target[i] = keep - h
+            down = objective()
+            target[i] = keep
+            want[i] = (up - down) / (2 * h)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_pre_activation_backward_skips_the_activation(rng):
+    layer = Dense(4, activation="softmax", seed=0, dtype="float64")
+    x = rng.standard_normal((3, 5))
+    layer.forward(x, training=True)
+    g = rng.standard_normal((3, 4))
+    gx = layer.backward(g, pre_activation=True)
+    np.testing.assert_allclose(gx, g @ layer.kernel.T, rtol=1e-12)
+    relu = Dense(4, activation="relu", seed=0)
+    relu.forward(x.astype(np.float32), training=True)
+    with pytest.raises(ValueError, match="pre_activation=True needs"):
+        relu.backward(g.astype(np.float32), pre_activation=True)
+
+
+def test_dropout_training_and_inference(rng):
+    x = rng.standard_normal((200, 50)).astype(np.float32)
+    layer = Dropout(0.3, seed=5)
+    assert layer(x) is x
+    y = layer.forward(x, training=True)
+    kept = y != 0
+    assert 0.6 < kept.mean() < 0.8
+    np.testing.assert_allclose(y[kept], x[kept] / 0.7, rtol=1e-6)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    gx = layer.backward(g)
+    np.testing.assert_array_equal(gx == 0, ~kept)
+    np.testing.assert_allclose(gx[kept], g[kept] / 0.7, rtol=1e-6)
+    again = Dropout(0.3, seed=5).forward(x, training=True)
+    assert np.array_equal(again, y)  # the same seed, the same masks
+    channels = Dropout(0.5, noise_shape=(None, 1), seed=1).forward(x, training=True)
+    assert all(len(set(row.tolist())) == 1 for row in (channels != 0))  # whole rows kept or not
+    for bad, exc in [(1.0, ValueError), (-0.1, ValueError), ("0.5", TypeError), (True, TypeError)]:
+        with pytest.raises(exc, match="rate must"):
+            Dropout(bad)
+
+
+def test_input_and_first_layer_input_shape_build_the_model():
+    a = convpool.Sequential([Input(shape=(28, 28, 1)), Conv2D(4, 3), Flatten(), Dense(2)])
+    b = convpool.Sequential([Conv2D(4, 3, input_shape=(28, 28, 1)), Flatten(), Dense(2)])
+    c = convpool.Sequential()
+    c.add(Input((28, 28, 1), batch_size=16))
+    c.add(Conv2D(4, 3))
+    c.add(MaxPool2D())
+    for model in (a, b):
+        assert model.built and model.input_shape == (None, 28, 28, 1)
+        assert model.count_params() == (9 * 4 + 4) + (26 * 26 * 4 * 2 + 2)
+    assert c.input_shape == (16, 28, 28, 1) and c.count_params() == 40
+    assert Input(batch_shape=(None, 5)).shape == (None, 5)
+    with pytest.raises(ValueError, match="an Input can only be the first"):
+        a.add(Input(shape=(3,)))
+    with pytest.raises(ValueError, match="exactly one of shape"):
+        Input()
+    with pytest.raises(TypeError, match="input_shape must be a tuple"):
+        Dense(2, input_shape="28x28")
+    with pytest.raises(ValueError, match="differs from the model's"):
+        convpool.Sequential([Dense(2, input_shape=(3,))], input_shape=(None, 4))
+
+
+def test_summary_prints_like_keras_and_returns_none(capsys):
+    model = convpool.Sequential([Input((8, 8, 1)), Conv2D(2, 3), Flatten(), Dense(1)])
+    assert model.summary() is None
+    printed = capsys.readouterr().out
+    assert printed.rstrip("\n") == str(model.summary_table())
+    assert "Total params: 93" in printed  # (9 + 1) * 2 + (6 * 6 * 2 + 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = model.summary(print_fn=None)  # convpool's earlier meaning, deprecated
+    assert table.total_params == 93 and caught[0].category is DeprecationWarning
+    assert capsys.readouterr().out == ""
+
+
+def test_dense_keras_positional_order_and_the_legacy_one(rng):
+    assert Dense(3, "relu").activation == "relu" and Dense(3, "relu").use_bias
+    with pytest.warns(DeprecationWarning, match="Keras's order is Dense"):
+        legacy = Dense(3, False)
+    assert legacy.use_bias is False and legacy.activation is None
+    with pytest.warns(DeprecationWarning):
+        legacy = Dense(3, False, "relu")
+    assert legacy.use_bias is False and legacy.activation == "relu"
+
+
+def test_keras_namespace_is_convpool_itself():
+    from convpool.keras import layers, models
+    from convpool.keras.layers import AveragePooling2D, MaxPooling2D
+
+    assert keras.Sequential is convpool.Sequential is models.Sequential
+    assert layers.Conv2D is convpool.Conv2D and layers.Dense is convpool.Dense
+    assert MaxPooling2D is convpool.MaxPool2D and AveragePooling2D is convpool.AvgPool2D
+    assert layers.GlobalAvgPool2D is convpool.GlobalAveragePooling2D
+    assert keras.Input is Input and keras.layers.Dropout is Dropout
+    for name in layers.__all__:
+        assert getattr(layers, name) is getattr(convpool.layers, name, None) or name in (
+            "MaxPooling2D", "AveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D")
+
+
+def test_activation_and_dropout_layers_save_and_load(tmp_path, rng):
+    model = convpool.Sequential([Input((6,)), Dense(4, activation="tanh", seed=1), Dropout(0.25),
+                                 Activation("softmax")])
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = convpool.load(path)
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert [type(layer).__name__ for layer in loaded.layers] == ["Dense", "Dropout", "Activation"]
