@@ -25,7 +25,8 @@ def _family_modules(package):
         t.examples for t in doctest.DocTestFinder().find(m))]
 
 
-MODULES = [*_family_modules(convpool.layers), convpool.models, convpool.functional]
+MODULES = [*_family_modules(convpool.layers), *_family_modules(convpool.models),
+           convpool.functional]
 
 
 def _examples(module):

@@ -1,0 +1,19 @@
+"""Sequential: a stack of layers, with Keras's count_params and summary.
+
+``summary()`` also reports what the seed tutorial reasons about: for every
+layer, its receptive field on the network input (how many input pixels one
+output value sees) and its jump (the distance on the input between
+neighbouring outputs, i.e. the product of the strides so far).  Pooling grows
+the receptive field without adding a parameter; a Dense after Flatten sees the
+whole input.
+
+The package is split as Keras's ``models``: :mod:`.sequential` (the model),
+:mod:`.training` (predict, evaluate, fit), :mod:`.summary` (the table) and
+:mod:`.saving` (``.npz`` files).
+"""
+
+from .saving import load
+from .sequential import Sequential
+from .summary import SummaryRow, SummaryTable
+
+__all__ = ["Sequential", "SummaryRow", "SummaryTable", "load"]
