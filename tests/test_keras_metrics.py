@@ -11,7 +11,11 @@ import pytest
 
 import convpool.metrics
 from convpool import losses, metrics
-from convpool.metrics import binary_accuracy, categorical_accuracy, sparse_categorical_accuracy
+from convpool.metrics import (
+    binary_accuracy,
+    categorical_accuracy,
+    sparse_categorical_accuracy,
+)
 
 
 def _frozen(a):

@@ -12,7 +12,7 @@ import pytest
 
 import convpool.optimizers
 from convpool import optimizers
-from convpool.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
+from convpool.optimizers import SGD, Adagrad, Adam, RMSprop
 
 
 def _rmsprop_reference(w, grads, lr, rho, momentum, eps, centered):
