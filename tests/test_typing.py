@@ -69,9 +69,8 @@ CLIENT = textwrap.dedent(
     assert_type(model(x), NDArray[Any])
     history = model.fit(x, np.zeros(2, np.int64), epochs=1, batch_size=2,
                         optimizer=convpool.SGD(0.1, momentum=0.9), verbose=False)
-    assert_type(history, dict[str, list[float]])
-    assert_type(model.evaluate(x, [0, 1], loss=convpool.softmax_cross_entropy),
-                tuple[float, float])
+    assert_type(history, convpool.callbacks.History)
+    assert_type(history.history, dict[str, list[Any]])
     assert_type(model.summary_table().total_params, int)
     assert_type(convpool.load("model.npz"), convpool.Sequential)
     layer = convpool.Conv2D.from_config(convpool.Conv2D(4, 3).get_config())

@@ -33,22 +33,26 @@ from .functional import (
     max_pool2d_backward,
     max_unpool2d,
 )
-from . import losses, optimizers
+from . import activations, callbacks, losses, metrics, optimizers, utils
 from .layers import (
+    Activation,
     AvgPool2D,
     Conv2D,
     Conv2DTranspose,
     Dense,
+    Dropout,
     Flatten,
     GlobalAveragePooling2D,
     GlobalMaxPooling2D,
+    Input,
     Layer,
     MaxPool2D,
     ReLU,
 )
 from .losses import softmax_cross_entropy
 from .models import Sequential, load
-from .optimizers import SGD, Adam
+from .optimizers import SGD, Adagrad, Adam, RMSprop
+from . import keras  # noqa: E402 - Keras's namespaces over the names above
 
 __version__ = "0.1.0"
 
@@ -93,11 +97,21 @@ __all__ = [
     "GlobalMaxPooling2D",
     "Flatten",
     "ReLU",
+    "Activation",
+    "Dropout",
+    "Input",
     "Sequential",
     "load",
     "softmax_cross_entropy",
     "SGD",
     "Adam",
+    "RMSprop",
+    "Adagrad",
+    "activations",
+    "callbacks",
+    "keras",
     "losses",
+    "metrics",
     "optimizers",
+    "utils",
 ]

@@ -147,7 +147,7 @@ class Sequential(Trainer):
             x = layer.forward(x, training=training)
         return x
 
-    def backward(self, grad_out: ArrayLike) -> None:
+    def backward(self, grad_out: ArrayLike, *, pre_activation: bool = False) -> None:
         """Back-propagate through every layer of the last ``forward(x, training=True)``.
 
         The weights' gradients go to each layer's ``.grads`` (and :attr:`grads`);
@@ -156,15 +156,20 @@ class Sequential(Trainer):
         Parameters
         ----------
         grad_out : array_like of the model output's shape
+        pre_activation : bool, keyword-only, default False
+            ``grad_out`` is the gradient before the last layer's activation
+            (see :meth:`Layer.backward`).
 
         Returns
         -------
         None
         """
         grad: ArrayLike | None = grad_out
-        for i in range(len(self.layers) - 1, -1, -1):
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
             # None only from the first layer (input_grad=False), the last step.
-            grad = self.layers[i].backward(cast("ArrayLike", grad), input_grad=i > 0)
+            grad = self.layers[i].backward(cast("ArrayLike", grad), input_grad=i > 0,
+                                           pre_activation=pre_activation and i == last)
 
     @property
     def grads(self) -> list[NDArray[Any]]:
