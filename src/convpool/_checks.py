@@ -37,6 +37,7 @@ __all__ = [
     "check_norm_type",
     "check_out",
     "check_rank4",
+    "check_result_size",
     "compute_dtype",
     "dense_call",
     "from_nhwc",
@@ -151,7 +152,10 @@ def check_norm_type(norm_type: object) -> float:
     if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float, np.integer,
                                                                 np.floating)):
         raise TypeError(f"norm_type must be a number, got {norm_type!r}")
-    p = float(norm_type)
+    try:
+        p = float(norm_type)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(f"norm_type must be finite and non-zero, got {norm_type!r}") from None
     if not np.isfinite(p) or p == 0:
         raise ValueError(f"norm_type must be finite and non-zero, got {norm_type!r}")
     return p
@@ -169,6 +173,16 @@ def check_image(x: ArrayLike, data_format: str | None, op: str
     if h < 1 or w < 1:
         raise ValueError(f"{op} needs H and W of at least 1, got x shape {x.shape} ({fmt})")
     return x, fmt, (n, h, w, c)
+
+
+def check_result_size(shape: tuple[int, ...], dtype: np.dtype[Any], what: str) -> None:
+    """ValueError when an array of ``shape`` and ``dtype`` could not exist (more
+    than 2**63 - 1 bytes), naming ``what`` and its shape, before NumPy's own
+    less telling error."""
+    nbytes = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+    if nbytes > INT64_MAX:
+        raise ValueError(f"{what} would have shape {tuple(shape)} ({np.dtype(dtype).name}): "
+                         f"{nbytes} bytes, more than 2**63 - 1")
 
 
 def as_array(value: object, name: str) -> NDArray[Any]:
@@ -350,6 +364,7 @@ class ConvCall:
         self.x, self.kernel, self.bias = x, kernel, bias
         self.nhwc_shape = (n, self.win.oh, self.win.ow, oc)
         self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)
+        check_result_size(self.out_shape, self.dtype, "the output")
 
 
 class TransposeCall:
@@ -436,6 +451,7 @@ class TransposeCall:
         self.x, self.kernel, self.bias = x, kernel, bias
         self.nhwc_shape = (n, self.win.oh, self.win.ow, oc)
         self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)
+        check_result_size(self.out_shape, self.dtype, "the output")
 
 
 def dense_call(
@@ -512,6 +528,7 @@ class PoolCall:
         self.x = x
         self.nhwc_shape = (n, self.win.oh, self.win.ow, c)
         self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)
+        check_result_size(self.out_shape, self.dtype, "the output")
 
     def check_indices_plane(self) -> None:
         """ValueError when ``return_indices`` has no cell to point at: a

@@ -9,6 +9,8 @@ before any kernel runs.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Literal, SupportsIndex, overload
 
 import numpy as np
@@ -29,6 +31,7 @@ from ._checks import (
     check_image,
     check_norm_type,
     check_out,
+    check_result_size,
     dense_call,
     from_nhwc,
     from_nhwc_shape,
@@ -660,6 +663,7 @@ def conv2d_backward(
     >>> grad_bias
     array([4.], dtype=float32)
     """
+    input_grad = check_bool(input_grad, "input_grad")
     call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format,
                     padding_mode)
     gy = grad_out_nhwc(grad_out, call)
@@ -680,7 +684,9 @@ def conv2d_backward(
     dx_pads = (data_gradient_padding(w)
                if grad_x is not None and np.isfinite(call.kernel).all() else None)
     if gy.size and call.kernel.shape[2] and grad_kernel.size:
-        if grad_x is not None and dx_pads is not None:
+        if grad_x is not None and dx_pads is not None and grad_x.size:
+            # (the forward kernel needs every size > 0: an empty x padded to a
+            # non-empty output has an empty input gradient, nothing to compute)
             _core.conv2d_nhwc(gy, kernel_ready(_data_gradient_kernel(call.kernel, call.groups)),
                               None, grad_x, 1, 1, w.dh, w.dw, dx_pads[0], dx_pads[1],
                               call.groups, get_num_threads(), op="conv2d_backward")
@@ -752,6 +758,7 @@ def conv2d_transpose_backward(
            [4., 4.]], dtype=float32), array([[10., 10.],
            [10., 10.]], dtype=float32), array([16.], dtype=float32))
     """
+    input_grad = check_bool(input_grad, "input_grad")
     call = TransposeCall(x, kernel, None, strides, padding, output_padding, dilation_rate,
                          groups, data_format)
     gy = grad_out_nhwc(grad_out, call)  # (N, OH, OW, C_out)
@@ -789,6 +796,20 @@ def _padded_backward(
     The padded copy lives for this call only (the forward pass makes none)."""
     w = call.win
     xn = to_nhwc(call.x, call.data_format, call.dtype)
+    n, h, wd, c = xn.shape
+    padded = (n, h + w.pt + w.pb, wd + w.pl + w.pr, c)
+    # The padded copy and its gradient are this call's workspace.  Reflect and
+    # circular pad by at most the input's size per side (at most 9x its
+    # pixels); replicate takes any pad, so a padded copy past both that and
+    # the workspace cap is refused before anything is allocated.
+    nbytes = 2 * math.prod(padded) * call.dtype.itemsize
+    limit = max(_memory.get_workspace_limit(), 18 * math.prod(xn.shape) * call.dtype.itemsize)
+    if nbytes > limit:
+        raise MemoryError(
+            f"convpool.conv2d_backward with padding_mode={call.padding_mode!r} pads x to "
+            f"{padded} (NHWC) for this call: {nbytes} bytes of workspace with its gradient, "
+            f"more than the {limit} allowed (twice 9x x's bytes, or the workspace limit if "
+            f"larger: convpool.set_workspace_limit)")
     xp = np.pad(xn, ((0, 0), (w.pt, w.pb), (w.pl, w.pr), (0, 0)),
                 mode=_NUMPY_PAD_MODES[call.padding_mode])  # type: ignore[call-overload]
     gxp, grad_kernel, grad_bias = conv2d_backward(
@@ -979,6 +1000,7 @@ def dense_backward(
     >>> gk[:, 0], gb
     (array([4., 6.], dtype=float32), array([2.], dtype=float32))
     """
+    input_grad = check_bool(input_grad, "input_grad")
     call, shape = dense_call(x, kernel, None)
     grad_out = as_array(grad_out, "grad_out")
     if grad_out.shape != shape:
@@ -1424,10 +1446,13 @@ def max_unpool2d(
     if idx.dtype.kind not in "iu":
         raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
     oh, ow = unpool_output_size((h, w), pool_size, strides, padding, output_size)
-    flat = to_nhwc(idx, fmt, np.dtype(np.int64)).reshape(n, h * w, c)
-    if flat.size and (flat.min() < 0 or flat.max() >= oh * ow):
+    check_result_size(from_nhwc_shape((n, oh, ow, c), fmt), dtype, "max_unpool2d's output")
+    # The range is checked in the indices' own dtype (a uint64 beyond 2**63 - 1
+    # is not cast to a negative int64 first).
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= oh * ow):
         raise ValueError(f"indices must lie in [0, {oh * ow}) (the output plane {(oh, ow)}), "
-                         f"got values from {flat.min()} to {flat.max()}")
+                         f"got values from {int(idx.min())} to {int(idx.max())}")
+    flat = to_nhwc(idx, fmt, np.dtype(np.int64)).reshape(n, h * w, c)
     values = to_nhwc(x, fmt, dtype).reshape(n, h * w, c)
     y = np.zeros((n, oh * ow, c), dtype)
     # The later of two values at one index wins: find each target's last writer,

@@ -36,6 +36,7 @@ from ._checks import (
     check_image,
     check_norm_type,
     check_out,
+    check_result_size,
     dense_call,
     from_nhwc,
     from_nhwc_shape,
@@ -321,6 +322,7 @@ def conv2d_transpose_backward(
     is the adjoint of: ``grad_x`` is :func:`conv2d` of grad_out (padded by the
     crop), ``grad_kernel`` that conv's kernel gradient (:func:`conv2d_backward`)
     with x as the output gradient, ``grad_bias`` grad_out summed."""
+    input_grad = check_bool(input_grad, "input_grad")
     call = TransposeCall(x, kernel, None, strides, padding, output_padding, dilation_rate,
                          groups, data_format)
     g = grad_out_nhwc(grad_out, call)
@@ -542,6 +544,7 @@ def conv2d_backward(
     the padded gradient then summed onto the pixels each padded cell copies
     (``np.add.at`` over the index map of the padding).
     """
+    input_grad = check_bool(input_grad, "input_grad")
     call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format,
                     padding_mode)
     if call.padding_mode != "zeros":
@@ -649,6 +652,7 @@ def dense_backward(
     grad_bias : ndarray of shape (units,)
         All in the compute dtype.
     """
+    input_grad = check_bool(input_grad, "input_grad")
     call, shape = dense_call(x, kernel, None)
     g = as_array(grad_out, "grad_out")
     if g.shape != shape:
@@ -761,13 +765,16 @@ def _window_winner(cells: NDArray[Any]) -> NDArray[np.int64]:
 
 def adaptive_avg_pool2d(x: ArrayLike, output_size: Any,
                         data_format: str = "channels_last") -> FloatArray:
-    """Reference of :func:`convpool.adaptive_avg_pool2d`: each window's mean, in float64."""
+    """Reference of :func:`convpool.adaptive_avg_pool2d`: each window's sum over its
+    cells, the sum in the compute dtype as :func:`avg_pool2d`'s reference (so a
+    float32 sum past the float32 range is inf in both)."""
     xn, fmt, rows, cols = _adaptive_setup(x, output_size, data_format, "adaptive_avg_pool2d")
-    y = np.empty((xn.shape[0], len(rows), len(cols), xn.shape[3]), np.float64)
+    y = np.empty((xn.shape[0], len(rows), len(cols), xn.shape[3]), xn.dtype)
     for i, (r0, r1) in enumerate(rows):
         for j, (c0, c1) in enumerate(cols):
-            y[:, i, j] = xn[:, r0:r1, c0:c1].astype(np.float64).mean(axis=(1, 2))
-    return from_nhwc(y.astype(xn.dtype), fmt)
+            cells = xn.dtype.type((r1 - r0) * (c1 - c0))
+            y[:, i, j] = xn[:, r0:r1, c0:c1].sum(axis=(1, 2), dtype=xn.dtype) / cells
+    return from_nhwc(y, fmt)
 
 
 def adaptive_max_pool2d(x: ArrayLike, output_size: Any, data_format: str = "channels_last",
@@ -832,7 +839,8 @@ def adaptive_max_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, output_size:
 
 def global_avg_pool2d(x: ArrayLike, keepdims: bool = False,
                       data_format: str = "channels_last") -> FloatArray:
-    """Reference of :func:`convpool.global_avg_pool2d`: the mean in float64."""
+    """Reference of :func:`convpool.global_avg_pool2d`: the sum over H and W in the
+    compute dtype, over H * W."""
     keepdims = check_bool(keepdims, "keepdims")
     _, _, (n, _, _, c) = check_image(x, data_format, "global_avg_pool2d")
     y = adaptive_avg_pool2d(x, 1, data_format)
@@ -893,10 +901,11 @@ def max_unpool2d(x: ArrayLike, indices: ArrayLike, pool_size: IntPair,
     if idx.dtype.kind not in "iu":
         raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
     oh, ow = unpool_output_size((h, w), pool_size, strides, padding, output_size)
-    xn, dn = to_nhwc(x, fmt, dtype), to_nhwc(idx, fmt, np.dtype(np.int64))
-    if dn.size and (dn.min() < 0 or dn.max() >= oh * ow):
+    check_result_size(from_nhwc_shape((n, oh, ow, c), fmt), dtype, "max_unpool2d's output")
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= oh * ow):
         raise ValueError(f"indices must lie in [0, {oh * ow}) (the output plane {(oh, ow)}), "
-                         f"got values from {dn.min()} to {dn.max()}")
+                         f"got values from {int(idx.min())} to {int(idx.max())}")
+    xn, dn = to_nhwc(x, fmt, dtype), to_nhwc(idx, fmt, np.dtype(np.int64))
     y = np.zeros((n, oh * ow, c), dtype)
     for b in range(n):
         for ch in range(c):
@@ -918,7 +927,9 @@ def lp_pool2d(x: ArrayLike, norm_type: float, pool_size: IntPair,
     x = to_nhwc(call.x, call.data_format, call.dtype)
     win = call.win
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        xp = np.power(x.astype(np.float64), p)
+        # x**p in the compute dtype, as PyTorch's definition (a float32 power
+        # past the float32 range is inf there too), then summed in float64.
+        xp = np.power(x, x.dtype.type(p)).astype(np.float64)
         sums = _windows(_pad(xp, win, 0), win).sum(axis=(4, 5))
         cells = _divisors(x.shape, win, False, 0)
         y = np.power(sums / cells * (win.kh * win.kw), 1.0 / p)
@@ -933,13 +944,15 @@ def lp_pool2d_backward(grad_out: ArrayLike, x: ArrayLike, norm_type: float, pool
     p = check_norm_type(norm_type)
     call = PoolCall(x, pool_size, strides, 0, data_format, 1, ceil_mode)
     g = grad_out_nhwc(grad_out, call).astype(np.float64)
-    x = to_nhwc(call.x, call.data_format, call.dtype).astype(np.float64)
+    xd = to_nhwc(call.x, call.data_format, call.dtype)
+    x = xd.astype(np.float64)
     win = call.win
     k = win.kh * win.kw
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         cells = _divisors(x.shape, win, False, 0)
         scale = k / cells
-        s = _windows(_pad(np.power(x, p), win, 0), win).sum(axis=(4, 5)) / cells * k
+        xp = np.power(xd, xd.dtype.type(p)).astype(np.float64)  # as the forward
+        s = _windows(_pad(xp, win, 0), win).sum(axis=(4, 5)) / cells * k
         share = g * (1.0 / p) * np.power(s, 1.0 / p - 1.0) * scale  # d y / d (sum of x**p)
         gxp = np.zeros((x.shape[0], x.shape[1] + win.xb, x.shape[2] + win.xr, x.shape[3]))
         for a in range(win.kh):
