@@ -221,3 +221,198 @@ def test_activation_and_dropout_layers_save_and_load(tmp_path, rng):
     x = rng.standard_normal((5, 6)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     assert [type(layer).__name__ for layer in loaded.layers] == ["Dense", "Dropout", "Activation"]
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_zero_padding_upsampling_reshape_forward_and_adjoint_backward(fmt, rng):
+    """Each is linear: its backward pass is its adjoint, <g, f(x)> = <f^T(g), x>."""
+    from convpool.layers import Reshape, UpSampling2D, ZeroPadding2D
+
+    shape = (2, 3, 4, 5) if fmt == "channels_last" else (2, 5, 3, 4)
+    x = rng.standard_normal(shape)
+    for layer, want_shape in [
+        (ZeroPadding2D(((1, 2), (0, 3)), data_format=fmt),
+         (2, 6, 7, 5) if fmt == "channels_last" else (2, 5, 6, 7)),
+        (ZeroPadding2D(2, data_format=fmt), (2, 7, 8, 5) if fmt == "channels_last" else (2, 5, 7, 8)),
+        (UpSampling2D((2, 3), data_format=fmt),
+         (2, 6, 12, 5) if fmt == "channels_last" else (2, 5, 6, 12)),
+        (Reshape((-1, 5)), (2, 12, 5)),
+    ]:
+        y = layer.forward(x, training=True)
+        assert y.shape == want_shape == layer.compute_output_shape(x.shape)
+        g = rng.standard_normal(y.shape)
+        gx = layer.backward(g)
+        assert gx.shape == x.shape
+        np.testing.assert_allclose((g * y).sum(), (gx * x).sum(), rtol=1e-12)
+    pad = ZeroPadding2D(((1, 0), (0, 1)), data_format=fmt)(x)
+    inner = pad[:, 1:, :-1, :] if fmt == "channels_last" else pad[:, :, 1:, :-1]
+    np.testing.assert_array_equal(inner, x)
+    up = UpSampling2D(2, data_format=fmt)(x)
+    np.testing.assert_array_equal(up[:, ::2, ::2] if fmt == "channels_last" else up[:, :, ::2, ::2],
+                                  x)
+
+
+def test_reshaping_layer_errors_and_summary():
+    from fractions import Fraction
+
+    from convpool.layers import Reshape, UpSampling2D, ZeroPadding2D
+
+    with pytest.raises(ValueError, match="cannot reshape a sample"):
+        Reshape((7,))(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="one -1 and no 0"):
+        Reshape((-1, -1))
+    with pytest.raises(ValueError, match="interpolation must be 'nearest'"):
+        UpSampling2D(2, interpolation="bilinear")
+    with pytest.raises(ValueError, match="padding must be"):
+        ZeroPadding2D(-1)
+    model = convpool.Sequential([Input((8, 8, 1)), Conv2D(2, 3, strides=2), UpSampling2D(2),
+                                 ZeroPadding2D(1), Conv2D(2, 3), Flatten(), Reshape((-1, 2))])
+    rows = model.summary_table().rows
+    assert rows[1]["jump"] == (Fraction(1), Fraction(1))  # stride 2, then 2x upsampled
+    assert rows[2]["receptive_field"] == (3, 3)            # padding shifts, adds nothing
+    assert rows[3]["receptive_field"] == (5, 5)            # 3 + 2 * 1
+    assert model.layers[-1].compute_output_shape((None, 200)) == (None, 100, 2)
+
+
+@pytest.mark.parametrize("axis, shape", [(-1, (6, 4, 5, 3)), (1, (6, 3, 4, 5)), (-1, (10, 7))],
+                         ids=["NHWC", "NCHW", "dense"])
+def test_batch_normalization_matches_its_definition_and_gradients(axis, shape, rng):
+    from convpool.layers import BatchNormalization
+
+    bn = BatchNormalization(axis=axis, momentum=0.9, epsilon=1e-3, dtype="float64")
+    x = rng.standard_normal(shape) * 3 + 1
+    bn.build(x.shape)
+    gamma, beta = rng.standard_normal(shape[axis]), rng.standard_normal(shape[axis])
+    bn.set_weights([gamma, beta, np.zeros(shape[axis]), np.ones(shape[axis])])
+    reduce = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+    bshape = [1] * x.ndim
+    bshape[axis] = -1
+    mean, var = x.mean(axis=reduce), x.var(axis=reduce)
+    y = bn.forward(x, training=True)
+    want = (x - mean.reshape(bshape)) / np.sqrt(var.reshape(bshape) + 1e-3) * gamma.reshape(
+        bshape) + beta.reshape(bshape)
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_mean, 0.1 * mean, rtol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance, 0.9 + 0.1 * var, rtol=1e-6)
+    # The gradients against central differences of sum(g * y) (training-mode y).
+    g = rng.standard_normal(y.shape)
+    gx = bn.backward(g)
+    ggamma, gbeta = bn.grads
+    assert [w.shape for w in bn.trainable_weights] == [gamma.shape, beta.shape]
+
+    def objective(xv, gm, bt):
+        m, v = xv.mean(axis=reduce), xv.var(axis=reduce)
+        out = (xv - m.reshape(bshape)) / np.sqrt(v.reshape(bshape) + 1e-3) * gm.reshape(
+            bshape) + bt.reshape(bshape)
+        return float((g * out).sum())
+
+    h = 1e-6
+    for target, got, which in [(x, gx, 0), (gamma, ggamma, 1), (beta, gbeta, 2)]:
+        want = np.empty_like(target)
+        for i in np.ndindex(target.shape):
+            args = [x.copy(), gamma.copy(), beta.copy()]
+            args[which][i] += h
+            up = objective(*args)
+            args[which][i] -= 2 * h
+            want[i] = (up - objective(*args)) / (2 * h)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # Inference uses the moving statistics.
+    mm, mv = bn.moving_mean.copy(), bn.moving_variance.copy()
+    np.testing.assert_allclose(bn(x), (x - mm.reshape(bshape)) / np.sqrt(mv.reshape(bshape) + 1e-3)
+                               * gamma.reshape(bshape) + beta.reshape(bshape), rtol=1e-6)
+    assert np.array_equal(bn.moving_mean, mm)  # inference leaves them alone
+
+
+def test_batch_normalization_in_a_model_trains_its_trainable_weights_only(tmp_path, rng):
+    from convpool.layers import BatchNormalization, GlobalAveragePooling2D
+
+    model = convpool.Sequential([Input((8, 8, 1)), Conv2D(4, 3, use_bias=False, seed=0),
+                                 BatchNormalization(),
+                                 Activation("relu"), GlobalAveragePooling2D(),
+                                 Dense(2, activation="softmax", seed=1)])
+    bn = model.layers[1]
+    assert bn.count_params() == 16 and len(bn.trainable_weights) == 2
+    table = model.summary_table()
+    assert table.total_params - table.trainable_params == 8  # the moving statistics
+    assert "Non-trainable params: 8" in str(table)
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    x = rng.standard_normal((64, 8, 8, 1)).astype(np.float32)
+    y = (x[:, :4].mean(axis=(1, 2, 3)) > x[:, 4:].mean(axis=(1, 2, 3))).astype(np.int64)
+    x[:, :4] += y[:, None, None, None] * 0.5
+    before = [w.copy() for w in model.get_weights()]
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    after = model.get_weights()
+    assert all(not np.array_equal(a, b) for a, b in zip(before, after))  # stats move too
+    model.save(tmp_path / "bn.npz")
+    loaded = convpool.load(tmp_path / "bn.npz")
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_depthwise_conv2d_is_the_grouped_conv_of_its_keras_kernel(fmt, rng, tmp_path):
+    from convpool import reference
+    from convpool.layers import DepthwiseConv2D
+
+    layer = DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, data_format=fmt,
+                            activation="relu", seed=0, dtype="float64")
+    shape = (2, 9, 7, 3) if fmt == "channels_last" else (2, 3, 9, 7)
+    x = rng.standard_normal(shape)
+    y = layer.forward(x, training=True)
+    k, b = layer.kernel, layer.bias
+    assert k.shape == (3, 3, 3, 2) and b.shape == (6,)
+    # Keras's layout: output channel c * M + m is input channel c's m-th filter.
+    grouped = np.empty((3, 3, 1, 6))
+    for c in range(3):
+        for m in range(2):
+            grouped[:, :, 0, c * 2 + m] = k[:, :, c, m]
+    want = reference.conv2d(x, grouped, b, strides=2, padding="same", groups=3, data_format=fmt,
+                            activation="relu")
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    gx = layer.backward(g)
+    rgx, rgk, rgb = reference.conv2d_backward(g, x, grouped, strides=2, padding="same", groups=3,
+                                              data_format=fmt, activation="relu", output=want)
+    np.testing.assert_allclose(gx, rgx, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.grads[0], rgk.reshape(3, 3, 3, 2), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.grads[1], rgb, rtol=1e-10, atol=1e-12)
+    model = convpool.Sequential([Input(shape[1:]), layer])
+    model.save(tmp_path / "dw.npz")
+    np.testing.assert_array_equal(convpool.load(tmp_path / "dw.npz").predict(x), model.predict(x))
+    assert model.count_params() == 3 * 3 * 3 * 2 + 6
+
+
+def test_separable_conv2d_is_depthwise_then_pointwise(rng, tmp_path):
+    from convpool import reference
+    from convpool.layers import SeparableConv2D
+
+    layer = SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="tanh", seed=0,
+                            dtype="float64")
+    x = rng.standard_normal((2, 6, 5, 3))
+    y = layer.forward(x, training=True)
+    dk, pk, b = layer.get_weights()
+    assert (dk.shape, pk.shape, b.shape) == ((3, 3, 3, 2), (1, 1, 6, 5), (5,))
+    mid = reference.conv2d(x, dk.reshape(3, 3, 1, 6), None, padding="same", groups=3)
+    want = np.tanh(reference.conv2d(mid, pk, b))
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    gx = layer.backward(g)
+
+    def objective():
+        return float((g * layer(x)).sum())
+
+    h = 1e-6
+    for target, got in [(x, gx)] + list(zip(layer.weights, layer.grads)):
+        want_g = np.empty_like(target)
+        for i in np.ndindex(target.shape):
+            keep = target[i]
+            target[i] = keep + h
+            up = objective()
+            target[i] = keep - h
+            want_g[i] = (up - objective()) / (2 * h)
+            target[i] = keep
+        np.testing.assert_allclose(got, want_g, rtol=1e-5, atol=1e-7)
+    assert layer.count_params() == 3 * 3 * 3 * 2 + 6 * 5 + 5
+    model = convpool.Sequential([Input((6, 5, 3)), layer])
+    model.save(tmp_path / "sep.npz")
+    np.testing.assert_array_equal(convpool.load(tmp_path / "sep.npz").predict(x), model.predict(x))

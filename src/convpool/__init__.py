@@ -37,6 +37,7 @@ from . import activations, callbacks, losses, metrics, optimizers, utils
 from .layers import (
     Activation,
     AvgPool2D,
+    BatchNormalization,
     Conv2D,
     Conv2DTranspose,
     Dense,
@@ -98,6 +99,7 @@ __all__ = [
     "Flatten",
     "ReLU",
     "Activation",
+    "BatchNormalization",
     "Dropout",
     "Input",
     "Sequential",

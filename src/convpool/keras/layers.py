@@ -2,10 +2,12 @@
 
 from ..layers import (
     Activation,
+    BatchNormalization,
     AvgPool2D,
     Conv2D,
     Conv2DTranspose,
     Dense,
+    DepthwiseConv2D,
     Dropout,
     Flatten,
     GlobalAveragePooling2D,
@@ -14,6 +16,10 @@ from ..layers import (
     Layer,
     MaxPool2D,
     ReLU,
+    Reshape,
+    SeparableConv2D,
+    UpSampling2D,
+    ZeroPadding2D,
 )
 
 #: Keras's other spellings of the same layers.
@@ -23,7 +29,10 @@ GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = [
-    "Activation", "AvgPool2D", "AveragePooling2D", "Conv2D", "Conv2DTranspose", "Dense",
+    "Activation", "AvgPool2D", "BatchNormalization", "AveragePooling2D", "Conv2D", "Conv2DTranspose", "Dense",
+    "DepthwiseConv2D",
     "Dropout", "Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D",
-    "GlobalMaxPooling2D", "Input", "Layer", "MaxPool2D", "MaxPooling2D", "ReLU",
+    "GlobalMaxPooling2D", "Input", "Layer", "MaxPool2D", "MaxPooling2D", "ReLU", "Reshape",
+    "SeparableConv2D",
+    "UpSampling2D", "ZeroPadding2D",
 ]

@@ -23,21 +23,24 @@ written (fused into the conv kernel's store).
 The layers live by family, as Keras's own ``layers/`` package: :mod:`.base`
 (Layer and the shared parts), :mod:`.core` (Dense, Input), :mod:`.convolutional`,
 :mod:`.pooling`, :mod:`.reshaping`, :mod:`.activation` (Activation, ReLU) and
-:mod:`.regularization` (Dropout).
+:mod:`.regularization` (Dropout) and :mod:`.normalization`
+(BatchNormalization).
 """
 
 from .activation import Activation, ReLU
 from .base import Layer, OptionalPair, Shape, ShapeLike
-from .convolutional import Conv2D, Conv2DTranspose
+from .convolutional import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Dense, Input, SymbolicTensor
+from .normalization import BatchNormalization
 from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
 from .regularization import Dropout
-from .reshaping import Flatten
+from .reshaping import Flatten, Reshape, UpSampling2D, ZeroPadding2D
 
 __all__ = [
     "Layer", "Dense", "Conv2D", "Conv2DTranspose", "MaxPool2D", "AvgPool2D",
     "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Flatten", "ReLU", "Activation", "Dropout",
-    "Input", "SymbolicTensor", "LAYERS",
+    "Input", "SymbolicTensor", "BatchNormalization", "DepthwiseConv2D",
+    "SeparableConv2D", "Reshape", "UpSampling2D", "ZeroPadding2D", "LAYERS",
     "OptionalPair", "Shape", "ShapeLike",
 ]
 
@@ -45,5 +48,6 @@ __all__ = [
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Dense, Conv2D, Conv2DTranspose, MaxPool2D, AvgPool2D, GlobalAveragePooling2D,
-                GlobalMaxPooling2D, Flatten, ReLU, Activation, Dropout)
+                GlobalMaxPooling2D, Flatten, ReLU, Activation, Dropout, Reshape, UpSampling2D,
+                ZeroPadding2D, BatchNormalization, DepthwiseConv2D, SeparableConv2D)
 }

@@ -122,6 +122,9 @@ class Layer:
     """
 
     _weight_names: tuple[str, ...] = ()
+    #: The weights a backward pass gives gradients for (default: all of them;
+    #: BatchNormalization's moving statistics are not).
+    _trainable_names: tuple[str, ...] | None = None
 
     def __init__(
         self, *, name: str | None = None, seed: int | None = None, dtype: DTypeLike | None = None,
@@ -144,6 +147,20 @@ class Layer:
     def weights(self) -> list[NDArray[Any]]:
         """The weight arrays (kernel first, then bias if any); empty before build."""
         return [self._weights[n] for n in self._weight_names if n in self._weights]
+
+    @property
+    def trainable_weights(self) -> list[NDArray[Any]]:
+        """The weights :attr:`grads` is aligned with, that an optimizer updates."""
+        names = self._weight_names if self._trainable_names is None else self._trainable_names
+        return [self._weights[n] for n in names if n in self._weights]
+
+    @property
+    def non_trainable_weights(self) -> list[NDArray[Any]]:
+        """The other weights (updated by the forward pass itself, if at all)."""
+        if self._trainable_names is None:
+            return []
+        return [self._weights[n] for n in self._weight_names
+                if n in self._weights and n not in self._trainable_names]
 
     def get_weights(self) -> list[NDArray[Any]]:
         """Copies of :attr:`weights`."""
@@ -279,7 +296,8 @@ class Layer:
         grad_out = cast_weights(grad_out, "grad_out", compute_dtype(y, "output"))
         grad_out = self._activation_backward(grad_out, y, pre_activation)
         grad_x, grads = self._backward(grad_out, x, y, input_grad)
-        self.grads = [g.astype(w.dtype, copy=False) for g, w in zip(grads, self.weights)]
+        self.grads = [g.astype(w.dtype, copy=False)
+                      for g, w in zip(grads, self.trainable_weights)]
         return grad_x
 
     def _backward(  # pragma: no cover - abstract
@@ -293,6 +311,34 @@ class Layer:
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
         pass
+
+    def weight_shapes(self, input_shape: ShapeLike) -> list[tuple[int, ...]]:
+        """The shapes of the weights :meth:`build` would make for ``input_shape``
+        (in :attr:`weights`' order), computed without allocating them."""
+        return []
+
+    def _adopt_weights(self, input_shape: ShapeLike, weights: list[NDArray[Any]]) -> None:
+        """Build the layer with ``weights`` (checked against :meth:`weight_shapes`
+        before anything is allocated; float32 or float64, one dtype)."""
+        input_shape = tuple(input_shape)
+        self.compute_output_shape(input_shape)
+        want = self.weight_shapes(input_shape)
+        got = [tuple(w.shape) for w in weights]
+        if got != want:
+            raise ValueError(f"layer {self.name!r} takes weights of shapes {want} for input "
+                             f"shape {input_shape}, got {got}")
+        dtypes = {w.dtype for w in weights}
+        if len(dtypes) > 1 or any(d not in (np.float32, np.float64) for d in dtypes):
+            raise ValueError(f"layer {self.name!r}: weights must be float32 or float64, one "
+                             f"dtype, got {sorted(d.name for d in dtypes)}")
+        for name, w in zip(self._weight_names, weights):
+            self._weights[name] = np.array(w, copy=True)
+        if weights:
+            self.dtype = cast("np.dtype[np.floating[Any]]", weights[0].dtype)
+        elif self.dtype is None:
+            self.dtype = np.dtype(np.float32)
+        self.input_shape = input_shape
+        self.built = True
 
     def _call(self, x: NDArray[Any]) -> NDArray[Any]:  # pragma: no cover - abstract
         raise NotImplementedError

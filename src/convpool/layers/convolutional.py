@@ -1,4 +1,4 @@
-"""Convolution layers: Conv2D and Conv2DTranspose."""
+"""Convolution layers: Conv2D, Conv2DTranspose, DepthwiseConv2D and SeparableConv2D."""
 
 from __future__ import annotations
 
@@ -138,11 +138,16 @@ class Conv2D(_KernelBias, _Spatial):
                 )
         return from_nhwc_shape((n, win.oh, win.ow, self.filters), self.data_format)
 
-    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        _, _, _, c = to_nhwc_shape(input_shape, self.data_format)
+    def weight_shapes(self, input_shape: ShapeLike) -> list[tuple[int, ...]]:
+        _, _, _, c = to_nhwc_shape(tuple(input_shape), self.data_format)
         kh, kw = self.kernel_size
         # An unknown C (None) fails here with the TypeError it always raised.
-        shape = (kh, kw, cast(int, c) // self.groups, self.filters)
+        kernel = (kh, kw, cast(int, c) // self.groups, self.filters)
+        return [kernel] + ([(self.filters,)] if self.use_bias else [])
+
+    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
+        kh, kw = self.kernel_size
+        shape = self.weight_shapes(input_shape)[0]
         rng = np.random.default_rng(self.seed)
         # Keras's fans: receptive field size times the kernel's in/out axes.
         fan_in, fan_out = kh * kw * shape[2], kh * kw * shape[3]
@@ -311,10 +316,15 @@ class Conv2DTranspose(_KernelBias, Layer):
         win, (n, _, _, _) = self._resolve(input_shape)
         return from_nhwc_shape((n, win.oh, win.ow, self.filters), self.data_format)
 
-    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        _, _, _, c = to_nhwc_shape(input_shape, self.data_format)
+    def weight_shapes(self, input_shape: ShapeLike) -> list[tuple[int, ...]]:
+        _, _, _, c = to_nhwc_shape(tuple(input_shape), self.data_format)
         kh, kw = self.kernel_size
-        shape = (kh, kw, self.filters // self.groups, cast(int, c))
+        kernel = (kh, kw, self.filters // self.groups, cast(int, c))
+        return [kernel] + ([(self.filters,)] if self.use_bias else [])
+
+    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
+        kh, kw = self.kernel_size
+        shape = self.weight_shapes(input_shape)[0]
         rng = np.random.default_rng(self.seed)
         # Keras's fans: receptive field size times the kernel's last two axes.
         fan_in, fan_out = kh * kw * shape[2], kh * kw * shape[3]
@@ -361,3 +371,262 @@ class Conv2DTranspose(_KernelBias, Layer):
                 "use_bias": self.use_bias, "activation": self.activation,
                 "data_format": self.data_format, "groups": self.groups, "name": self.name,
                 "seed": self.seed, "dtype": None if self.dtype is None else self.dtype.name}
+
+
+class DepthwiseConv2D(_KernelBias, _Spatial):
+    """Depthwise 2-D convolution, Keras's ``DepthwiseConv2D``: each input channel
+    convolved with its own ``depth_multiplier`` filters (:func:`convpool.conv2d`
+    with ``groups`` = the input channels, on its depthwise kernel).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    strides : int or (int, int), default 1
+    padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+    depth_multiplier : int, default 1
+    data_format : {"channels_last", "channels_first"}, optional
+    dilation_rate : int or (int, int), default 1
+    activation : str, one of convpool.activations' functions, or None
+    use_bias : bool, default True
+    name, seed, dtype, input_shape :
+        See :class:`Layer` (keyword-only).
+
+    Shape
+    -----
+    Kernel in Keras's layout ``(KH, KW, C, depth_multiplier)``; bias
+    ``(C * depth_multiplier,)``; output channel ``c * depth_multiplier + m``
+    is input channel ``c``'s ``m``-th filter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = DepthwiseConv2D(3, padding="same", depth_multiplier=2)
+    >>> layer(np.zeros((1, 8, 8, 4), np.float32)).shape, layer.kernel.shape
+    ((1, 8, 8, 8), (3, 3, 4, 2))
+    """
+
+    def __init__(
+        self,
+        kernel_size: IntPair,
+        strides: IntPair = 1,
+        padding: Padding = "valid",
+        depth_multiplier: SupportsIndex = 1,
+        data_format: str | None = None,
+        dilation_rate: IntPair = 1,
+        activation: object = None,
+        use_bias: bool | np.bool_ = True,
+        *,
+        name: str | None = None,
+        seed: int | None = None,
+        dtype: DTypeLike | None = None,
+        input_shape: ShapeLike | None = None,
+    ) -> None:
+        super().__init__(kernel_size, strides, padding, check_data_format(data_format),
+                         window_name="kernel_size", name=name, seed=seed, dtype=dtype,
+                         input_shape=input_shape)
+        self.kernel_size = self._window
+        self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier")
+        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
+        self._init_kernel_bias(use_bias, activation)
+
+    def _channels(self, input_shape: ShapeLike) -> int:
+        c = to_nhwc_shape(tuple(input_shape), self.data_format)[3]
+        if c is None:
+            raise ValueError(f"DepthwiseConv2D needs known input channels, got input shape "
+                             f"{tuple(input_shape)}")
+        return int(c)
+
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
+        win, (n, h, w, c) = self._resolve(input_shape)
+        if self.built and c is not None and c != self._weights["kernel"].shape[2]:
+            raise ValueError(f"DepthwiseConv2D layer {self.name!r} was built for "
+                             f"{self._weights['kernel'].shape[2]} input channels, got input "
+                             f"shape {tuple(input_shape)}")
+        out_c = None if c is None else c * self.depth_multiplier
+        return from_nhwc_shape((n, win.oh, win.ow, out_c), self.data_format)
+
+    def weight_shapes(self, input_shape: ShapeLike) -> list[tuple[int, ...]]:
+        c = self._channels(input_shape)
+        kh, kw = self.kernel_size
+        kernel = (kh, kw, c, self.depth_multiplier)
+        return [kernel] + ([(c * self.depth_multiplier,)] if self.use_bias else [])
+
+    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
+        shapes = self.weight_shapes(input_shape)
+        kh, kw, c, dm = shapes[0]
+        rng = np.random.default_rng(self.seed)
+        # Keras's fans of a (KH, KW, C, M) kernel: KH*KW*C in, KH*KW*M out.
+        self._weights["kernel"] = _glorot_uniform(rng, shapes[0], kh * kw * c, kh * kw * dm,
+                                                  dtype)
+        if self.use_bias:
+            self._weights["bias"] = np.zeros(c * dm, dtype)
+
+    def _grouped(self, dtype: np.dtype[Any]) -> NDArray[Any]:
+        """The kernel as conv2d's grouped kernel (KH, KW, 1, C * M): a reshape."""
+        k = self._weight("kernel", dtype)
+        kh, kw, c, dm = k.shape
+        return k.reshape(kh, kw, 1, c * dm)
+
+    def _args(self, groups: int) -> dict[str, Any]:
+        return {"strides": self.strides, "padding": self.padding,
+                "dilation_rate": self.dilation_rate, "groups": groups,
+                "data_format": self.data_format}
+
+    def _call(self, x: NDArray[Any]) -> FloatArray:
+        dtype = compute_dtype(x, "x")
+        c = self._weights["kernel"].shape[2]
+        return functional.conv2d(x, self._grouped(dtype),
+                                 self._weight("bias", dtype) if self.use_bias else None,
+                                 activation=self._fused, **self._args(c))
+
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
+        kernel = self._weights["kernel"]
+        grad_x, grad_kernel, grad_bias = functional.conv2d_backward(
+            grad_out, x, self._grouped(grad_out.dtype), input_grad=input_grad,
+            activation=self._fused, output=y if self._fused else None,
+            **self._args(kernel.shape[2]))
+        grad_kernel = grad_kernel.reshape(kernel.shape)
+        return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"kernel_size": self.kernel_size, "strides": self.strides,
+                "padding": self.padding, "depth_multiplier": self.depth_multiplier,
+                "data_format": self.data_format, "dilation_rate": self.dilation_rate,
+                "activation": self.activation, "use_bias": self.use_bias,
+                "name": self.name, "seed": self.seed,
+                "dtype": None if self.dtype is None else self.dtype.name}
+
+
+class SeparableConv2D(_KernelBias, _Spatial):
+    """Depthwise-separable 2-D convolution, Keras's ``SeparableConv2D``: a
+    depthwise conv (each channel's ``depth_multiplier`` filters, no bias), then
+    a pointwise 1x1 conv to ``filters`` channels with the bias and activation.
+
+    Parameters
+    ----------
+    filters : int
+    kernel_size : int or (int, int)
+    strides, padding, data_format, dilation_rate, depth_multiplier, activation, use_bias :
+        As in :class:`DepthwiseConv2D` (strides, padding and dilation apply
+        to the depthwise step).
+    name, seed, dtype, input_shape :
+        See :class:`Layer` (keyword-only).
+
+    Shape
+    -----
+    Weights in Keras's order and layouts: ``depthwise_kernel`` (KH, KW, C,
+    M), ``pointwise_kernel`` (1, 1, C * M, filters), ``bias`` (filters,).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = SeparableConv2D(16, 3, padding="same")
+    >>> layer(np.zeros((1, 8, 8, 4), np.float32)).shape, layer.count_params()
+    ((1, 8, 8, 16), 116)
+    """
+
+    def __init__(
+        self,
+        filters: SupportsIndex,
+        kernel_size: IntPair,
+        strides: IntPair = 1,
+        padding: Padding = "valid",
+        data_format: str | None = None,
+        dilation_rate: IntPair = 1,
+        depth_multiplier: SupportsIndex = 1,
+        activation: object = None,
+        use_bias: bool | np.bool_ = True,
+        *,
+        name: str | None = None,
+        seed: int | None = None,
+        dtype: DTypeLike | None = None,
+        input_shape: ShapeLike | None = None,
+    ) -> None:
+        super().__init__(kernel_size, strides, padding, check_data_format(data_format),
+                         window_name="kernel_size", name=name, seed=seed, dtype=dtype,
+                         input_shape=input_shape)
+        self.filters = check_int(filters, "filters")
+        self.kernel_size = self._window
+        self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier")
+        self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
+        self._init_kernel_bias(use_bias, activation)
+        self._weight_names = ("depthwise_kernel", "pointwise_kernel") + (
+            ("bias",) if self.use_bias else ())
+        self._mid: NDArray[Any] | None = None  # the depthwise output, for backward
+
+    def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
+        win, (n, h, w, c) = self._resolve(input_shape)
+        if self.built and c is not None and c != self._weights["depthwise_kernel"].shape[2]:
+            raise ValueError(f"SeparableConv2D layer {self.name!r} was built for "
+                             f"{self._weights['depthwise_kernel'].shape[2]} input channels, "
+                             f"got input shape {tuple(input_shape)}")
+        return from_nhwc_shape((n, win.oh, win.ow, self.filters), self.data_format)
+
+    def weight_shapes(self, input_shape: ShapeLike) -> list[tuple[int, ...]]:
+        c = to_nhwc_shape(tuple(input_shape), self.data_format)[3]
+        if c is None:
+            raise ValueError(f"SeparableConv2D needs known input channels, got input shape "
+                             f"{tuple(input_shape)}")
+        kh, kw = self.kernel_size
+        dm = self.depth_multiplier
+        return [(kh, kw, int(c), dm), (1, 1, int(c) * dm, self.filters)] + (
+            [(self.filters,)] if self.use_bias else [])
+
+    def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
+        shapes = self.weight_shapes(input_shape)
+        kh, kw, c, dm = shapes[0]
+        rng = np.random.default_rng(self.seed)
+        self._weights["depthwise_kernel"] = _glorot_uniform(rng, shapes[0], kh * kw * c,
+                                                            kh * kw * dm, dtype)
+        self._weights["pointwise_kernel"] = _glorot_uniform(rng, shapes[1], c * dm,
+                                                            self.filters, dtype)
+        if self.use_bias:
+            self._weights["bias"] = np.zeros(self.filters, dtype)
+
+    def _depthwise(self, dtype: np.dtype[Any]) -> tuple[NDArray[Any], dict[str, Any]]:
+        k = self._weight("depthwise_kernel", dtype)
+        kh, kw, c, dm = k.shape
+        args = {"strides": self.strides, "padding": self.padding,
+                "dilation_rate": self.dilation_rate, "groups": c,
+                "data_format": self.data_format}
+        return k.reshape(kh, kw, 1, c * dm), args
+
+    def _call(self, x: NDArray[Any]) -> FloatArray:
+        dtype = compute_dtype(x, "x")
+        k, args = self._depthwise(dtype)
+        mid = functional.conv2d(x, k, None, **args)
+        self._mid = mid
+        return functional.conv2d(mid, self._weight("pointwise_kernel", dtype),
+                                 self._weight("bias", dtype) if self.use_bias else None,
+                                 data_format=self.data_format, activation=self._fused)
+
+    def _activate(self, z: NDArray[Any], training: bool) -> NDArray[Any]:
+        if not training:
+            self._mid = None
+        return super()._activate(z, training)
+
+    def _backward(
+        self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
+    ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
+        mid, self._mid = self._mid, None
+        assert mid is not None  # forward(training=True) kept it
+        dtype = grad_out.dtype
+        g_mid, g_point, g_bias = functional.conv2d_backward(
+            grad_out, mid, self._weight("pointwise_kernel", dtype), data_format=self.data_format,
+            activation=self._fused, output=y if self._fused else None)
+        k, args = self._depthwise(dtype)
+        assert g_mid is not None
+        grad_x, g_depth, _ = functional.conv2d_backward(g_mid, x, k, input_grad=input_grad,
+                                                        **args)
+        g_depth = g_depth.reshape(self._weights["depthwise_kernel"].shape)
+        return grad_x, [g_depth, g_point] + ([g_bias] if self.use_bias else [])
+
+    def get_config(self) -> dict[str, Any]:
+        return {"filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding,
+                "data_format": self.data_format, "dilation_rate": self.dilation_rate,
+                "depth_multiplier": self.depth_multiplier, "activation": self.activation,
+                "use_bias": self.use_bias, "name": self.name, "seed": self.seed,
+                "dtype": None if self.dtype is None else self.dtype.name}

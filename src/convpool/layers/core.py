@@ -94,11 +94,17 @@ class Dense(_KernelBias, Layer):
             )
         return input_shape[:-1] + (self.units,)
 
+    def weight_shapes(self, input_shape: ShapeLike) -> list[tuple[int, ...]]:
+        d_in = tuple(input_shape)[-1]
+        if d_in is None:
+            raise ValueError(f"Dense needs a known last axis, got shape {tuple(input_shape)}")
+        return [(d_in, self.units)] + ([(self.units,)] if self.use_bias else [])
+
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        d_in = input_shape[-1]
-        assert d_in is not None  # compute_output_shape rejects an unknown last axis
+        shapes = self.weight_shapes(input_shape)
+        d_in = shapes[0][0]
         rng = np.random.default_rng(self.seed)
-        self._weights["kernel"] = _glorot_uniform(rng, (d_in, self.units), d_in, self.units, dtype)
+        self._weights["kernel"] = _glorot_uniform(rng, shapes[0], d_in, self.units, dtype)
         if self.use_bias:
             self._weights["bias"] = np.zeros(self.units, dtype)
 

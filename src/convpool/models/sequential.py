@@ -172,8 +172,13 @@ class Sequential(Trainer):
                                            pre_activation=pre_activation and i == last)
 
     @property
+    def trainable_weights(self) -> list[NDArray[Any]]:
+        """All layers' trainable weights, in layer order (what :attr:`grads` aligns with)."""
+        return [w for layer in self.layers for w in layer.trainable_weights]
+
+    @property
     def grads(self) -> list[NDArray[Any]]:
-        """The weights' gradients from the last :meth:`backward`, aligned with :attr:`weights`."""
+        """The gradients from the last :meth:`backward`, aligned with :attr:`trainable_weights`."""
         return [g for layer in self.layers for g in layer.grads]
 
     # ---- saving -----------------------------------------------------------------
@@ -299,5 +304,6 @@ class Sequential(Trainer):
                 }
             )
             table.total_params += params
+            table.trainable_params += sum(int(w.size) for w in layer.trainable_weights)
             shape = out_shape
         return table

@@ -46,12 +46,16 @@ class SummaryTable:
         ``receptive_field`` and ``jump`` ((h, w) pairs on the input, or None
         when the layer mixes every position, or when the input is not an image).
     total_params : int
+    trainable_params : int
+        Of those, the ones training updates (BatchNormalization's moving
+        statistics are not).
     """
 
     name: str
     input_shape: Shape
     rows: list[SummaryRow] = field(default_factory=list)
     total_params: int = 0
+    trainable_params: int = 0
 
     def __str__(self) -> str:
         header = ("Layer (type)", "Output Shape", "Param #", "Receptive field", "Jump")
@@ -83,5 +87,6 @@ class SummaryTable:
                line(header), rule.replace("-", "=")]
         out += [line(b) for b in body]
         out += [rule, f"Total params: {self.total_params:,}",
-                f"Trainable params: {self.total_params:,}", "Non-trainable params: 0"]
+                f"Trainable params: {self.trainable_params:,}",
+                f"Non-trainable params: {self.total_params - self.trainable_params:,}"]
         return "\n".join(out)

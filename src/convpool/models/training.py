@@ -45,6 +45,10 @@ class Trainer:
     def grads(self) -> list[NDArray[Any]]:  # pragma: no cover
         raise NotImplementedError
 
+    @property
+    def trainable_weights(self) -> list[NDArray[Any]]:  # pragma: no cover
+        raise NotImplementedError
+
     # ---- compile --------------------------------------------------------------
     def compile(
         self,
@@ -310,7 +314,7 @@ class Trainer:
                 out = self.forward(xb, training=True)
                 value, grad, pre_activation = spec.loss_and_grad(out, yb)
                 self.backward(grad, pre_activation=pre_activation)
-                opt.apply(self.weights, self.grads)
+                opt.apply(self.trainable_weights, self.grads)
                 seen += len(idx)
                 batch_logs = spec.metric_values(out, yb, value)
                 for key, v in batch_logs.items():
