@@ -369,6 +369,11 @@ class Layer:
         """The constructor arguments that rebuild this layer (JSON-friendly)."""
         return {"name": self.name}
 
+    def _identity_config(self) -> dict[str, Any]:
+        """The name, seed and weight dtype entries of a weighted layer's config."""
+        return {"name": self.name, "seed": self.seed,
+                "dtype": None if self.dtype is None else self.dtype.name}
+
     @classmethod
     def from_config(cls: type[_L], config: dict[str, Any]) -> _L:
         """A new layer from :meth:`get_config`'s output (weights not included)."""

@@ -195,8 +195,7 @@ class Conv2D(_KernelBias, _Spatial):
                 "dilation_rate": self.dilation_rate, "groups": self.groups,
                 "use_bias": self.use_bias, "data_format": self.data_format,
                 "activation": self.activation, "padding_mode": self.padding_mode,
-                "name": self.name, "seed": self.seed,
-                "dtype": None if self.dtype is None else self.dtype.name}
+                **self._identity_config()}
 
 
 class Conv2DTranspose(_KernelBias, Layer):
@@ -369,8 +368,8 @@ class Conv2DTranspose(_KernelBias, Layer):
                 "strides": self.strides, "padding": self.padding,
                 "output_padding": self.output_padding, "dilation_rate": self.dilation_rate,
                 "use_bias": self.use_bias, "activation": self.activation,
-                "data_format": self.data_format, "groups": self.groups, "name": self.name,
-                "seed": self.seed, "dtype": None if self.dtype is None else self.dtype.name}
+                "data_format": self.data_format, "groups": self.groups,
+                **self._identity_config()}
 
 
 class DepthwiseConv2D(_KernelBias, _Spatial):
@@ -495,8 +494,7 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
                 "padding": self.padding, "depth_multiplier": self.depth_multiplier,
                 "data_format": self.data_format, "dilation_rate": self.dilation_rate,
                 "activation": self.activation, "use_bias": self.use_bias,
-                "name": self.name, "seed": self.seed,
-                "dtype": None if self.dtype is None else self.dtype.name}
+                **self._identity_config()}
 
 
 class SeparableConv2D(_KernelBias, _Spatial):
@@ -628,5 +626,4 @@ class SeparableConv2D(_KernelBias, _Spatial):
                 "strides": self.strides, "padding": self.padding,
                 "data_format": self.data_format, "dilation_rate": self.dilation_rate,
                 "depth_multiplier": self.depth_multiplier, "activation": self.activation,
-                "use_bias": self.use_bias, "name": self.name, "seed": self.seed,
-                "dtype": None if self.dtype is None else self.dtype.name}
+                "use_bias": self.use_bias, **self._identity_config()}

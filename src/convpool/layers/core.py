@@ -140,8 +140,7 @@ class Dense(_KernelBias, Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"units": self.units, "use_bias": self.use_bias, "activation": self.activation,
-                "name": self.name, "seed": self.seed,
-                "dtype": None if self.dtype is None else self.dtype.name}
+                **self._identity_config()}
 
 
 class SymbolicTensor:
