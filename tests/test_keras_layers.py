@@ -416,3 +416,25 @@ def test_separable_conv2d_is_depthwise_then_pointwise(rng, tmp_path):
     model = convpool.Sequential([Input((6, 5, 3)), layer])
     model.save(tmp_path / "sep.npz")
     np.testing.assert_array_equal(convpool.load(tmp_path / "sep.npz").predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("make, exc, match", [
+    (lambda v: Dropout(v), TypeError, "rate must be a number"),
+    (lambda v: convpool.BatchNormalization(momentum=v), TypeError, "momentum must be a number"),
+    (lambda v: convpool.RMSprop(rho=v), TypeError, "rho must be a number"),
+], ids=["Dropout", "BatchNormalization", "RMSprop"])
+@pytest.mark.parametrize("value", ["0.5", True, None, [0.5]], ids=repr)
+def test_real_number_arguments_refuse_other_types(make, exc, match, value):
+    with pytest.raises(exc, match=match):
+        make(value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**400, -0.5, 1.5])
+def test_real_number_arguments_refuse_values_out_of_range(value):
+    from convpool._checks import check_number
+
+    with pytest.raises(ValueError, match=r"^rate must lie in \[0, 1\), got"):
+        check_number(value, "rate", low=0, high=1, high_open=True)
+    assert check_number(0.25, "rate", low=0, high=1, high_open=True) == 0.25
+    with pytest.raises(ValueError, match="^epsilon must be positive"):
+        check_number(0, "epsilon", low=0, low_open=True)

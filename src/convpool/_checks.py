@@ -35,6 +35,7 @@ __all__ = [
     "check_image",
     "check_int",
     "check_norm_type",
+    "check_number",
     "check_out",
     "check_rank4",
     "check_result_size",
@@ -130,6 +131,35 @@ def check_int(
     if minimum is not None and number < minimum:
         bound = requirement or ("positive" if minimum == 1 else f">= {minimum}")
         raise ValueError(f"{name} must be {bound}, got {number}")
+    return number
+
+
+def check_number(value: object, name: str, *, low: float | None = None,
+                 high: float | None = None, low_open: bool = False,
+                 high_open: bool = False) -> float:
+    """``value`` as a float, finite and within the given bounds, else a TypeError
+    (a bool, a string, anything not a real number) or a ValueError naming ``name``.
+
+    The one real-number-argument check of the package (rates, momenta,
+    epsilons, thresholds).  ``low_open`` / ``high_open`` exclude the bound.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf if value > 0 else -math.inf
+    below = low is not None and (number <= low if low_open else number < low)
+    above = high is not None and (number >= high if high_open else number > high)
+    if not math.isfinite(number) or below or above:
+        if low == 0 and low_open and high is None:
+            raise ValueError(f"{name} must be positive, got {value!r}")
+        if low is None and high is None:
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        interval = (("(" if low_open else "[") + ("-inf" if low is None else f"{low:g}") + ", "
+                    + ("inf" if high is None else f"{high:g}") + (")" if high_open else "]"))
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
     return number
 
 

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_bool, check_int
+from ._checks import check_bool, check_int, check_number
 
 __all__ = [
     "Callback",
@@ -205,9 +205,7 @@ class _MonitorCallback(Callback):
 
 
 def _number(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    return float(value)
+    return check_number(value, name)
 
 
 def _number_or_none(value: object, name: str) -> float | None:

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import losses
-from ._checks import as_array
+from ._checks import as_array, check_number
 from .losses import _same_rank
 
 __all__ = [
@@ -68,8 +68,7 @@ def binary_accuracy(y_true: ArrayLike, y_pred: ArrayLike, threshold: float = 0.5
     ndarray of float32, the shape of the rank-matched inputs
         Element by element, as Keras's (it takes no mean over the last axis).
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)):
-        raise TypeError(f"threshold must be a number, got {threshold!r}")
+    check_number(threshold, "threshold")
     true, pred, shapes = _arrays(y_true, y_pred)
     true, pred = _same_rank(true, pred)
     if true.shape != pred.shape:

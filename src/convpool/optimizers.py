@@ -34,23 +34,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._checks import check_bool
+from ._checks import check_bool, check_number
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "Adagrad", "get"]
 
 
 def _positive(value: float, name: str) -> float:
-    value = float(value)
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
+    return check_number(value, name, low=0, low_open=True)
 
 
 def _fraction(value: float, name: str) -> float:
-    value = float(value)
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must lie in [0, 1), got {value}")
-    return value
+    return check_number(value, name, low=0, high=1, high_open=True)
 
 
 def _learning_rate(learning_rate: float | None, lr: float | None, default: float,
@@ -99,8 +93,6 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise TypeError(f"learning_rate must be a number, got {value!r}")
         self._learning_rate = _positive(value, "learning_rate")
 
     def apply(self, weights: Iterable[NDArray[Any]], grads: Iterable[NDArray[Any]]) -> None:

@@ -428,13 +428,6 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
         self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
         self._init_kernel_bias(use_bias, activation)
 
-    def _channels(self, input_shape: ShapeLike) -> int:
-        c = to_nhwc_shape(tuple(input_shape), self.data_format)[3]
-        if c is None:
-            raise ValueError(f"DepthwiseConv2D needs known input channels, got input shape "
-                             f"{tuple(input_shape)}")
-        return int(c)
-
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         win, (n, h, w, c) = self._resolve(input_shape)
         if self.built and c is not None and c != self._weights["kernel"].shape[2]:
@@ -445,47 +438,31 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
         return from_nhwc_shape((n, win.oh, win.ow, out_c), self.data_format)
 
     def weight_shapes(self, input_shape: ShapeLike) -> list[tuple[int, ...]]:
-        c = self._channels(input_shape)
-        kh, kw = self.kernel_size
-        kernel = (kh, kw, c, self.depth_multiplier)
-        return [kernel] + ([(c * self.depth_multiplier,)] if self.use_bias else [])
+        kernel = _depthwise_shape(self, input_shape)
+        out_c = kernel[2] * kernel[3]
+        return [kernel] + ([(out_c,)] if self.use_bias else [])
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
         shapes = self.weight_shapes(input_shape)
-        kh, kw, c, dm = shapes[0]
         rng = np.random.default_rng(self.seed)
-        # Keras's fans of a (KH, KW, C, M) kernel: KH*KW*C in, KH*KW*M out.
-        self._weights["kernel"] = _glorot_uniform(rng, shapes[0], kh * kw * c, kh * kw * dm,
-                                                  dtype)
+        self._weights["kernel"] = _depthwise_kernel(rng, shapes[0], dtype)
         if self.use_bias:
-            self._weights["bias"] = np.zeros(c * dm, dtype)
-
-    def _grouped(self, dtype: np.dtype[Any]) -> NDArray[Any]:
-        """The kernel as conv2d's grouped kernel (KH, KW, 1, C * M): a reshape."""
-        k = self._weight("kernel", dtype)
-        kh, kw, c, dm = k.shape
-        return k.reshape(kh, kw, 1, c * dm)
-
-    def _args(self, groups: int) -> dict[str, Any]:
-        return {"strides": self.strides, "padding": self.padding,
-                "dilation_rate": self.dilation_rate, "groups": groups,
-                "data_format": self.data_format}
+            self._weights["bias"] = np.zeros(shapes[0][2] * shapes[0][3], dtype)
 
     def _call(self, x: NDArray[Any]) -> FloatArray:
         dtype = compute_dtype(x, "x")
-        c = self._weights["kernel"].shape[2]
-        return functional.conv2d(x, self._grouped(dtype),
-                                 self._weight("bias", dtype) if self.use_bias else None,
-                                 activation=self._fused, **self._args(c))
+        k, args = _grouped_conv(self, self._weight("kernel", dtype))
+        return functional.conv2d(x, k, self._weight("bias", dtype) if self.use_bias else None,
+                                 activation=self._fused, **args)
 
     def _backward(
         self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
     ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
         kernel = self._weights["kernel"]
+        k, args = _grouped_conv(self, self._weight("kernel", grad_out.dtype))
         grad_x, grad_kernel, grad_bias = functional.conv2d_backward(
-            grad_out, x, self._grouped(grad_out.dtype), input_grad=input_grad,
-            activation=self._fused, output=y if self._fused else None,
-            **self._args(kernel.shape[2]))
+            grad_out, x, k, input_grad=input_grad, activation=self._fused,
+            output=y if self._fused else None, **args)
         grad_kernel = grad_kernel.reshape(kernel.shape)
         return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
 
@@ -563,33 +540,21 @@ class SeparableConv2D(_KernelBias, _Spatial):
         return from_nhwc_shape((n, win.oh, win.ow, self.filters), self.data_format)
 
     def weight_shapes(self, input_shape: ShapeLike) -> list[tuple[int, ...]]:
-        c = to_nhwc_shape(tuple(input_shape), self.data_format)[3]
-        if c is None:
-            raise ValueError(f"SeparableConv2D needs known input channels, got input shape "
-                             f"{tuple(input_shape)}")
-        kh, kw = self.kernel_size
-        dm = self.depth_multiplier
-        return [(kh, kw, int(c), dm), (1, 1, int(c) * dm, self.filters)] + (
-            [(self.filters,)] if self.use_bias else [])
+        depthwise = _depthwise_shape(self, input_shape)
+        pointwise = (1, 1, depthwise[2] * depthwise[3], self.filters)
+        return [depthwise, pointwise] + ([(self.filters,)] if self.use_bias else [])
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
         shapes = self.weight_shapes(input_shape)
-        kh, kw, c, dm = shapes[0]
         rng = np.random.default_rng(self.seed)
-        self._weights["depthwise_kernel"] = _glorot_uniform(rng, shapes[0], kh * kw * c,
-                                                            kh * kw * dm, dtype)
-        self._weights["pointwise_kernel"] = _glorot_uniform(rng, shapes[1], c * dm,
+        self._weights["depthwise_kernel"] = _depthwise_kernel(rng, shapes[0], dtype)
+        self._weights["pointwise_kernel"] = _glorot_uniform(rng, shapes[1], shapes[1][2],
                                                             self.filters, dtype)
         if self.use_bias:
             self._weights["bias"] = np.zeros(self.filters, dtype)
 
     def _depthwise(self, dtype: np.dtype[Any]) -> tuple[NDArray[Any], dict[str, Any]]:
-        k = self._weight("depthwise_kernel", dtype)
-        kh, kw, c, dm = k.shape
-        args = {"strides": self.strides, "padding": self.padding,
-                "dilation_rate": self.dilation_rate, "groups": c,
-                "data_format": self.data_format}
-        return k.reshape(kh, kw, 1, c * dm), args
+        return _grouped_conv(self, self._weight("depthwise_kernel", dtype))
 
     def _call(self, x: NDArray[Any]) -> FloatArray:
         dtype = compute_dtype(x, "x")
@@ -627,3 +592,32 @@ class SeparableConv2D(_KernelBias, _Spatial):
                 "data_format": self.data_format, "dilation_rate": self.dilation_rate,
                 "depth_multiplier": self.depth_multiplier, "activation": self.activation,
                 "use_bias": self.use_bias, **self._identity_config()}
+
+
+# ------------------------------------------------ the depthwise step (Keras's layout)
+def _depthwise_shape(layer: Any, input_shape: ShapeLike) -> tuple[int, int, int, int]:
+    """(KH, KW, C, depth_multiplier): a depthwise kernel in Keras's layout."""
+    c = to_nhwc_shape(tuple(input_shape), layer.data_format)[3]
+    if c is None:
+        raise ValueError(f"{type(layer).__name__} needs known input channels, got input shape "
+                         f"{tuple(input_shape)}")
+    kh, kw = layer.kernel_size
+    return (kh, kw, int(c), layer.depth_multiplier)
+
+
+def _depthwise_kernel(rng: np.random.Generator, shape: tuple[int, ...],
+                      dtype: np.dtype[Any]) -> NDArray[Any]:
+    """A fresh depthwise kernel, Glorot-uniform with Keras's fans of a (KH, KW, C, M)
+    kernel: KH*KW*C in, KH*KW*M out."""
+    kh, kw, c, dm = shape
+    return _glorot_uniform(rng, shape, kh * kw * c, kh * kw * dm, dtype)
+
+
+def _grouped_conv(layer: Any, kernel: NDArray[Any]) -> tuple[NDArray[Any], dict[str, Any]]:
+    """A (KH, KW, C, M) depthwise kernel as conv2d's grouped kernel (KH, KW, 1, C*M),
+    a reshape (output channel c*M + m is channel c's m-th filter), and the
+    conv2d arguments of ``layer``'s depthwise step (groups = C)."""
+    kh, kw, c, dm = kernel.shape
+    args = {"strides": layer.strides, "padding": layer.padding,
+            "dilation_rate": layer.dilation_rate, "groups": c, "data_format": layer.data_format}
+    return kernel.reshape(kh, kw, 1, c * dm), args

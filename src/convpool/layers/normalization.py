@@ -7,7 +7,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .._checks import check_bool, check_int
+from .._checks import check_bool, check_int, check_number
 from .base import Layer, Shape, ShapeLike
 
 
@@ -56,8 +56,8 @@ class BatchNormalization(Layer):
                  dtype: DTypeLike | None = None, input_shape: ShapeLike | None = None) -> None:
         super().__init__(name=name, dtype=dtype, input_shape=input_shape)
         self.axis = check_int(axis, "axis", minimum=None)
-        self.momentum = _fraction(momentum, "momentum", closed=True)
-        self.epsilon = _positive(epsilon, "epsilon")
+        self.momentum = check_number(momentum, "momentum", low=0, high=1)
+        self.epsilon = check_number(epsilon, "epsilon", low=0, low_open=True)
         self.center = check_bool(center, "center")
         self.scale = check_bool(scale, "scale")
         trainable = (("gamma",) if self.scale else ()) + (("beta",) if self.center else ())
@@ -168,20 +168,3 @@ class BatchNormalization(Layer):
                 "center": self.center, "scale": self.scale, "name": self.name,
                 "dtype": None if self.dtype is None else self.dtype.name}
 
-
-def _fraction(value: object, name: str, closed: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
-    v = float(value)
-    if not (0 <= v <= 1 if closed else 0 <= v < 1):
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
-    return v
-
-
-def _positive(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a positive number, got {value!r}")
-    v = float(value)
-    if not (v > 0 and np.isfinite(v)):
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
-    return v

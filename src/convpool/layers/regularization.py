@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._checks import compute_dtype
+from .._checks import check_number, compute_dtype
 from .base import Layer, Shape, ShapeLike
 
 
@@ -45,11 +45,7 @@ class Dropout(Layer):
     def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None, *,
                  name: str | None = None, input_shape: ShapeLike | None = None) -> None:
         super().__init__(name=name, seed=seed, input_shape=input_shape)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)):
-            raise TypeError(f"rate must be a number in [0, 1), got {rate!r}")
-        if not 0 <= float(rate) < 1:
-            raise ValueError(f"rate must lie in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = check_number(rate, "rate", low=0, high=1, high_open=True)
         if noise_shape is not None:
             if not isinstance(noise_shape, (tuple, list)) or not all(
                     d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)

@@ -96,8 +96,7 @@ class Sequential(Trainer):
         if self.built:
             assert self.input_shape is not None
             shape = self.compute_output_shape(self.input_shape)
-            next_shape = layer.compute_output_shape(shape)  # validates before appending
-            del next_shape
+            layer.compute_output_shape(shape)  # validates before appending
             if not layer.built:
                 layer.build(shape)
             self.layers.append(layer)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._checks import as_array, check_bool, check_int
+from .._checks import as_array, check_bool, check_int, check_number
 from ..layers import Layer
 from ..optimizers import Adam
 
@@ -467,11 +467,8 @@ def _unsupported(**arguments: object) -> None:
 
 
 def _split_at(validation_split: object, n: int) -> int:
-    if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)):
-        raise TypeError(f"validation_split must be a float in [0, 1), got {validation_split!r}")
-    if not 0 <= validation_split < 1:
-        raise ValueError(f"validation_split must lie in [0, 1), got {validation_split}")
-    split = int(n * (1 - validation_split))  # Keras's: the last samples are held out
+    fraction = check_number(validation_split, "validation_split", low=0, high=1, high_open=True)
+    split = int(n * (1 - fraction))  # Keras's: the last samples are held out
     if split == 0 or split == n:
         raise ValueError(f"validation_split={validation_split} of {n} samples leaves "
                          f"{split} for training and {n - split} for validation")
