@@ -1,5 +1,5 @@
-"""``keras.models``: the Sequential model."""
+"""``keras.models``: the Sequential and functional models."""
 
-from ..models import Sequential
+from ..models import Model, Sequential
 
-__all__ = ["Sequential"]
+__all__ = ["Model", "Sequential"]

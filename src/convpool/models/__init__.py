@@ -7,13 +7,15 @@ neighbouring outputs, i.e. the product of the strides so far).  Pooling grows
 the receptive field without adding a parameter; a Dense after Flatten sees the
 whole input.
 
-The package is split as Keras's ``models``: :mod:`.sequential` (the model),
-:mod:`.training` (predict, evaluate, fit), :mod:`.summary` (the table) and
-:mod:`.saving` (``.npz`` files).
+The package is split as Keras's ``models``: :mod:`.sequential` (the stack),
+:mod:`.functional` (``Model(inputs, outputs)``, a graph of layers),
+:mod:`.base` (what the two share), :mod:`.training` (predict, evaluate,
+fit), :mod:`.summary` (the table) and :mod:`.saving` (``.npz`` files).
 """
 
+from .functional import Model
 from .saving import load
 from .sequential import Sequential
 from .summary import SummaryRow, SummaryTable
 
-__all__ = ["Sequential", "SummaryRow", "SummaryTable", "load"]
+__all__ = ["Model", "Sequential", "SummaryRow", "SummaryTable", "load"]
