@@ -582,13 +582,14 @@ def forced_conv(x, kernel, bias, algorithm, *, relu=False, **kw):
 
 
 def every_algorithm(x, kernel, bias, *, relu=False, **kw):
-    """{algorithm: result} for every kernel algorithm that can compute this call
-    (each asked of the plan, then forced)."""
+    """{algorithm: result} for every direct (exact-order) kernel algorithm that
+    can compute this call (each asked of the plan, then forced); Winograd has
+    its own bits and its own tests (test_winograd.py)."""
     from convpool import functional
     from convpool._kernels import _core
 
     out = {}
-    for name in _core.CONV_ALGORITHMS:
+    for name in _core.EXACT_ALGORITHMS:
         try:
             functional._plan(_conv_call(x, kernel, bias, kw), name)
         except ValueError:

@@ -169,8 +169,10 @@ def _assert_exact(got, ref, cfg):
 
 @pytest.mark.parametrize("cfg", EDGE_PARAMS)
 def test_conv2d_exact_on_small_integers(cfg, rng):
+    """The direct algorithms sum products of small integers exactly (Winograd's
+    transforms have fractions: tests/test_winograd.py)."""
     x, kernel, bias, kwargs = _make_case(cfg, rng, small_ints)
-    got = convpool.conv2d(x, kernel, bias, **kwargs)
+    got = convpool.conv2d(x, kernel, bias, **kwargs, algorithm="direct")
     _assert_exact(got, _ref64(x, kernel, bias, **kwargs), cfg)
 
 

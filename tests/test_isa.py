@@ -234,7 +234,9 @@ PLAN_CASES = [
     ((1, 8, 40, 16), (1, 1, 16, 32), dict(), "pointwise"),
     ((1, 8, 40, 16), (3, 3, 1, 16), dict(groups=16, padding="same"), "depthwise"),
     ((1, 8, 200, 16), (3, 3, 1, 32), dict(groups=16, padding="same"), "rows"),
-    ((1, 8, 32, 32), (3, 3, 32, 32), dict(padding="same"), "rows"),  # a CIFAR layer
+    # A CIFAR layer: Winograd in float32, the direct ROWS in float64 (or when asked).
+    ((1, 8, 32, 32), (3, 3, 32, 32), dict(padding="same"), {"f32": "winograd", "f64": "rows"}),
+    ((1, 8, 32, 32), (3, 3, 32, 32), dict(padding="same", algorithm="direct"), "rows"),
 ]
 
 
@@ -243,8 +245,11 @@ PLAN_CASES = [
                          ids=[case_id(x=c[0], k=c[1], **c[2]) for c in PLAN_CASES])
 def test_plan_names_the_algorithm_and_tile(isa, xs, ks, kw, algorithm, dtype):
     x, k = np.zeros(xs, dtype), np.zeros(ks, dtype)
+    if isinstance(algorithm, dict):
+        algorithm = algorithm[DT_IDS[DTYPES.index(dtype)]]
     plan = convpool.conv2d_plan(x, k, **kw)
     assert plan["algorithm"] == algorithm
+    assert plan["exact"] == (algorithm != "winograd")
     assert plan["isa"] == isa
     itemsize = np.dtype(dtype).itemsize
     assert plan["tile"] in {_core.gemm_shape(itemsize, kind) for kind in KINDS.values()}
@@ -252,7 +257,8 @@ def test_plan_names_the_algorithm_and_tile(isa, xs, ks, kw, algorithm, dtype):
     # the plan is the one conv2d runs: forcing the named algorithm changes nothing
     xr = np.random.default_rng(0).standard_normal(xs).astype(dtype)
     kr = np.random.default_rng(1).standard_normal(ks).astype(dtype)
-    assert_bitwise_equal(forced_conv(xr, kr, None, algorithm, **kw),
+    geometry = {key: v for key, v in kw.items() if key != "algorithm"}
+    assert_bitwise_equal(forced_conv(xr, kr, None, algorithm, **geometry),
                          convpool.conv2d(xr, kr, **kw), (xs, ks, kw), what="plan vs conv2d")
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # _shapes imports this module: its names are needed here for 
     from ._shapes import IntPair, Padding, TransposeWindow2D, Window2D
 
 __all__ = [
+    "CONV_ALGORITHMS",
     "DATA_FORMATS",
     "INT64_MAX",
     "ConvCall",
@@ -29,6 +30,7 @@ __all__ = [
     "cast_weights",
     "check_activation",
     "check_bool",
+    "check_conv_algorithm",
     "check_data_format",
     "check_divisor_override",
     "check_grad_out",
@@ -78,6 +80,44 @@ def check_activation(activation: object) -> str | None:
     if isinstance(activation, str) and activation.lower() in ("relu", "linear"):
         return None if activation.lower() == "linear" else "relu"
     raise ValueError(f"activation must be None, 'linear' or 'relu', got {activation!r}")
+
+
+#: conv2d's algorithm= choices: the fastest for the geometry and dtype, the
+#: direct (exact-order) algorithms only, or Winograd F(4x4, 3x3).
+CONV_ALGORITHMS = ("auto", "direct", "winograd")
+
+
+def check_conv_algorithm(algorithm: object, geometry: ConvCall | Any = None) -> str:
+    """``algorithm`` if it is one of :data:`CONV_ALGORITHMS`.
+
+    "winograd" also needs a geometry it computes (3x3, stride 1, dilation 1,
+    one group, zero padding): ``geometry`` is a :class:`ConvCall` or anything
+    with ``kernel_size``, ``strides``, ``dilation_rate``, ``groups`` and
+    ``padding_mode`` (a Conv2D layer); a ValueError names what differs.
+    """
+    if not isinstance(algorithm, str) or algorithm not in CONV_ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(map(repr, CONV_ALGORITHMS))}, "
+                         f"got {algorithm!r}")
+    if algorithm != "winograd" or geometry is None:
+        return algorithm
+    if isinstance(geometry, ConvCall):
+        w = geometry.win
+        size = tuple(geometry.kernel.shape[:2])
+        strides, dilation = (w.sh, w.sw), (w.dh, w.dw)
+    else:
+        size, strides, dilation = (tuple(geometry.kernel_size), tuple(geometry.strides),
+                                   tuple(geometry.dilation_rate))
+    problems = [what for what, bad in (
+        (f"kernel_size={size}", size != (3, 3)),
+        (f"strides={strides}", strides != (1, 1)),
+        (f"dilation_rate={dilation}", dilation != (1, 1)),
+        (f"groups={geometry.groups}", geometry.groups != 1),
+        (f"padding_mode={geometry.padding_mode!r}", geometry.padding_mode != "zeros")) if bad]
+    if problems:
+        raise ValueError("algorithm='winograd' computes 3x3 convolutions with stride 1, "
+                         "dilation 1, one group and zero padding; this one has "
+                         + ", ".join(problems))
+    return algorithm
 
 
 def check_bool(value: object, name: str) -> bool:

@@ -26,6 +26,7 @@ from ._checks import (
     as_array,
     cast_weights,
     check_activation,
+    check_conv_algorithm,
     check_bool,
     check_divisor_override,
     check_image,
@@ -115,6 +116,7 @@ def conv2d(
     *,
     activation: str | None = None,
     padding_mode: str = "zeros",
+    algorithm: str = "auto",
 ) -> FloatArray:
     """2-D convolution (cross-correlation, as in Keras and PyTorch).
 
@@ -149,6 +151,21 @@ def conv2d(
         pad smaller than the input); its edge pixel repeated; the input
         wrapped around (each pad at most the input).  The kernel reads the
         border taps it needs from the input itself: no padded copy is made.
+    algorithm : {"auto", "direct", "winograd"}, keyword-only
+        ``"direct"``: im2col + GEMM or a direct kernel, every output summed
+        in the fixed order (kh, kw, c): the same bits from every direct
+        algorithm, SIMD variant, thread count and layout.  ``"winograd"``:
+        F(4x4, 3x3) for 3x3 convolutions with stride 1, dilation 1, one group
+        and zero padding (a ValueError otherwise): 2.25 multiplications per
+        output and channel pair instead of 9, its own bits (again the same
+        for any thread count, batch split and layout), within the error
+        bound of README.md's "Winograd" section.  ``"auto"``: Winograd for
+        float32 calls it computes with at least 16 input and 16 output
+        channels and outputs of at least 4x4, direct otherwise; the choice
+        depends on the geometry and the dtype only (:func:`conv2d_plan`
+        tells it).  When Winograd writes an inf or NaN (which its transforms
+        may spread to outputs whose window holds none), the call is
+        recomputed by the direct algorithms.
 
     Returns
     -------
@@ -183,14 +200,16 @@ def conv2d(
     call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format,
                     padding_mode)
     relu = check_activation(activation) == "relu"
+    algorithm = check_conv_algorithm(algorithm, call)
     out = check_out(out, call.out_shape, call.dtype, {"x": call.x, "kernel": kernel, "bias": bias})
-    return _conv2d(call, out, relu, None)
+    return _conv2d(call, out, relu, algorithm)
 
 
 def _conv2d(
     call: ConvCall, out: FloatArray | None, relu: bool, algorithm: str | None
 ) -> FloatArray:
-    """conv2d of a validated call; ``algorithm`` forces one of the kernel's (tests)."""
+    """conv2d of a validated call; ``algorithm`` is "auto" (or None), "direct",
+    or the name of one of the kernel's algorithms to force (the tests)."""
     y = _nhwc_result(call, out)
     if y.size == 0:
         return _finish(y, out, call.data_format)
@@ -226,6 +245,7 @@ def conv2d_plan(
     data_format: str = "channels_last",
     *,
     padding_mode: str = "zeros",
+    algorithm: str = "auto",
 ) -> dict[str, Any]:
     """How :func:`conv2d` would compute this call, without computing it.
 
@@ -237,14 +257,16 @@ def conv2d_plan(
     dict
         ``algorithm``: ``"depthwise"`` (groups = C_in = C_out, a direct kernel),
         ``"pointwise"`` (1x1 stride 1 without padding: the input is the GEMM's
-        A), ``"rows"`` (each output row's interior read in place, borders
-        gathered) or ``"gather"`` (im2col tiles, for narrow outputs);
+        A), ``"winograd"`` (F(4x4, 3x3), see :func:`conv2d`), ``"rows"``
+        (each output row's interior read in place, borders gathered) or
+        ``"gather"`` (im2col tiles, for narrow outputs); ``exact``: whether
+        it is a direct algorithm (the exact summation order);
         ``isa``: the SIMD variant in use; ``tile``: the micro-kernel's
         (MR, NR), output pixels x output channels; ``units``: independent
         units of work shared among the threads; ``panels``: weight panels of
         NR channels per group; ``pixel_tile``: output pixels per im2col tile.
-        Every algorithm gives the same bits; the plan only tells which runs.
-        A call with an empty result or an empty sum runs no kernel:
+        Every direct algorithm gives the same bits; the plan only tells which
+        runs.  A call with an empty result or an empty sum runs no kernel:
         ``algorithm`` is then None.
 
     Examples
@@ -255,10 +277,13 @@ def conv2d_plan(
     'rows'
     >>> convpool.conv2d_plan(x, np.empty((1, 1, 3, 16), np.float32))["algorithm"]
     'pointwise'
+    >>> wide = np.empty((1, 8, 64, 32), np.float32)
+    >>> convpool.conv2d_plan(wide, np.empty((3, 3, 32, 32), np.float32), padding="same")["algorithm"]
+    'winograd'
     """
     call = ConvCall(x, kernel, bias, strides, padding, dilation_rate, groups, data_format,
                     padding_mode)
-    return _plan(call, None)
+    return _plan(call, check_conv_algorithm(algorithm, call))
 
 
 def _plan(call: ConvCall, algorithm: str | None) -> dict[str, Any]:
@@ -266,7 +291,8 @@ def _plan(call: ConvCall, algorithm: str | None) -> dict[str, Any]:
     n, oh, ow, oc = call.nhwc_shape
     if n * oh * ow * oc == 0 or call.kernel.shape[2] == 0:
         # An empty result, or an empty sum: conv2d fills it without a kernel.
-        return {"algorithm": None, "isa": _core.isa_selected(), "tile": None, "units": 0,
+        return {"algorithm": None, "exact": True, "isa": _core.isa_selected(), "tile": None,
+                "units": 0,
                 "panels": 0, "pixel_tile": 0}
     kh, kw, _, _ = call.kernel.shape
     h, w, c = to_nhwc_shape(call.x.shape, call.data_format)[1:]
@@ -612,6 +638,7 @@ def conv2d_backward(
     activation: str | None = None,
     output: ArrayLike | None = None,
     padding_mode: str = "zeros",
+    algorithm: str = "auto",
 ) -> tuple[FloatArray | None, FloatArray, FloatArray]:
     """Gradients of :func:`conv2d` with respect to its input, kernel and bias.
 
@@ -633,6 +660,10 @@ def conv2d_backward(
     padding_mode : {"zeros", "reflect", "replicate", "circular"}, keyword-only
         The forward call's.  Other than zeros, the gradient of each padded
         tap is added to the input pixel it read.
+    algorithm : {"auto", "direct", "winograd"}, keyword-only
+        How grad_x is computed where it is a stride-1 convolution of
+        grad_out (a 3x3 stride-1 conv's is again one: see :func:`conv2d`).
+        The kernel and bias gradients are always direct.
 
     Returns
     -------
@@ -666,6 +697,7 @@ def conv2d_backward(
     input_grad = check_bool(input_grad, "input_grad")
     call = ConvCall(x, kernel, None, strides, padding, dilation_rate, groups, data_format,
                     padding_mode)
+    algorithm = check_conv_algorithm(algorithm, call)
     gy = grad_out_nhwc(grad_out, call)
     gy = _through_activation(gy, call, activation, output)
     if call.padding_mode != "zeros":
@@ -689,7 +721,8 @@ def conv2d_backward(
             # non-empty output has an empty input gradient, nothing to compute)
             _core.conv2d_nhwc(gy, kernel_ready(_data_gradient_kernel(call.kernel, call.groups)),
                               None, grad_x, 1, 1, w.dh, w.dw, dx_pads[0], dx_pads[1],
-                              call.groups, get_num_threads(), op="conv2d_backward")
+                              call.groups, get_num_threads(), algorithm=algorithm,
+                              op="conv2d_backward")
         _core.conv2d_backward_nhwc(
             gy,
             to_nhwc(call.x, call.data_format, call.dtype),

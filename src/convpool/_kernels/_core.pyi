@@ -17,6 +17,8 @@ _F = TypeVar("_F", np.float32, np.float64)
 
 ISA_NAMES: dict[str, int]
 CONV_ALGORITHMS: tuple[str, ...]
+EXACT_ALGORITHMS: tuple[str, ...]
+CONV_CHOICES: dict[str, int]
 PAD_MODES: dict[str, int]
 
 def isa_names() -> tuple[str, ...]: ...

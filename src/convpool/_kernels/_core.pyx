@@ -22,12 +22,14 @@ cdef extern from "cp_kernels.h" nogil:
         int64_t n, h, w, c, oh, ow, oc, kh, kw, sh, sw, dh, dw, pt, pl
         int64_t groups, cg, ocg, k, gemm, mr, nr, panels, tile
         int64_t algorithm, units, nseg, kseg, ow_lo, ow_hi, stream, relu, pad_mode
+        int64_t wg_th, wg_tw, wg_block
 
     ctypedef struct cp_pool_geom:
         int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl
         int64_t pb, pr, count_include_pad, divisor, tile, stream
 
     int CP_ALIGN, CP_CONV_ALGORITHMS, CP_GEMM_KINDS, CP_STORE_STREAM, CP_STORE_RELU
+    int CP_CONV_AUTO, CP_CONV_AUTO_DIRECT
     int CP_PAD_ZEROS, CP_PAD_REFLECT, CP_PAD_REPLICATE, CP_PAD_CIRCULAR
     int64_t cp_stream_threshold
 
@@ -50,9 +52,11 @@ cdef extern from "cp_kernels.h" nogil:
                           double *c, int64_t ldc, int64_t nr, const double *bias, int flags)
 
     const char *cp_conv_algorithm_name(int64_t algorithm)
+    int cp_conv_algorithm_exact(int64_t algorithm)
     int cp_conv_plan(cp_conv_geom *g, int64_t itemsize, int64_t algorithm)
     void cp_conv_set_output(cp_conv_geom *g, const void *y, int64_t itemsize)
     int64_t cp_conv_scratch_elems(const cp_conv_geom *g)
+    int cp_conv_nonfinite(const cp_conv_geom *g, const void *scratch)
     int64_t cp_conv_packed_elems(const cp_conv_geom *g)
     void cp_conv_pack_f32(const cp_conv_geom *g, const float *kernel, float *packed)
     void cp_conv_pack_f64(const cp_conv_geom *g, const double *kernel, double *packed)
@@ -149,6 +153,12 @@ def isa_names():
 
 ISA_NAMES = {name: i for i, name in enumerate(isa_names())}
 CONV_ALGORITHMS = tuple(cp_conv_algorithm_name(i).decode() for i in range(CP_CONV_ALGORITHMS))
+#: The algorithms that keep the micro-kernel contract's exact order ("direct").
+EXACT_ALGORITHMS = tuple(name for i, name in enumerate(CONV_ALGORITHMS)
+                         if cp_conv_algorithm_exact(i))
+#: What conv2d's algorithm= takes besides a name: the preferred of all
+#: algorithms, or of the direct ones.
+CONV_CHOICES = {"auto": CP_CONV_AUTO, "direct": CP_CONV_AUTO_DIRECT}
 #: conv2d's padding modes (PyTorch's names) and the C kernels' values for them.
 PAD_MODES = {"zeros": CP_PAD_ZEROS, "reflect": CP_PAD_REFLECT, "replicate": CP_PAD_REPLICATE,
              "circular": CP_PAD_CIRCULAR}
@@ -289,11 +299,13 @@ cdef void *_alloc_or_raise(size_t nbytes, str what) except NULL:
 
 
 cdef int _plan_or_raise(cp_conv_geom *g, int64_t itemsize, str algorithm) except -1:
-    cdef int64_t forced = -1
-    if algorithm is not None:
+    cdef int64_t forced = CP_CONV_AUTO
+    if algorithm in CONV_CHOICES:
+        forced = CONV_CHOICES[algorithm]
+    elif algorithm is not None:
         if algorithm not in CONV_ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {', '.join(CONV_ALGORITHMS)} or None, "
-                             f"got {algorithm!r}")
+            raise ValueError(f"algorithm must be one of {', '.join(CONV_CHOICES)}, "
+                             f"{', '.join(CONV_ALGORITHMS)} or None, got {algorithm!r}")
         forced = CONV_ALGORITHMS.index(algorithm)
     if cp_conv_plan(g, itemsize, forced) != 0:
         raise ValueError(f"the {algorithm} algorithm cannot compute this convolution")
@@ -307,14 +319,15 @@ def conv_plan(Py_ssize_t n, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c,
               str algorithm=None, int pad_mode=0):
     """The plan conv2d_nhwc makes for this geometry with the selected ISA, as a dict.
 
-    Keys: algorithm, isa, tile (MR, NR), units, panels, pixel_tile.
+    Keys: algorithm, exact, isa, tile (MR, NR), units, panels, pixel_tile.
     """
     cdef cp_conv_geom g
     g.n, g.h, g.w, g.c, g.kh, g.kw, g.oc, g.oh, g.ow = n, h, w, c, kh, kw, oc, oh, ow
     g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.groups = sh, sw, dh, dw, pt, pl, groups
     g.pad_mode = pad_mode
     _plan_or_raise(&g, itemsize, algorithm)
-    return {"algorithm": CONV_ALGORITHMS[g.algorithm], "isa": isa_selected(),
+    return {"algorithm": CONV_ALGORITHMS[g.algorithm],
+            "exact": bool(cp_conv_algorithm_exact(g.algorithm)), "isa": isa_selected(),
             "tile": (g.mr, g.nr), "units": g.units, "panels": g.panels,
             "pixel_tile": g.tile}
 
@@ -373,7 +386,8 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
     x (N, H, W, C), kernel (KH, KW, C // groups, OC), bias (OC,) or None,
     y (N, OH, OW, OC): OUT.  relu: y = max(0, y) as it is written (NaN kept).
     algorithm: one of CONV_ALGORITHMS to force it (ValueError if it cannot
-    compute this geometry), or None for the plan's choice.  op: the public
+    compute this geometry), "direct" for the plan's choice among the exact
+    ones, or None / "auto" for the plan's choice.  op: the public
     function named by a MemoryError (conv2d_backward computes its stride-1
     input gradient here).  pad_mode: one of PAD_MODES' indices, what a tap
     outside x reads (zeros, or x reflected, replicated or wrapped: then every
@@ -408,6 +422,7 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
         bp = &bias[0]
     cdef floating *yp = &y[0, 0, 0, 0]
     cdef int64_t t
+    cdef bint spread = False
     try:
         if floating is float:
             cp_conv_pack_f32(&g, &kernel[0, 0, 0, 0], packed)
@@ -420,9 +435,17 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
             else:
                 cp_conv2d_nhwc_unit_f64(&g, xp, packed, bp, yp, t,
                                         <double *> (scratch + threadid() * stride))
+        for t in range(nt):
+            spread = spread or cp_conv_nonfinite(&g, scratch + t * stride)
     finally:
         cp_aligned_free(scratch)
         cp_aligned_free(packed)
+    if spread:
+        # Winograd wrote an inf or NaN, which its transforms may have spread
+        # to outputs whose window does not hold one: the direct algorithms'
+        # result instead (an inf or NaN stays exactly where it belongs).
+        conv2d_nhwc(x, kernel, bias, y, sh, sw, dh, dw, pt, pl, groups, n_threads, relu,
+                    "direct", op, pad_mode)
 
 
 @cython.boundscheck(False)

@@ -31,6 +31,10 @@
  *              the L2 cache, never for the input); for small output rows.
  *   DEPTHWISE  groups = C_in = C_out: a direct kernel vectorised over the
  *              channels (below); one unit = one output row.
+ *   WINOGRAD   3x3, stride 1, dilation 1, one group, zero padding: F(4x4, 3x3)
+ *              in the transformed domain (cp_tpl_winograd.h); one unit = a
+ *              block of 4x4 output tiles.  Not "exact": its own bits, within
+ *              the error bound documented in README.md.
  *
  * Every unit writes its own output pixels, once.
  */
@@ -129,6 +133,39 @@ void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, i
     }
 }
 
+/* ---- Winograd's kernel transform ------------------------------------------- */
+/* G of F(4x4, 3x3) with the points {0, -1, 1, 1/2, -2, inf}, its rows scaled
+ * by powers of two so that B^T is integer (cp_tpl_winograd.h): U = G g G^T,
+ * computed in double and rounded once. */
+static const double cp_wg_G[CP_WG_A][3] = {
+    {1.0 / 2, 0, 0},
+    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+    {1.0 / 6, 1.0 / 6, 1.0 / 6},
+    {-16.0 / 15, -8.0 / 15, -4.0 / 15},
+    {1.0 / 30, -1.0 / 15, 2.0 / 15},
+    {0, 0, 1.0 / 2},
+};
+
+/* U[6][6] of the 3x3 kernel k[kh * 3 + kw] of one (c, oc) pair. */
+static void cp_wg_kernel(const double k[9], double U[CP_WG_A][CP_WG_A])
+{
+    double t[CP_WG_A][3];
+    for (int a = 0; a < CP_WG_A; a++)
+        for (int kw = 0; kw < 3; kw++) {
+            double s = 0;
+            for (int kh = 0; kh < 3; kh++)
+                s += cp_wg_G[a][kh] * k[kh * 3 + kw];
+            t[a][kw] = s;
+        }
+    for (int a = 0; a < CP_WG_A; a++)
+        for (int b = 0; b < CP_WG_A; b++) {
+            double s = 0;
+            for (int kw = 0; kw < 3; kw++)
+                s += t[a][kw] * cp_wg_G[b][kw];
+            U[a][b] = s;
+        }
+}
+
 /* ---- the per-unit drivers, per dtype ----------------------------------------- */
 #define CP_TEMPLATE "cp_tpl_conv.h"
 #include "cp_each_dtype.h"
@@ -148,6 +185,22 @@ static int pointwise_applies(const cp_conv_geom *g)
            g->oh == g->h && g->ow == g->w && g->groups == 1;
 }
 static int rows_applies(const cp_conv_geom *g) { return g->nseg <= CP_MAX_SEG; }
+static int winograd_applies(const cp_conv_geom *g)
+{
+    return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+           g->groups == 1 && g->pad_mode == CP_PAD_ZEROS;
+}
+/* "auto" takes Winograd for float32 layers wide enough that the GEMMs over
+ * the channels dominate the transforms, and with outputs of at least one
+ * tile (measured: README.md, "Winograd"); float64 keeps the direct algorithms.
+ * The choice depends on the geometry and the dtype only. */
+#define CP_WG_MIN_C 16
+#define CP_WG_MIN_OC 16
+static int winograd_preferred(const cp_conv_geom *g)
+{
+    return g->itemsize == 4 && g->c >= CP_WG_MIN_C && g->oc >= CP_WG_MIN_OC &&
+           g->oh >= CP_WG_M && g->ow >= CP_WG_M;
+}
 static int always(const cp_conv_geom *g) { return (void)g, 1; }
 /* ROWS wants enough output columns to fill register tiles: 24 is four AVX2
  * tiles or two AVX-512 ones (leftover rows run in smaller blocks, so no tile
@@ -163,9 +216,27 @@ static int64_t tile_units(const cp_conv_geom *g)
 static int64_t zeros_row(const cp_conv_geom *g) { return g->c; } /* taps in the padding */
 static int64_t no_scratch(const cp_conv_geom *g) { return (void)g, 0; }
 static int64_t im2col_tile(const cp_conv_geom *g) { return g->tile * g->k; }
+static int64_t winograd_units(const cp_conv_geom *g)
+{
+    return (g->n * g->wg_th * g->wg_tw + g->wg_block - 1) / g->wg_block;
+}
+static int64_t lines_of(int64_t elems, int64_t itemsize)
+{
+    const int64_t per = CP_ALIGN / itemsize;
+    return (elems + per - 1) / per * per;
+}
+/* The flag, V, M, D and T of cp_tpl_winograd.h. */
+static int64_t winograd_scratch(const cp_conv_geom *g)
+{
+    const int64_t wide = g->c > g->nr ? g->c : g->nr;
+    return CP_ALIGN / g->itemsize + lines_of(36 * g->wg_block * g->c, g->itemsize) +
+           lines_of(36 * g->wg_block * g->nr, g->itemsize) +
+           2 * lines_of(36 * wide, g->itemsize);
+}
 
 typedef struct {
     const char *name;
+    int exact;                               /* the micro-kernel contract's order */
     int (*applies)(const cp_conv_geom *g);   /* can it compute this geometry? */
     int (*preferred)(const cp_conv_geom *g); /* is it the one to take (for "auto")? */
     int64_t (*units)(const cp_conv_geom *g);
@@ -177,13 +248,15 @@ typedef struct {
 } cp_conv_algorithm;
 
 static const cp_conv_algorithm algorithms[CP_CONV_ALGORITHMS] = {
-    [CP_CONV_DEPTHWISE] = {"depthwise", depthwise_applies, always, rows_units, zeros_row,
+    [CP_CONV_DEPTHWISE] = {"depthwise", 1, depthwise_applies, always, rows_units, zeros_row,
                            run_depthwise_f32, run_depthwise_f64},
-    [CP_CONV_POINTWISE] = {"pointwise", pointwise_applies, always, tile_units, no_scratch,
+    [CP_CONV_POINTWISE] = {"pointwise", 1, pointwise_applies, always, tile_units, no_scratch,
                            run_pointwise_f32, run_pointwise_f64},
-    [CP_CONV_ROWS] = {"rows", rows_applies, rows_preferred, rows_units, im2col_tile,
+    [CP_CONV_WINOGRAD] = {"winograd", 0, winograd_applies, winograd_preferred, winograd_units,
+                          winograd_scratch, run_winograd_f32, run_winograd_f64},
+    [CP_CONV_ROWS] = {"rows", 1, rows_applies, rows_preferred, rows_units, im2col_tile,
                       run_rows_f32, run_rows_f64},
-    [CP_CONV_GATHER] = {"gather", always, always, tile_units, im2col_tile, run_gather_f32,
+    [CP_CONV_GATHER] = {"gather", 1, always, always, tile_units, im2col_tile, run_gather_f32,
                         run_gather_f64},
 };
 
@@ -193,9 +266,15 @@ const char *cp_conv_algorithm_name(int64_t algorithm)
                                                              : "unknown";
 }
 
+int cp_conv_algorithm_exact(int64_t algorithm)
+{
+    return algorithm >= 0 && algorithm < CP_CONV_ALGORITHMS && algorithms[algorithm].exact;
+}
+
 /* ---- plan ------------------------------------------------------------------ */
 int cp_conv_plan(cp_conv_geom *g, int64_t itemsize, int64_t algorithm)
 {
+    g->itemsize = itemsize;
     g->cg = g->c / g->groups;
     g->ocg = g->oc / g->groups;
     g->k = g->kh * g->kw * g->cg;
@@ -231,12 +310,32 @@ int cp_conv_plan(cp_conv_geom *g, int64_t itemsize, int64_t algorithm)
         g->nseg = g->kh * g->kw;
         g->kseg = g->cg;
     }
+    /* Winograd's grid of 4x4 output tiles, and the tiles per unit: a block
+     * whose transformed input and products (V and M) stay in a 256 KiB share
+     * of the L2 cache, a multiple of the micro-kernel's rows.  The block only
+     * trades cache residency against per-unit overhead: any gives the same bits. */
+    g->wg_th = (g->oh + CP_WG_M - 1) / CP_WG_M;
+    g->wg_tw = (g->ow + CP_WG_M - 1) / CP_WG_M;
+    {
+        const int64_t tiles = g->n * g->wg_th * g->wg_tw, mr = g->mr;
+        int64_t block = (256 * 1024) / (36 * itemsize * (g->c + g->nr));
+        block = block / mr * mr;
+        if (block < mr)
+            block = mr;
+        if (block > 4 * mr)
+            block = 4 * mr;
+        if (block > (tiles + mr - 1) / mr * mr)
+            block = (tiles + mr - 1) / mr * mr;
+        g->wg_block = block;
+    }
     if (algorithm >= 0) {
         if (algorithm >= CP_CONV_ALGORITHMS || !algorithms[algorithm].applies(g))
             return -1;
     } else {
+        const int direct_only = algorithm == CP_CONV_AUTO_DIRECT;
         for (algorithm = 0; algorithm < CP_CONV_ALGORITHMS; algorithm++)
-            if (algorithms[algorithm].applies(g) && algorithms[algorithm].preferred(g))
+            if ((!direct_only || algorithms[algorithm].exact) && algorithms[algorithm].applies(g) &&
+                algorithms[algorithm].preferred(g))
                 break;
     }
     g->algorithm = algorithm;
@@ -248,7 +347,7 @@ int cp_conv_plan(cp_conv_geom *g, int64_t itemsize, int64_t algorithm)
 
 void cp_conv_set_output(cp_conv_geom *g, const void *y, int64_t itemsize)
 {
-    g->stream = g->algorithm != CP_CONV_DEPTHWISE &&
+    g->stream = g->algorithm != CP_CONV_DEPTHWISE && g->algorithm != CP_CONV_WINOGRAD &&
                 g->n * g->oh * g->ow * g->oc * itemsize >= cp_stream_threshold &&
                 (uintptr_t)y % CP_ALIGN == 0 && g->ocg % g->nr == 0;
 }
@@ -258,10 +357,17 @@ int64_t cp_conv_scratch_elems(const cp_conv_geom *g)
     return algorithms[g->algorithm].scratch_elems(g);
 }
 
+int cp_conv_nonfinite(const cp_conv_geom *g, const void *scratch)
+{
+    return g->algorithm == CP_CONV_WINOGRAD && *(const int64_t *)scratch != 0;
+}
+
 int64_t cp_conv_packed_elems(const cp_conv_geom *g)
 {
     if (g->algorithm == CP_CONV_DEPTHWISE)
         return g->k * g->oc;
+    if (g->algorithm == CP_CONV_WINOGRAD)
+        return CP_WG_A * CP_WG_A * g->panels * g->c * g->nr;
     return g->groups * g->panels * g->k * g->nr;
 }
 

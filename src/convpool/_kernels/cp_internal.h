@@ -89,6 +89,14 @@ typedef void (*cp_dw_row_f32_fn)(const cp_conv_geom *g, const float *x, const fl
 typedef void (*cp_dw_row_f64_fn)(const cp_conv_geom *g, const double *x, const double *w,
                                  const double *bias, double *y, int64_t row, const double *zeros);
 
+/* Winograd F(4x4, 3x3) of unit `unit`: tiles [unit * wg_block, ...) of the
+ * fixed grid of 4x4 output tiles of each image (cp_tpl_winograd.h). */
+typedef void (*cp_conv_unit_f32_fn)(const cp_conv_geom *g, const float *x, const float *packed,
+                                    const float *bias, float *y, int64_t unit, float *scratch);
+typedef void (*cp_conv_unit_f64_fn)(const cp_conv_geom *g, const double *x,
+                                    const double *packed, const double *bias, double *y,
+                                    int64_t unit, double *scratch);
+
 typedef void (*cp_pool_row_f32_fn)(const cp_pool_geom *g, const float *x, float *y,
                                    int64_t row, float *scratch);
 typedef void (*cp_pool_row_f64_fn)(const cp_pool_geom *g, const double *x, double *y,
@@ -149,6 +157,8 @@ typedef struct {
     const cp_gemm_f64_tile *gemm_f64;
     cp_dw_row_f32_fn depthwise_f32;
     cp_dw_row_f64_fn depthwise_f64;
+    cp_conv_unit_f32_fn winograd_f32;
+    cp_conv_unit_f64_fn winograd_f64;
     cp_pool_row_f32_fn maxpool_f32;
     cp_pool_row_f64_fn maxpool_f64;
     cp_pool_row_f32_fn avgpool_f32;

@@ -49,6 +49,9 @@ typedef struct {
     int64_t relu;              /* apply max(0, .) (NaN kept) as the output is written */
     int64_t pad_mode;          /* CP_PAD_*: what a tap outside the input reads (set before
                                 * cp_conv_plan; not zeros: a pad < H, W, <= for circular) */
+    int64_t itemsize;          /* 4 or 8 (set by cp_conv_plan) */
+    int64_t wg_th, wg_tw;      /* WINOGRAD: 4x4 output tiles per image, down and across */
+    int64_t wg_block;          /* ... and tiles per unit of work (a multiple of mr) */
 } cp_conv_geom;
 
 /* conv2d's padding_mode (PyTorch's): zeros, or the input reflected about its
@@ -56,9 +59,18 @@ typedef struct {
 enum { CP_PAD_ZEROS = 0, CP_PAD_REFLECT = 1, CP_PAD_REPLICATE = 2, CP_PAD_CIRCULAR = 3 };
 
 /* The conv algorithms (cp_conv.c's table), in the order cp_conv_plan tries
- * them: the first one applicable and preferred for the geometry is used. */
-enum { CP_CONV_DEPTHWISE = 0, CP_CONV_POINTWISE = 1, CP_CONV_ROWS = 2, CP_CONV_GATHER = 3,
-       CP_CONV_ALGORITHMS };
+ * them: the first one applicable and preferred for the geometry is used.
+ * WINOGRAD computes F(4x4, 3x3) in the transformed domain (its own bits, a
+ * documented error bound); the others are "direct": the exact order of the
+ * micro-kernel contract, identical bits among them. */
+enum { CP_CONV_DEPTHWISE = 0, CP_CONV_POINTWISE = 1, CP_CONV_WINOGRAD = 2, CP_CONV_ROWS = 3,
+       CP_CONV_GATHER = 4, CP_CONV_ALGORITHMS };
+/* cp_conv_plan's algorithm argument besides a CP_CONV_* entry: the preferred
+ * of all algorithms, or of the direct ones only. */
+enum { CP_CONV_AUTO = -1, CP_CONV_AUTO_DIRECT = -2 };
+/* Winograd F(4x4, 3x3): 6x6 input tiles, 36 transformed elements. */
+#define CP_WG_M 4
+#define CP_WG_A 6
 
 /* The micro-kernel tiles each ISA offers per dtype: WIDE (e.g. 6x16 float32
  * on AVX2) and NARROW, one vector of output channels, for layers with at
@@ -124,16 +136,22 @@ void cp_gemm_call_f64(int isa, int64_t kind, int64_t m, int64_t nseg, const doub
 
 /* ---- convolution ------------------------------------------------------ */
 const char *cp_conv_algorithm_name(int64_t algorithm);
+/* 1 if the algorithm keeps the micro-kernel contract's exact order ("direct"). */
+int cp_conv_algorithm_exact(int64_t algorithm);
 /* Fill in the derived fields (cg, ocg, k, gemm, panels, tile, algorithm,
  * units, ...) from the sizes, strides, dilation, padding and groups, for the
- * selected ISA.  algorithm < 0: the first applicable and preferred one;
- * otherwise that one, and -1 is returned if it cannot compute this geometry
- * (0 on success). */
+ * selected ISA.  algorithm CP_CONV_AUTO: the first applicable and preferred
+ * one; CP_CONV_AUTO_DIRECT: the same among the exact ones; otherwise that
+ * one, and -1 is returned if it cannot compute this geometry (0 on success). */
 int cp_conv_plan(cp_conv_geom *g, int64_t itemsize, int64_t algorithm);
 /* Decide from the output array whether to use non-temporal stores. */
 void cp_conv_set_output(cp_conv_geom *g, const void *y, int64_t itemsize);
-/* Scratch elements one thread needs. */
+/* Scratch elements one thread needs (zero-filled by the caller before the units run). */
 int64_t cp_conv_scratch_elems(const cp_conv_geom *g);
+/* After the units ran: did those of this thread's scratch write a non-finite
+ * value where the algorithm may spread one (WINOGRAD)?  Then the caller
+ * recomputes the call with the direct algorithms. */
+int cp_conv_nonfinite(const cp_conv_geom *g, const void *scratch);
 /* Packed weight elements. */
 int64_t cp_conv_packed_elems(const cp_conv_geom *g);
 

@@ -83,6 +83,7 @@ static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, c
 #undef CP_DW_CHUNK
 #undef CP_DW_TAPS
 
+#include "cp_tpl_winograd.h"
 #include "cp_tpl_stream.h"
 #define CP_POOL_MAX 1
 #include "cp_tpl_pool.h"

@@ -8,12 +8,30 @@
 #define CP_TILE CP_CAT(cp_tile, CP_SFX)
 
 /* packed[((grp * panels + p) * K + k) * NR + j] = kernel[k, grp * OCg + p * NR + j],
- * zero for p * NR + j >= OCg.  Depthwise keeps Keras's (KH, KW, 1, C) layout. */
+ * zero for p * NR + j >= OCg.  Depthwise keeps Keras's (KH, KW, 1, C) layout.
+ * Winograd: packed[((e * panels + p) * C + c) * NR + j] = U_e of (c, p * NR + j). */
 void CP_CONV_F(cp_conv_pack)(const cp_conv_geom *g, const CP_T *kernel, CP_T *packed)
 {
     const int64_t nr = g->nr;
     if (g->algorithm == CP_CONV_DEPTHWISE) {
         memcpy(packed, kernel, (size_t)(g->k * g->oc) * sizeof(CP_T));
+        return;
+    }
+    if (g->algorithm == CP_CONV_WINOGRAD) {
+        const int64_t C = g->c, OC = g->oc, E = CP_WG_A * CP_WG_A;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t oc = 0; oc < g->panels * nr; oc++) {
+                double k[9] = {0}, U[CP_WG_A][CP_WG_A] = {{0}};
+                if (oc < OC) {
+                    for (int t = 0; t < 9; t++)
+                        k[t] = (double)kernel[(t * C + c) * OC + oc];
+                    cp_wg_kernel(k, U);
+                }
+                const int64_t p = oc / nr, j = oc % nr;
+                for (int64_t e = 0; e < E; e++)
+                    packed[((e * g->panels + p) * C + c) * nr + j] =
+                        (CP_T)U[e / CP_WG_A][e % CP_WG_A];
+            }
         return;
     }
     CP_ASSERT(nr == CP_TILE(cp_active, g->gemm)->nr);
@@ -119,6 +137,13 @@ static void CP_CONV_F(run_rows)(const cp_conv_geom *g, const CP_T *x, const CP_T
     }
     CP_CONV_F(gathered_range)(g, x, packed, bias, y, row, 0, g->ow_lo, scratch);
     CP_CONV_F(gathered_range)(g, x, packed, bias, y, row, g->ow_hi, g->ow, scratch);
+}
+
+/* WINOGRAD: a unit is a block of 4x4 output tiles, through the ISA's kernel. */
+static void CP_CONV_F(run_winograd)(const cp_conv_geom *g, const CP_T *x, const CP_T *packed,
+                                    const CP_T *bias, CP_T *y, int64_t unit, CP_T *scratch)
+{
+    cp_active->CP_CONV_F(winograd)(g, x, packed, bias, y, unit, scratch);
 }
 
 /* DEPTHWISE: a unit is an output row, through the ISA's direct kernel. */

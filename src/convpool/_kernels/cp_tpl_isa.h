@@ -4,7 +4,7 @@
  * macros).  It defines cp_gemm_tiles_<sfx>__<isa> (the tiles, for the config)
  * and the static kernels the config points at: cp_dwconv2d_nhwc_<sfx>__<isa>,
  * cp_{max,avg}pool2d_nhwc_<sfx>__<isa>, cp_maxpool2d_bwd_run_<sfx>__<isa>,
- * cp_maxpool2d_direct_<sfx>__<isa>,
+ * cp_maxpool2d_direct_<sfx>__<isa>, cp_winograd_unit_<sfx>__<isa>,
  * cp_wgrad_direct_<sfx>__<isa>.
  */
 #define CP_SIMD 1
@@ -44,6 +44,7 @@ static const CP_CAT(CP_CAT(cp_gemm, CP_SFX), tile)
 };
 
 #include "cp_tpl_depthwise.h"
+#include "cp_tpl_winograd.h"
 #include "cp_tpl_stream.h"
 #define CP_POOL_MAX 1
 #include "cp_tpl_pool.h"

@@ -10,6 +10,7 @@ from numpy.typing import DTypeLike, NDArray
 from .. import functional
 from .._checks import (
     FloatArray,
+    check_conv_algorithm,
     check_data_format,
     check_int,
     compute_dtype,
@@ -58,6 +59,10 @@ class Conv2D(_KernelBias, _Spatial):
         "relu" is applied by the conv kernel as it writes the output.
     padding_mode : {"zeros", "reflect", "replicate", "circular"}, keyword-only
         PyTorch's Conv2d padding modes (see :func:`convpool.conv2d`).
+    algorithm : {"auto", "direct", "winograd"}, keyword-only
+        How the forward pass and the input gradient are computed (see
+        :func:`convpool.conv2d`); "auto" takes Winograd for float32 3x3
+        stride-1 layers of at least 16 channels in and out.
     name, seed, dtype :
         See :class:`Layer`.
 
@@ -100,6 +105,7 @@ class Conv2D(_KernelBias, _Spatial):
         activation: str | None = None,
         *,
         padding_mode: str = "zeros",
+        algorithm: str = "auto",
         name: str | None = None,
         seed: int | None = None,
         dtype: DTypeLike | None = None,
@@ -119,6 +125,7 @@ class Conv2D(_KernelBias, _Spatial):
         # kernel (KH, KW, C_in // groups, filters), bias (filters,)
         self._init_kernel_bias(use_bias, activation)
         self.padding_mode = padding_mode_name(padding_mode)
+        self.algorithm = check_conv_algorithm(algorithm, self)
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         win, (n, h, w, c) = self._resolve(input_shape)
@@ -168,6 +175,7 @@ class Conv2D(_KernelBias, _Spatial):
             data_format=self.data_format,
             activation=self._fused,
             padding_mode=self.padding_mode,
+            algorithm=self.algorithm,
         )
 
     def _backward(
@@ -186,6 +194,7 @@ class Conv2D(_KernelBias, _Spatial):
             activation=self._fused,
             output=y if self._fused else None,
             padding_mode=self.padding_mode,
+            algorithm=self.algorithm,
         )
         return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
 
@@ -195,7 +204,7 @@ class Conv2D(_KernelBias, _Spatial):
                 "dilation_rate": self.dilation_rate, "groups": self.groups,
                 "use_bias": self.use_bias, "data_format": self.data_format,
                 "activation": self.activation, "padding_mode": self.padding_mode,
-                **self._identity_config()}
+                "algorithm": self.algorithm, **self._identity_config()}
 
 
 class Conv2DTranspose(_KernelBias, Layer):
