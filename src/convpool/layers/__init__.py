@@ -6,7 +6,8 @@ use_bias, data_format)``, ``MaxPool2D`` / ``AvgPool2D(pool_size, strides,
 padding)``, ``Flatten``; kernels in Keras's layout, channels_last by default.
 
 Weights are created at the first call (or :meth:`Layer.build`) from the
-input's shape: Glorot-uniform kernels, zero biases, drawn from
+input's shape by the layer's initializers (:mod:`convpool.initializers`;
+default Glorot-uniform kernels, zero biases), drawn from
 ``numpy.random.default_rng(seed)``.  Their dtype is ``dtype`` when given, else
 the compute dtype of the first input (float64 for float64 input, float32
 otherwise); a later call in the other float dtype uses a cast copy.

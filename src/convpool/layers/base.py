@@ -4,7 +4,6 @@ kernel/bias pair and the sliding-window common part, and the helpers they share.
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias, TypeVar, cast
@@ -12,7 +11,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .. import activations
+from .. import activations, initializers
 from .._checks import (
     as_array,
     cast_weights,
@@ -89,15 +88,64 @@ def _relu_inplace(y: NDArray[Any]) -> NDArray[Any]:
     return y
 
 
-def _glorot_uniform(
-    rng: np.random.Generator,
-    shape: tuple[int, ...],
-    fan_in: int,
-    fan_out: int,
-    dtype: np.dtype[Any],
-) -> NDArray[Any]:
-    limit = math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out > 0 else 0.0
-    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+class _WeightInit:
+    """One weight's initializer, from a layer's Keras argument (``kernel_initializer=``, ...).
+
+    None is Keras's ``add_weight`` default, glorot_uniform (for a bias too, as
+    in Keras); the config keeps None.
+    """
+
+    def __init__(self, argument: str, identifier: object) -> None:
+        self.argument = argument
+        self._identifier = identifier
+        init = initializers._get(identifier, argument)
+        self.initializer = init if init is not None else initializers.GlorotUniform()
+
+    def config(self) -> object:
+        """What get_config writes: a name as given, None, Keras's dict for an object;
+        a custom callable as itself (it has no JSON form: such a model cannot be saved)."""
+        if self._identifier is None or isinstance(self._identifier, str):
+            return self._identifier
+        if isinstance(self.initializer, initializers.Initializer):
+            return initializers.serialize(self.initializer)
+        return self.initializer
+
+    def draw(self, shape: tuple[int, ...], dtype: np.dtype[np.floating[Any]],
+             rng: np.random.Generator) -> NDArray[Any]:
+        """A new weight of ``shape`` and ``dtype`` (a custom callable's output checked)."""
+        if isinstance(self.initializer, initializers.Initializer):
+            return self.initializer(shape, dtype, rng)
+        values = np.asarray(self.initializer(shape, dtype=dtype.name))  # Keras's fn(shape, dtype)
+        if values.shape != shape:
+            raise ValueError(f"{self.argument} returned an array of shape {values.shape} for a "
+                             f"weight of shape {shape}")
+        if values.dtype.kind not in "biuf":
+            raise TypeError(f"{self.argument} returned an array of dtype {values.dtype}, "
+                            f"expected real numbers")
+        return np.array(values, dtype=dtype, copy=True)
+
+
+def _draw_weights(layer: Layer, inits: dict[str, _WeightInit], shapes: list[tuple[int, ...]],
+                  dtype: np.dtype[np.floating[Any]]) -> None:
+    """``layer``'s weights, in :attr:`Layer.weights`' order, each drawn by its
+    initializer from one generator seeded by the layer's seed."""
+    rng = np.random.default_rng(layer.seed)
+    for name, shape in zip(layer._weight_names, shapes):
+        layer._weights[name] = inits[name].draw(shape, dtype, rng)
+
+
+def _inits_config(inits: dict[str, _WeightInit]) -> dict[str, object]:
+    """The initializer arguments of a layer's config."""
+    return {init.argument: init.config() for init in inits.values()}
+
+
+def _none_only(**arguments: object) -> None:
+    """Keras's regularizer and constraint arguments: None, else a ValueError."""
+    for argument, value in arguments.items():
+        if value is not None:
+            what = "constraints" if argument.endswith("constraint") else "regularizers"
+            raise ValueError(f"{argument}={value!r}: convpool's layers do not support {what}; "
+                             f"pass None (the default)")
 
 
 class Layer:

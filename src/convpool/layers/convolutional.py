@@ -32,9 +32,12 @@ from .base import (
     Shape,
     ShapeLike,
     _check_padding_form,
-    _glorot_uniform,
+    _draw_weights,
+    _inits_config,
     _KernelBias,
+    _none_only,
     _Spatial,
+    _WeightInit,
 )
 
 
@@ -56,6 +59,12 @@ class Conv2D(_KernelBias, _Spatial):
         Keras's activations by name (:mod:`convpool.activations`); "relu" is
         fused into the kernel's store, the others run on its output.
         "relu" is applied by the conv kernel as it writes the output.
+    kernel_initializer, bias_initializer : str, Initializer, dict, callable or None, keyword-only
+        Keras's (see :func:`convpool.initializers.get`); default
+        "glorot_uniform" and "zeros", drawn from ``numpy.random.default_rng(seed)``.
+    kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint, \
+bias_constraint : None, keyword-only
+        Keras's arguments; only None is supported (anything else is a ValueError).
     padding_mode : {"zeros", "reflect", "replicate", "circular"}, keyword-only
         PyTorch's Conv2d padding modes (see :func:`convpool.conv2d`).
     name, seed, dtype :
@@ -99,6 +108,13 @@ class Conv2D(_KernelBias, _Spatial):
         data_format: str = "channels_last",
         activation: str | None = None,
         *,
+        kernel_initializer: object = "glorot_uniform",
+        bias_initializer: object = "zeros",
+        kernel_regularizer: None = None,
+        bias_regularizer: None = None,
+        activity_regularizer: None = None,
+        kernel_constraint: None = None,
+        bias_constraint: None = None,
         padding_mode: str = "zeros",
         name: str | None = None,
         seed: int | None = None,
@@ -119,6 +135,11 @@ class Conv2D(_KernelBias, _Spatial):
         # kernel (KH, KW, C_in // groups, filters), bias (filters,)
         self._init_kernel_bias(use_bias, activation)
         self.padding_mode = padding_mode_name(padding_mode)
+        _none_only(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                   activity_regularizer=activity_regularizer,
+                   kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        self._inits = {"kernel": _WeightInit("kernel_initializer", kernel_initializer),
+                       "bias": _WeightInit("bias_initializer", bias_initializer)}
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         win, (n, h, w, c) = self._resolve(input_shape)
@@ -146,14 +167,7 @@ class Conv2D(_KernelBias, _Spatial):
         return [kernel] + ([(self.filters,)] if self.use_bias else [])
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        kh, kw = self.kernel_size
-        shape = self.weight_shapes(input_shape)[0]
-        rng = np.random.default_rng(self.seed)
-        # Keras's fans: receptive field size times the kernel's in/out axes.
-        fan_in, fan_out = kh * kw * shape[2], kh * kw * shape[3]
-        self._weights["kernel"] = _glorot_uniform(rng, shape, fan_in, fan_out, dtype)
-        if self.use_bias:
-            self._weights["bias"] = np.zeros(self.filters, dtype)
+        _draw_weights(self, self._inits, self.weight_shapes(input_shape), dtype)
 
     def _call(self, x: NDArray[Any]) -> FloatArray:
         dtype = compute_dtype(x, "x")
@@ -195,7 +209,7 @@ class Conv2D(_KernelBias, _Spatial):
                 "dilation_rate": self.dilation_rate, "groups": self.groups,
                 "use_bias": self.use_bias, "data_format": self.data_format,
                 "activation": self.activation, "padding_mode": self.padding_mode,
-                **self._identity_config()}
+                **_inits_config(self._inits), **self._identity_config()}
 
 
 class Conv2DTranspose(_KernelBias, Layer):
@@ -219,6 +233,12 @@ class Conv2DTranspose(_KernelBias, Layer):
         Keras's activations by name (:mod:`convpool.activations`); "relu" is
         fused into the kernel's store, the others run on its output.
     data_format : {"channels_last", "channels_first"}
+    kernel_initializer, bias_initializer : str, Initializer, dict, callable or None, keyword-only
+        Keras's (see :func:`convpool.initializers.get`); default
+        "glorot_uniform" and "zeros", drawn from ``numpy.random.default_rng(seed)``.
+    kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint, \
+bias_constraint : None, keyword-only
+        Keras's arguments; only None is supported (anything else is a ValueError).
     groups : int, keyword-only, default 1
         Divides the input channels and ``filters`` (PyTorch's groups).
     name, seed, dtype :
@@ -257,6 +277,13 @@ class Conv2DTranspose(_KernelBias, Layer):
         activation: str | None = None,
         data_format: str = "channels_last",
         *,
+        kernel_initializer: object = "glorot_uniform",
+        bias_initializer: object = "zeros",
+        kernel_regularizer: None = None,
+        bias_regularizer: None = None,
+        activity_regularizer: None = None,
+        kernel_constraint: None = None,
+        bias_constraint: None = None,
         groups: SupportsIndex = 1,
         name: str | None = None,
         seed: int | None = None,
@@ -281,6 +308,11 @@ class Conv2DTranspose(_KernelBias, Layer):
             raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
         # kernel (KH, KW, filters // groups, C_in), bias (filters,)
         self._init_kernel_bias(use_bias, activation)
+        _none_only(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                   activity_regularizer=activity_regularizer,
+                   kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        self._inits = {"kernel": _WeightInit("kernel_initializer", kernel_initializer),
+                       "bias": _WeightInit("bias_initializer", bias_initializer)}
         self._resolve((None, 1, 1, self.groups) if self.data_format == "channels_last"
                       else (None, self.groups, 1, 1))  # output_padding against strides now
 
@@ -322,14 +354,7 @@ class Conv2DTranspose(_KernelBias, Layer):
         return [kernel] + ([(self.filters,)] if self.use_bias else [])
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        kh, kw = self.kernel_size
-        shape = self.weight_shapes(input_shape)[0]
-        rng = np.random.default_rng(self.seed)
-        # Keras's fans: receptive field size times the kernel's last two axes.
-        fan_in, fan_out = kh * kw * shape[2], kh * kw * shape[3]
-        self._weights["kernel"] = _glorot_uniform(rng, shape, fan_in, fan_out, dtype)
-        if self.use_bias:
-            self._weights["bias"] = np.zeros(self.filters, dtype)
+        _draw_weights(self, self._inits, self.weight_shapes(input_shape), dtype)
 
     def _args(self) -> dict[str, Any]:
         return {"strides": self.strides, "padding": self.padding,
@@ -369,7 +394,7 @@ class Conv2DTranspose(_KernelBias, Layer):
                 "output_padding": self.output_padding, "dilation_rate": self.dilation_rate,
                 "use_bias": self.use_bias, "activation": self.activation,
                 "data_format": self.data_format, "groups": self.groups,
-                **self._identity_config()}
+                **_inits_config(self._inits), **self._identity_config()}
 
 
 class DepthwiseConv2D(_KernelBias, _Spatial):
@@ -387,6 +412,13 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
     dilation_rate : int or (int, int), default 1
     activation : str, one of convpool.activations' functions, or None
     use_bias : bool, default True
+    depthwise_initializer, bias_initializer : str, Initializer, dict, callable or None
+        Keras's (see :func:`convpool.initializers.get`); default
+        "glorot_uniform" (Keras's fans of the (KH, KW, C, depth_multiplier)
+        kernel: KH*KW*C in, KH*KW*depth_multiplier out) and "zeros".
+    depthwise_regularizer, bias_regularizer, activity_regularizer, depthwise_constraint, \
+bias_constraint : None
+        Keras's arguments; only None is supported (anything else is a ValueError).
     name, seed, dtype, input_shape :
         See :class:`Layer` (keyword-only).
 
@@ -414,6 +446,13 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
         dilation_rate: IntPair = 1,
         activation: object = None,
         use_bias: bool | np.bool_ = True,
+        depthwise_initializer: object = "glorot_uniform",
+        bias_initializer: object = "zeros",
+        depthwise_regularizer: None = None,
+        bias_regularizer: None = None,
+        activity_regularizer: None = None,
+        depthwise_constraint: None = None,
+        bias_constraint: None = None,
         *,
         name: str | None = None,
         seed: int | None = None,
@@ -427,6 +466,11 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
         self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier")
         self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
         self._init_kernel_bias(use_bias, activation)
+        _none_only(depthwise_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
+                   activity_regularizer=activity_regularizer,
+                   depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint)
+        self._inits = {"kernel": _WeightInit("depthwise_initializer", depthwise_initializer),
+                       "bias": _WeightInit("bias_initializer", bias_initializer)}
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         win, (n, h, w, c) = self._resolve(input_shape)
@@ -443,11 +487,7 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
         return [kernel] + ([(out_c,)] if self.use_bias else [])
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        shapes = self.weight_shapes(input_shape)
-        rng = np.random.default_rng(self.seed)
-        self._weights["kernel"] = _depthwise_kernel(rng, shapes[0], dtype)
-        if self.use_bias:
-            self._weights["bias"] = np.zeros(shapes[0][2] * shapes[0][3], dtype)
+        _draw_weights(self, self._inits, self.weight_shapes(input_shape), dtype)
 
     def _call(self, x: NDArray[Any]) -> FloatArray:
         dtype = compute_dtype(x, "x")
@@ -471,7 +511,7 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
                 "padding": self.padding, "depth_multiplier": self.depth_multiplier,
                 "data_format": self.data_format, "dilation_rate": self.dilation_rate,
                 "activation": self.activation, "use_bias": self.use_bias,
-                **self._identity_config()}
+                **_inits_config(self._inits), **self._identity_config()}
 
 
 class SeparableConv2D(_KernelBias, _Spatial):
@@ -486,6 +526,14 @@ class SeparableConv2D(_KernelBias, _Spatial):
     strides, padding, data_format, dilation_rate, depth_multiplier, activation, use_bias :
         As in :class:`DepthwiseConv2D` (strides, padding and dilation apply
         to the depthwise step).
+    depthwise_initializer, pointwise_initializer, bias_initializer : \
+str, Initializer, dict, callable or None
+        Keras's (see :func:`convpool.initializers.get`); default
+        "glorot_uniform", "glorot_uniform" and "zeros", drawn in that order
+        from ``numpy.random.default_rng(seed)``.
+    depthwise_regularizer, pointwise_regularizer, bias_regularizer, activity_regularizer, \
+depthwise_constraint, pointwise_constraint, bias_constraint : None
+        Keras's arguments; only None is supported (anything else is a ValueError).
     name, seed, dtype, input_shape :
         See :class:`Layer` (keyword-only).
 
@@ -513,6 +561,16 @@ class SeparableConv2D(_KernelBias, _Spatial):
         depth_multiplier: SupportsIndex = 1,
         activation: object = None,
         use_bias: bool | np.bool_ = True,
+        depthwise_initializer: object = "glorot_uniform",
+        pointwise_initializer: object = "glorot_uniform",
+        bias_initializer: object = "zeros",
+        depthwise_regularizer: None = None,
+        pointwise_regularizer: None = None,
+        bias_regularizer: None = None,
+        activity_regularizer: None = None,
+        depthwise_constraint: None = None,
+        pointwise_constraint: None = None,
+        bias_constraint: None = None,
         *,
         name: str | None = None,
         seed: int | None = None,
@@ -529,6 +587,15 @@ class SeparableConv2D(_KernelBias, _Spatial):
         self._init_kernel_bias(use_bias, activation)
         self._weight_names = ("depthwise_kernel", "pointwise_kernel") + (
             ("bias",) if self.use_bias else ())
+        _none_only(depthwise_regularizer=depthwise_regularizer,
+                   pointwise_regularizer=pointwise_regularizer, bias_regularizer=bias_regularizer,
+                   activity_regularizer=activity_regularizer,
+                   depthwise_constraint=depthwise_constraint,
+                   pointwise_constraint=pointwise_constraint, bias_constraint=bias_constraint)
+        self._inits = {
+            "depthwise_kernel": _WeightInit("depthwise_initializer", depthwise_initializer),
+            "pointwise_kernel": _WeightInit("pointwise_initializer", pointwise_initializer),
+            "bias": _WeightInit("bias_initializer", bias_initializer)}
         self._mid: NDArray[Any] | None = None  # the depthwise output, for backward
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
@@ -545,13 +612,7 @@ class SeparableConv2D(_KernelBias, _Spatial):
         return [depthwise, pointwise] + ([(self.filters,)] if self.use_bias else [])
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        shapes = self.weight_shapes(input_shape)
-        rng = np.random.default_rng(self.seed)
-        self._weights["depthwise_kernel"] = _depthwise_kernel(rng, shapes[0], dtype)
-        self._weights["pointwise_kernel"] = _glorot_uniform(rng, shapes[1], shapes[1][2],
-                                                            self.filters, dtype)
-        if self.use_bias:
-            self._weights["bias"] = np.zeros(self.filters, dtype)
+        _draw_weights(self, self._inits, self.weight_shapes(input_shape), dtype)
 
     def _depthwise(self, dtype: np.dtype[Any]) -> tuple[NDArray[Any], dict[str, Any]]:
         return _grouped_conv(self, self._weight("depthwise_kernel", dtype))
@@ -591,7 +652,8 @@ class SeparableConv2D(_KernelBias, _Spatial):
                 "strides": self.strides, "padding": self.padding,
                 "data_format": self.data_format, "dilation_rate": self.dilation_rate,
                 "depth_multiplier": self.depth_multiplier, "activation": self.activation,
-                "use_bias": self.use_bias, **self._identity_config()}
+                "use_bias": self.use_bias, **_inits_config(self._inits),
+                **self._identity_config()}
 
 
 # ------------------------------------------------ the depthwise step (Keras's layout)
@@ -603,14 +665,6 @@ def _depthwise_shape(layer: Any, input_shape: ShapeLike) -> tuple[int, int, int,
                          f"{tuple(input_shape)}")
     kh, kw = layer.kernel_size
     return (kh, kw, int(c), layer.depth_multiplier)
-
-
-def _depthwise_kernel(rng: np.random.Generator, shape: tuple[int, ...],
-                      dtype: np.dtype[Any]) -> NDArray[Any]:
-    """A fresh depthwise kernel, Glorot-uniform with Keras's fans of a (KH, KW, C, M)
-    kernel: KH*KW*C in, KH*KW*M out."""
-    kh, kw, c, dm = shape
-    return _glorot_uniform(rng, shape, kh * kw * c, kh * kw * dm, dtype)
 
 
 def _grouped_conv(layer: Any, kernel: NDArray[Any]) -> tuple[NDArray[Any], dict[str, Any]]:
