@@ -28,7 +28,7 @@ The layers live by family, as Keras's own ``layers/`` package: :mod:`.base`
 (BatchNormalization).
 """
 
-from .activation import Activation, ReLU
+from .activation import Activation, LeakyReLU, ReLU
 from .base import Layer, OptionalPair, Shape, ShapeLike
 from .convolutional import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Dense, Input, SymbolicTensor
@@ -43,6 +43,7 @@ __all__ = [
     "Input", "SymbolicTensor", "BatchNormalization", "DepthwiseConv2D",
     "SeparableConv2D", "Reshape", "UpSampling2D", "ZeroPadding2D", "LAYERS",
     "OptionalPair", "Shape", "ShapeLike",
+    "LeakyReLU",
 ]
 
 #: Layer classes by name, for :meth:`Sequential.save` / :func:`convpool.load`.
@@ -50,5 +51,6 @@ LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Dense, Conv2D, Conv2DTranspose, MaxPool2D, AvgPool2D, GlobalAveragePooling2D,
                 GlobalMaxPooling2D, Flatten, ReLU, Activation, Dropout, Reshape, UpSampling2D,
-                ZeroPadding2D, BatchNormalization, DepthwiseConv2D, SeparableConv2D)
+                ZeroPadding2D, BatchNormalization, DepthwiseConv2D, SeparableConv2D,
+                LeakyReLU)
 }
