@@ -1,9 +1,11 @@
 """Keras-style layers: thin wrappers that own weights and call :mod:`convpool.functional`.
 
-Names and conventions follow Keras: ``Dense(units, use_bias)``,
-``Conv2D(filters, kernel_size, strides, padding, dilation_rate, groups,
-use_bias, data_format)``, ``MaxPool2D`` / ``AvgPool2D(pool_size, strides,
-padding)``, ``Flatten``; kernels in Keras's layout, channels_last by default.
+Names, positional orders and default layer names follow Keras 3:
+``Dense(units, activation, use_bias)``, ``Conv2D(filters, kernel_size,
+strides, padding, data_format, dilation_rate, groups, activation, use_bias,
+kernel_initializer, ...)``, ``MaxPool2D`` / ``AvgPool2D(pool_size, strides,
+padding, data_format)``, ``Flatten``; kernels in Keras's layout, channels_last
+by default.
 
 Weights are created at the first call (or :meth:`Layer.build`) from the
 input's shape by the layer's initializers (:mod:`convpool.initializers`;

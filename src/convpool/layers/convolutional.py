@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, SupportsIndex, cast
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any, ParamSpec, SupportsIndex, cast
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -40,6 +43,43 @@ from .base import (
     _WeightInit,
 )
 
+_P = ParamSpec("_P")
+
+
+def _legacy_positional(at: int, legacy: tuple[str, ...], keras_order: str
+                       ) -> Callable[[Callable[_P, None]], Callable[_P, None]]:
+    """Accept convpool's earlier positional order of a constructor beside Keras's.
+
+    Keras's order has ``data_format`` (a str or None) at position ``at``
+    (counting ``self``) where convpool's earlier order had ``dilation_rate``
+    (an int or a pair).  A call with anything else there by position is in
+    the earlier order: its positional arguments from ``at`` on are the
+    ``legacy`` names, passed on by keyword, with a DeprecationWarning.
+    """
+    def decorate(init: Callable[_P, None]) -> Callable[_P, None]:
+        @functools.wraps(init)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> None:
+            if len(args) > at and args[at] is not None and not isinstance(args[at], str):
+                owner = type(args[0]).__name__
+                extra = args[at:]
+                if len(extra) > len(legacy):
+                    raise TypeError(f"{owner}() takes at most {at + len(legacy) - 1} positional "
+                                    f"arguments in its earlier order, got {len(args) - 1}")
+                named = dict(zip(legacy, extra))
+                for key in named:
+                    if key in kwargs:
+                        raise TypeError(f"{owner}() got multiple values for argument {key!r}")
+                warnings.warn(
+                    f"{owner}(..., {', '.join(legacy[:len(extra)])}) by position (convpool's "
+                    f"earlier order) is deprecated: Keras's order is {owner}({keras_order}); "
+                    f"pass {legacy[0]}= and the arguments after it by name",
+                    DeprecationWarning, stacklevel=2)
+                init(*cast(Any, args[:at]), **cast(Any, {**kwargs, **named}))
+                return
+            init(*args, **kwargs)
+        return wrapper
+    return decorate
+
 
 class Conv2D(_KernelBias, _Spatial):
     """2-D convolution layer (see :func:`convpool.conv2d`).
@@ -51,19 +91,19 @@ class Conv2D(_KernelBias, _Spatial):
     kernel_size : int or (int, int)
     strides : int or (int, int), default 1
     padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+    data_format : {"channels_last", "channels_first", None}
+        None is channels_last (Keras's default image_data_format).
     dilation_rate : int or (int, int), default 1
     groups : int, default 1
-    use_bias : bool, default True
-    data_format : {"channels_last", "channels_first"}
     activation : str, one of convpool.activations' functions, or None
         Keras's activations by name (:mod:`convpool.activations`); "relu" is
         fused into the kernel's store, the others run on its output.
-        "relu" is applied by the conv kernel as it writes the output.
-    kernel_initializer, bias_initializer : str, Initializer, dict, callable or None, keyword-only
+    use_bias : bool, default True
+    kernel_initializer, bias_initializer : str, Initializer, dict, callable or None
         Keras's (see :func:`convpool.initializers.get`); default
         "glorot_uniform" and "zeros", drawn from ``numpy.random.default_rng(seed)``.
     kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint, \
-bias_constraint : None, keyword-only
+bias_constraint : None
         Keras's arguments; only None is supported (anything else is a ValueError).
     padding_mode : {"zeros", "reflect", "replicate", "circular"}, keyword-only
         PyTorch's Conv2d padding modes (see :func:`convpool.conv2d`).
@@ -85,6 +125,12 @@ bias_constraint : None, keyword-only
     >>> layer.compute_output_shape((None, 32, 20, 3))
     (None, 16, 20, 8)
 
+    Keras's positional order (convpool's earlier one, with ``dilation_rate``
+    fifth, still works, with a DeprecationWarning):
+
+    >>> Conv2D(8, 3, 1, "same", "channels_first", 2).dilation_rate
+    (2, 2)
+
     The seed tutorial's layer: 16 filters of 5x5 over 3 channels, stride 5,
     so 5 * 5 * 3 * 16 = 1200 weights; its output on full-HD frames, and on
     a small batch:
@@ -96,18 +142,20 @@ bias_constraint : None, keyword-only
     ((2, 8, 6, 16), 1200)
     """
 
+    @_legacy_positional(5, ("dilation_rate", "groups", "use_bias", "data_format", "activation"),
+                        "filters, kernel_size, strides, padding, data_format, dilation_rate, "
+                        "groups, activation, use_bias, ...")
     def __init__(
         self,
         filters: SupportsIndex,
         kernel_size: IntPair,
-        strides: IntPair = 1,
+        strides: IntPair = (1, 1),
         padding: Padding = "valid",
-        dilation_rate: IntPair = 1,
+        data_format: str | None = None,
+        dilation_rate: IntPair = (1, 1),
         groups: SupportsIndex = 1,
+        activation: object = None,
         use_bias: bool | np.bool_ = True,
-        data_format: str = "channels_last",
-        activation: str | None = None,
-        *,
         kernel_initializer: object = "glorot_uniform",
         bias_initializer: object = "zeros",
         kernel_regularizer: None = None,
@@ -115,6 +163,7 @@ bias_constraint : None, keyword-only
         activity_regularizer: None = None,
         kernel_constraint: None = None,
         bias_constraint: None = None,
+        *,
         padding_mode: str = "zeros",
         name: str | None = None,
         seed: int | None = None,
@@ -122,7 +171,7 @@ bias_constraint : None, keyword-only
         input_shape: ShapeLike | None = None,
     ) -> None:
         super().__init__(
-            kernel_size, strides, padding, data_format,
+            kernel_size, strides, padding, check_data_format(data_format),
             window_name="kernel_size", name=name, seed=seed, dtype=dtype,
             input_shape=input_shape,
         )
@@ -227,17 +276,18 @@ class Conv2DTranspose(_KernelBias, Layer):
     output_padding : None, int or (int, int)
         Rows and columns added at the bottom and right, each smaller than
         ``max(stride, dilation)``; None is Keras's default.
+    data_format : {"channels_last", "channels_first", None}
+        None is channels_last.
     dilation_rate : int or (int, int), default 1
-    use_bias : bool, default True
     activation : str, one of convpool.activations' functions, or None
         Keras's activations by name (:mod:`convpool.activations`); "relu" is
         fused into the kernel's store, the others run on its output.
-    data_format : {"channels_last", "channels_first"}
-    kernel_initializer, bias_initializer : str, Initializer, dict, callable or None, keyword-only
+    use_bias : bool, default True
+    kernel_initializer, bias_initializer : str, Initializer, dict, callable or None
         Keras's (see :func:`convpool.initializers.get`); default
         "glorot_uniform" and "zeros", drawn from ``numpy.random.default_rng(seed)``.
     kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint, \
-bias_constraint : None, keyword-only
+bias_constraint : None
         Keras's arguments; only None is supported (anything else is a ValueError).
     groups : int, keyword-only, default 1
         Divides the input channels and ``filters`` (PyTorch's groups).
@@ -265,18 +315,20 @@ bias_constraint : None, keyword-only
     (None, 20, 10, 4)
     """
 
+    @_legacy_positional(6, ("dilation_rate", "use_bias", "activation", "data_format"),
+                        "filters, kernel_size, strides, padding, output_padding, data_format, "
+                        "dilation_rate, activation, use_bias, ...")
     def __init__(
         self,
         filters: SupportsIndex,
         kernel_size: IntPair,
-        strides: IntPair = 1,
+        strides: IntPair = (1, 1),
         padding: Padding = "valid",
         output_padding: IntPair | None = None,
-        dilation_rate: IntPair = 1,
+        data_format: str | None = None,
+        dilation_rate: IntPair = (1, 1),
+        activation: object = None,
         use_bias: bool | np.bool_ = True,
-        activation: str | None = None,
-        data_format: str = "channels_last",
-        *,
         kernel_initializer: object = "glorot_uniform",
         bias_initializer: object = "zeros",
         kernel_regularizer: None = None,
@@ -284,6 +336,7 @@ bias_constraint : None, keyword-only
         activity_regularizer: None = None,
         kernel_constraint: None = None,
         bias_constraint: None = None,
+        *,
         groups: SupportsIndex = 1,
         name: str | None = None,
         seed: int | None = None,
@@ -439,11 +492,11 @@ bias_constraint : None
     def __init__(
         self,
         kernel_size: IntPair,
-        strides: IntPair = 1,
+        strides: IntPair = (1, 1),
         padding: Padding = "valid",
         depth_multiplier: SupportsIndex = 1,
         data_format: str | None = None,
-        dilation_rate: IntPair = 1,
+        dilation_rate: IntPair = (1, 1),
         activation: object = None,
         use_bias: bool | np.bool_ = True,
         depthwise_initializer: object = "glorot_uniform",
@@ -554,10 +607,10 @@ depthwise_constraint, pointwise_constraint, bias_constraint : None
         self,
         filters: SupportsIndex,
         kernel_size: IntPair,
-        strides: IntPair = 1,
+        strides: IntPair = (1, 1),
         padding: Padding = "valid",
         data_format: str | None = None,
-        dilation_rate: IntPair = 1,
+        dilation_rate: IntPair = (1, 1),
         depth_multiplier: SupportsIndex = 1,
         activation: object = None,
         use_bias: bool | np.bool_ = True,

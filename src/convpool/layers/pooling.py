@@ -66,8 +66,10 @@ class MaxPool2D(_Pool2D):
     strides : int or (int, int), optional
         Defaults to ``pool_size``.
     padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
-    data_format : {"channels_last", "channels_first"}
+    data_format : {"channels_last", "channels_first", None}
+        None is channels_last.
     name : str, optional
+        Fifth by position, as in Keras.
 
     Shape
     -----
@@ -88,15 +90,15 @@ class MaxPool2D(_Pool2D):
 
     def __init__(
         self,
-        pool_size: IntPair = 2,
+        pool_size: IntPair = (2, 2),
         strides: IntPair | None = None,
         padding: Padding = "valid",
-        data_format: str = "channels_last",
-        *,
+        data_format: str | None = None,
         name: str | None = None,
+        *,
         input_shape: ShapeLike | None = None,
     ) -> None:
-        super().__init__(pool_size, strides, padding, data_format, name=name,
+        super().__init__(pool_size, strides, padding, check_data_format(data_format), name=name,
                          input_shape=input_shape)
 
     def _call(self, x: NDArray[Any]) -> FloatArray:
@@ -123,9 +125,11 @@ class AvgPool2D(_Pool2D):
     strides : int or (int, int), optional
         Defaults to ``pool_size``.
     padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
-    data_format : {"channels_last", "channels_first"}
+    data_format : {"channels_last", "channels_first", None}
+        None is channels_last.
     count_include_pad : bool, default False
         Keras's rule (False) divides by the real cells of each window.
+        (Fifth by position, where Keras's AveragePooling2D has ``name``.)
     name : str, optional
 
     Shape
@@ -142,16 +146,16 @@ class AvgPool2D(_Pool2D):
 
     def __init__(
         self,
-        pool_size: IntPair = 2,
+        pool_size: IntPair = (2, 2),
         strides: IntPair | None = None,
         padding: Padding = "valid",
-        data_format: str = "channels_last",
+        data_format: str | None = None,
         count_include_pad: bool | np.bool_ = False,
         *,
         name: str | None = None,
         input_shape: ShapeLike | None = None,
     ) -> None:
-        super().__init__(pool_size, strides, padding, data_format, name=name,
+        super().__init__(pool_size, strides, padding, check_data_format(data_format), name=name,
                          input_shape=input_shape)
         self.count_include_pad = check_bool(count_include_pad, "count_include_pad")
 
@@ -181,7 +185,7 @@ class _GlobalPool2D(Layer):
     _forward_fn: Any
     _backward_fn: Any
 
-    def __init__(self, data_format: str = "channels_last", keepdims: bool | np.bool_ = False,
+    def __init__(self, data_format: str | None = None, keepdims: bool | np.bool_ = False,
                  *, name: str | None = None, input_shape: ShapeLike | None = None) -> None:
         super().__init__(name=name, input_shape=input_shape)
         self.data_format = check_data_format(data_format)
@@ -223,7 +227,8 @@ class GlobalAveragePooling2D(_GlobalPool2D):
 
     Parameters
     ----------
-    data_format : {"channels_last", "channels_first"}
+    data_format : {"channels_last", "channels_first", None}
+        None is channels_last.
     keepdims : bool, default False
     name : str, optional
 

@@ -44,7 +44,7 @@ class Flatten(Layer):
     (64, 1327104)
     """
 
-    def __init__(self, data_format: str = "channels_last", *, name: str | None = None,
+    def __init__(self, data_format: str | None = None, *, name: str | None = None,
                  input_shape: ShapeLike | None = None) -> None:
         super().__init__(name=name, input_shape=input_shape)
         self.data_format = check_data_format(data_format)
