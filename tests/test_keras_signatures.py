@@ -1,14 +1,16 @@
-"""Keras's positional order: Conv2D and Conv2DTranspose in Keras 3's order
-(convpool's earlier order still taken, deprecated) and the other layers'
-orders against Keras's."""
+"""Keras's positional order and default names: Conv2D and Conv2DTranspose in
+Keras 3's order (convpool's earlier order still taken, deprecated), the other
+layers' orders and the names Keras gives a layer by default."""
 
 import inspect
+import re
 import warnings
 
 import numpy as np
 import pytest
 
 from convpool.layers import (
+    Activation,
     AvgPool2D,
     BatchNormalization,
     Conv2D,
@@ -101,8 +103,38 @@ def test_conv2d_earlier_order_builds_the_same_weights(rng):
     np.testing.assert_array_equal(legacy(x), keras_order(x))
 
 
-def test_max_pool_takes_name_fifth_as_keras():
-    assert MaxPool2D(2, None, "valid", None, "pool").name == "pool"
+# ------------------------------------------------------------------ default names
+NAMES = [
+    (lambda: Dense(2), "dense"), (lambda: Conv2D(2, 2), "conv2d"),
+    (lambda: Conv2DTranspose(2, 2), "conv2d_transpose"),
+    (lambda: DepthwiseConv2D(2), "depthwise_conv2d"),
+    (lambda: SeparableConv2D(2, 2), "separable_conv2d"),
+    (lambda: MaxPool2D(), "max_pooling2d"), (lambda: AvgPool2D(2), "average_pooling2d"),
+    (lambda: GlobalAveragePooling2D(), "global_average_pooling2d"),
+    (lambda: GlobalMaxPooling2D(), "global_max_pooling2d"),
+    (ReLU, "re_lu"), (LeakyReLU, "leaky_re_lu"), (UpSampling2D, "up_sampling2d"),
+    (ZeroPadding2D, "zero_padding2d"), (BatchNormalization, "batch_normalization"),
+    (Flatten, "flatten"), (lambda: Dropout(0.1), "dropout"),
+    (lambda: Activation("relu"), "activation"), (lambda: Reshape((2,)), "reshape"),
+]
+NAME_IDS = [want for _, want in NAMES]
+
+
+@pytest.mark.parametrize("make, want", NAMES, ids=NAME_IDS)
+def test_default_names_are_keras_numbered(make, want):
+    first, second = make().name, make().name
+    pattern = rf"^{re.escape(want)}(_\d+)?$"
+    assert re.match(pattern, first) and re.match(pattern, second) and first != second
+    n = int(first.rsplit("_", 1)[1]) if first != want else 0
+    assert second == f"{want}_{n + 1}"
+
+
+def test_subclass_is_named_after_itself():
+    class MyPool(MaxPool2D):
+        pass
+
+    assert MyPool().name.startswith("my_pool") and MaxPool2D().name.startswith("max_pooling2d")
+    assert MaxPool2D(2, None, "valid", None, "pool").name == "pool"  # fifth, as in Keras
 
 
 # ------------------------------------------------------------------ against Keras
@@ -163,3 +195,5 @@ def test_positional_order_and_default_name_match_keras(case):
     for name in mine[:agree]:
         if their_sig[name].default is not inspect.Parameter.empty:
             assert our_sig[name].default == their_sig[name].default, name
+    strip = re.compile(r"_\d+$")
+    assert strip.sub("", ours(*args).name) == strip.sub("", theirs(*args).name)

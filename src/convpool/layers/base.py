@@ -4,6 +4,7 @@ kernel/bias pair and the sliding-window common part, and the helpers they share.
 from __future__ import annotations
 
 import itertools
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias, TypeVar, cast
@@ -62,8 +63,9 @@ def _sample_shape(input_shape: object) -> Shape | None:
 
 
 def _default_name(cls_name: str) -> str:
-    snake = "".join("_" + ch.lower() if ch.isupper() else ch for ch in cls_name).lstrip("_")
-    snake = snake.replace("2_d", "2d")
+    # Keras's to_snake_case: Conv2DTranspose -> conv2d_transpose, ReLU -> re_lu.
+    snake = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", cls_name))
+    snake = re.sub("([a-z])([A-Z])", r"\1_\2", snake).lower()
     n = next(_name_counters[snake])
     return snake if n == 0 else f"{snake}_{n}"
 
@@ -170,6 +172,10 @@ class Layer:
     """
 
     _weight_names: tuple[str, ...] = ()
+    #: The Keras class a default name is made from, when it is not this class's
+    #: own name (read from the class itself, not inherited: a subclass is named
+    #: after itself).
+    _keras_class: str
     #: The weights a backward pass gives gradients for (default: all of them;
     #: BatchNormalization's moving statistics are not).
     _trainable_names: tuple[str, ...] | None = None
@@ -178,7 +184,9 @@ class Layer:
         self, *, name: str | None = None, seed: int | None = None, dtype: DTypeLike | None = None,
         input_shape: ShapeLike | None = None,
     ) -> None:
-        self.name = name if name is not None else _default_name(type(self).__name__)
+        # Named after Keras's class (MaxPool2D is Keras's MaxPooling2D), numbered like Keras.
+        self.name = name if name is not None else _default_name(
+            vars(type(self)).get("_keras_class", type(self).__name__))
         self.seed = seed
         self.dtype = _float_dtype(dtype)
         self.built = False

@@ -69,7 +69,8 @@ class MaxPool2D(_Pool2D):
     data_format : {"channels_last", "channels_first", None}
         None is channels_last.
     name : str, optional
-        Fifth by position, as in Keras.
+        Fifth by position, as in Keras; default ``max_pooling2d`` (Keras's
+        MaxPooling2D, of which MaxPool2D is the alias), numbered.
 
     Shape
     -----
@@ -87,6 +88,8 @@ class MaxPool2D(_Pool2D):
     >>> MaxPool2D((3, 2), strides=(2, 1), padding="same").compute_output_shape((1, 7, 5, 3))
     (1, 4, 5, 3)
     """
+
+    _keras_class = "MaxPooling2D"
 
     def __init__(
         self,
@@ -131,6 +134,8 @@ class AvgPool2D(_Pool2D):
         Keras's rule (False) divides by the real cells of each window.
         (Fifth by position, where Keras's AveragePooling2D has ``name``.)
     name : str, optional
+        Default ``average_pooling2d`` (Keras's AveragePooling2D, of which
+        AvgPool2D is the alias), numbered.
 
     Shape
     -----
@@ -143,6 +148,8 @@ class AvgPool2D(_Pool2D):
     array([[ 2.5,  4.5],
            [10.5, 12.5]], dtype=float32)
     """
+
+    _keras_class = "AveragePooling2D"
 
     def __init__(
         self,
