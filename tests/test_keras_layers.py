@@ -261,8 +261,8 @@ def test_reshaping_layer_errors_and_summary():
         Reshape((7,))(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match="one -1 and no 0"):
         Reshape((-1, -1))
-    with pytest.raises(ValueError, match="interpolation must be 'nearest'"):
-        UpSampling2D(2, interpolation="bilinear")
+    with pytest.raises(ValueError, match="interpolation must be 'nearest' or 'bilinear'"):
+        UpSampling2D(2, interpolation="bicubic")
     with pytest.raises(ValueError, match="padding must be"):
         ZeroPadding2D(-1)
     model = convpool.Sequential([Input((8, 8, 1)), Conv2D(2, 3, strides=2), UpSampling2D(2),

@@ -128,7 +128,7 @@ def test_config_and_weights_must_agree(tmp_path, change):
     elif change == "input_shape":
         config["input_shape"] = [None, 8, 8, "2"]
     elif change == "unknown argument":
-        layers[0]["config"]["kernel_initializer"] = "he_normal"
+        layers[0]["config"]["kernel_initialiser"] = "he_normal"  # misspelt: not an argument
     else:
         config["layers"] = {"0": layers[0]}
     path = tmp_path / "changed.npz"

@@ -34,6 +34,7 @@ from .functional import (
     max_unpool2d,
 )
 from . import activations, callbacks, losses, metrics, optimizers, utils
+from . import initializers
 from .layers import (
     Activation,
     AvgPool2D,
@@ -112,6 +113,7 @@ __all__ = [
     "Adagrad",
     "activations",
     "callbacks",
+    "initializers",
     "keras",
     "losses",
     "metrics",

@@ -21,6 +21,7 @@ from ..layers import (
     GlobalMaxPooling2D,
     Input,
     Layer,
+    LeakyReLU,
     MaxPool2D,
     ReLU,
     Reshape,
@@ -43,4 +44,5 @@ __all__ = [
     "GlobalMaxPooling2D", "Input", "Layer", "MaxPool2D", "MaxPooling2D", "ReLU", "Reshape",
     "SeparableConv2D",
     "UpSampling2D", "ZeroPadding2D",
+    "LeakyReLU",
 ]

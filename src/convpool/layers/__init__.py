@@ -1,12 +1,15 @@
 """Keras-style layers: thin wrappers that own weights and call :mod:`convpool.functional`.
 
-Names and conventions follow Keras: ``Dense(units, use_bias)``,
-``Conv2D(filters, kernel_size, strides, padding, dilation_rate, groups,
-use_bias, data_format)``, ``MaxPool2D`` / ``AvgPool2D(pool_size, strides,
-padding)``, ``Flatten``; kernels in Keras's layout, channels_last by default.
+Names, positional orders and default layer names follow Keras 3:
+``Dense(units, activation, use_bias)``, ``Conv2D(filters, kernel_size,
+strides, padding, data_format, dilation_rate, groups, activation, use_bias,
+kernel_initializer, ...)``, ``MaxPool2D`` / ``AvgPool2D(pool_size, strides,
+padding, data_format)``, ``Flatten``; kernels in Keras's layout, channels_last
+by default.
 
 Weights are created at the first call (or :meth:`Layer.build`) from the
-input's shape: Glorot-uniform kernels, zero biases, drawn from
+input's shape by the layer's initializers (:mod:`convpool.initializers`;
+default Glorot-uniform kernels, zero biases), drawn from
 ``numpy.random.default_rng(seed)``.  Their dtype is ``dtype`` when given, else
 the compute dtype of the first input (float64 for float64 input, float32
 otherwise); a later call in the other float dtype uses a cast copy.
@@ -28,7 +31,7 @@ The layers live by family, as Keras's own ``layers/`` package: :mod:`.base`
 layers of several inputs, for :class:`~convpool.models.Model`).
 """
 
-from .activation import Activation, ReLU
+from .activation import Activation, LeakyReLU, ReLU
 from .base import Layer, OptionalPair, Shape, ShapeLike, SymbolicTensor
 from .convolutional import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
 from .core import Dense, Input
@@ -45,6 +48,7 @@ __all__ = [
     "SeparableConv2D", "Reshape", "UpSampling2D", "ZeroPadding2D", "LAYERS",
     "OptionalPair", "Shape", "ShapeLike",
     "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract",
+    "LeakyReLU",
 ]
 
 #: Layer classes by name, for :meth:`Sequential.save` / :func:`convpool.load`.
@@ -53,5 +57,5 @@ LAYERS: dict[str, type[Layer]] = {
     for cls in (Dense, Conv2D, Conv2DTranspose, MaxPool2D, AvgPool2D, GlobalAveragePooling2D,
                 GlobalMaxPooling2D, Flatten, ReLU, Activation, Dropout, Reshape, UpSampling2D,
                 ZeroPadding2D, BatchNormalization, DepthwiseConv2D, SeparableConv2D,
-                Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate)
+                Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate, LeakyReLU)
 }

@@ -4,7 +4,7 @@ kernel/bias pair and the sliding-window common part, and the helpers they share.
 from __future__ import annotations
 
 import itertools
-import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias, TypeVar, cast
@@ -12,7 +12,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .. import activations
+from .. import activations, initializers
 from .._checks import (
     as_array,
     cast_weights,
@@ -63,8 +63,9 @@ def _sample_shape(input_shape: object) -> Shape | None:
 
 
 def _default_name(cls_name: str) -> str:
-    snake = "".join("_" + ch.lower() if ch.isupper() else ch for ch in cls_name).lstrip("_")
-    snake = snake.replace("2_d", "2d")
+    # Keras's to_snake_case: Conv2DTranspose -> conv2d_transpose, ReLU -> re_lu.
+    snake = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", cls_name))
+    snake = re.sub("([a-z])([A-Z])", r"\1_\2", snake).lower()
     n = next(_name_counters[snake])
     return snake if n == 0 else f"{snake}_{n}"
 
@@ -89,15 +90,64 @@ def _relu_inplace(y: NDArray[Any]) -> NDArray[Any]:
     return y
 
 
-def _glorot_uniform(
-    rng: np.random.Generator,
-    shape: tuple[int, ...],
-    fan_in: int,
-    fan_out: int,
-    dtype: np.dtype[Any],
-) -> NDArray[Any]:
-    limit = math.sqrt(6.0 / (fan_in + fan_out)) if fan_in + fan_out > 0 else 0.0
-    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+class _WeightInit:
+    """One weight's initializer, from a layer's Keras argument (``kernel_initializer=``, ...).
+
+    None is Keras's ``add_weight`` default, glorot_uniform (for a bias too, as
+    in Keras); the config keeps None.
+    """
+
+    def __init__(self, argument: str, identifier: object) -> None:
+        self.argument = argument
+        self._identifier = identifier
+        init = initializers._get(identifier, argument)
+        self.initializer = init if init is not None else initializers.GlorotUniform()
+
+    def config(self) -> object:
+        """What get_config writes: a name as given, None, Keras's dict for an object;
+        a custom callable as itself (it has no JSON form: such a model cannot be saved)."""
+        if self._identifier is None or isinstance(self._identifier, str):
+            return self._identifier
+        if isinstance(self.initializer, initializers.Initializer):
+            return initializers.serialize(self.initializer)
+        return self.initializer
+
+    def draw(self, shape: tuple[int, ...], dtype: np.dtype[np.floating[Any]],
+             rng: np.random.Generator) -> NDArray[Any]:
+        """A new weight of ``shape`` and ``dtype`` (a custom callable's output checked)."""
+        if isinstance(self.initializer, initializers.Initializer):
+            return self.initializer(shape, dtype, rng)
+        values = np.asarray(self.initializer(shape, dtype=dtype.name))  # Keras's fn(shape, dtype)
+        if values.shape != shape:
+            raise ValueError(f"{self.argument} returned an array of shape {values.shape} for a "
+                             f"weight of shape {shape}")
+        if values.dtype.kind not in "biuf":
+            raise TypeError(f"{self.argument} returned an array of dtype {values.dtype}, "
+                            f"expected real numbers")
+        return np.array(values, dtype=dtype, copy=True)
+
+
+def _draw_weights(layer: Layer, inits: dict[str, _WeightInit], shapes: list[tuple[int, ...]],
+                  dtype: np.dtype[np.floating[Any]]) -> None:
+    """``layer``'s weights, in :attr:`Layer.weights`' order, each drawn by its
+    initializer from one generator seeded by the layer's seed."""
+    rng = np.random.default_rng(layer.seed)
+    for name, shape in zip(layer._weight_names, shapes):
+        layer._weights[name] = inits[name].draw(shape, dtype, rng)
+
+
+def _inits_config(inits: dict[str, _WeightInit]) -> dict[str, object]:
+    """The initializer arguments of a layer's config."""
+    return {init.argument: init.config() for init in inits.values()}
+
+
+def _none_only(**arguments: object) -> None:
+    """Keras's regularizer and constraint arguments: None, else a ValueError."""
+    for argument, value in arguments.items():
+        if value is not None:
+            what = "constraints" if argument.endswith("constraint") else "regularizers"
+            raise ValueError(f"{argument}={value!r}: convpool's layers do not support {what}; "
+                             f"pass None (the default)")
 
 
 class SymbolicTensor:
@@ -155,6 +205,10 @@ class Layer:
     """
 
     _weight_names: tuple[str, ...] = ()
+    #: The Keras class a default name is made from, when it is not this class's
+    #: own name (read from the class itself, not inherited: a subclass is named
+    #: after itself).
+    _keras_class: str
     #: The weights a backward pass gives gradients for (default: all of them;
     #: BatchNormalization's moving statistics are not).
     _trainable_names: tuple[str, ...] | None = None
@@ -163,7 +217,9 @@ class Layer:
         self, *, name: str | None = None, seed: int | None = None, dtype: DTypeLike | None = None,
         input_shape: ShapeLike | None = None,
     ) -> None:
-        self.name = name if name is not None else _default_name(type(self).__name__)
+        # Named after Keras's class (MaxPool2D is Keras's MaxPooling2D), numbered like Keras.
+        self.name = name if name is not None else _default_name(
+            vars(type(self)).get("_keras_class", type(self).__name__))
         self.seed = seed
         self.dtype = _float_dtype(dtype)
         self.built = False

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, SupportsIndex, cast
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any, ParamSpec, SupportsIndex, cast
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -33,10 +36,50 @@ from .base import (
     Shape,
     ShapeLike,
     _check_padding_form,
-    _glorot_uniform,
+    _draw_weights,
+    _inits_config,
     _KernelBias,
+    _none_only,
     _Spatial,
+    _WeightInit,
 )
+
+_P = ParamSpec("_P")
+
+
+def _legacy_positional(at: int, legacy: tuple[str, ...], keras_order: str
+                       ) -> Callable[[Callable[_P, None]], Callable[_P, None]]:
+    """Accept convpool's earlier positional order of a constructor beside Keras's.
+
+    Keras's order has ``data_format`` (a str or None) at position ``at``
+    (counting ``self``) where convpool's earlier order had ``dilation_rate``
+    (an int or a pair).  A call with anything else there by position is in
+    the earlier order: its positional arguments from ``at`` on are the
+    ``legacy`` names, passed on by keyword, with a DeprecationWarning.
+    """
+    def decorate(init: Callable[_P, None]) -> Callable[_P, None]:
+        @functools.wraps(init)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> None:
+            if len(args) > at and args[at] is not None and not isinstance(args[at], str):
+                owner = type(args[0]).__name__
+                extra = args[at:]
+                if len(extra) > len(legacy):
+                    raise TypeError(f"{owner}() takes at most {at + len(legacy) - 1} positional "
+                                    f"arguments in its earlier order, got {len(args) - 1}")
+                named = dict(zip(legacy, extra))
+                for key in named:
+                    if key in kwargs:
+                        raise TypeError(f"{owner}() got multiple values for argument {key!r}")
+                warnings.warn(
+                    f"{owner}(..., {', '.join(legacy[:len(extra)])}) by position (convpool's "
+                    f"earlier order) is deprecated: Keras's order is {owner}({keras_order}); "
+                    f"pass {legacy[0]}= and the arguments after it by name",
+                    DeprecationWarning, stacklevel=2)
+                init(*cast(Any, args[:at]), **cast(Any, {**kwargs, **named}))
+                return
+            init(*args, **kwargs)
+        return wrapper
+    return decorate
 
 
 class Conv2D(_KernelBias, _Spatial):
@@ -49,14 +92,20 @@ class Conv2D(_KernelBias, _Spatial):
     kernel_size : int or (int, int)
     strides : int or (int, int), default 1
     padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
+    data_format : {"channels_last", "channels_first", None}
+        None is channels_last (Keras's default image_data_format).
     dilation_rate : int or (int, int), default 1
     groups : int, default 1
-    use_bias : bool, default True
-    data_format : {"channels_last", "channels_first"}
     activation : str, one of convpool.activations' functions, or None
         Keras's activations by name (:mod:`convpool.activations`); "relu" is
         fused into the kernel's store, the others run on its output.
-        "relu" is applied by the conv kernel as it writes the output.
+    use_bias : bool, default True
+    kernel_initializer, bias_initializer : str, Initializer, dict, callable or None
+        Keras's (see :func:`convpool.initializers.get`); default
+        "glorot_uniform" and "zeros", drawn from ``numpy.random.default_rng(seed)``.
+    kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint, \
+bias_constraint : None
+        Keras's arguments; only None is supported (anything else is a ValueError).
     padding_mode : {"zeros", "reflect", "replicate", "circular"}, keyword-only
         PyTorch's Conv2d padding modes (see :func:`convpool.conv2d`).
     algorithm : {"auto", "direct", "winograd"}, keyword-only
@@ -81,6 +130,12 @@ class Conv2D(_KernelBias, _Spatial):
     >>> layer.compute_output_shape((None, 32, 20, 3))
     (None, 16, 20, 8)
 
+    Keras's positional order (convpool's earlier one, with ``dilation_rate``
+    fifth, still works, with a DeprecationWarning):
+
+    >>> Conv2D(8, 3, 1, "same", "channels_first", 2).dilation_rate
+    (2, 2)
+
     The seed tutorial's layer: 16 filters of 5x5 over 3 channels, stride 5,
     so 5 * 5 * 3 * 16 = 1200 weights; its output on full-HD frames, and on
     a small batch:
@@ -92,17 +147,27 @@ class Conv2D(_KernelBias, _Spatial):
     ((2, 8, 6, 16), 1200)
     """
 
+    @_legacy_positional(5, ("dilation_rate", "groups", "use_bias", "data_format", "activation"),
+                        "filters, kernel_size, strides, padding, data_format, dilation_rate, "
+                        "groups, activation, use_bias, ...")
     def __init__(
         self,
         filters: SupportsIndex,
         kernel_size: IntPair,
-        strides: IntPair = 1,
+        strides: IntPair = (1, 1),
         padding: Padding = "valid",
-        dilation_rate: IntPair = 1,
+        data_format: str | None = None,
+        dilation_rate: IntPair = (1, 1),
         groups: SupportsIndex = 1,
+        activation: object = None,
         use_bias: bool | np.bool_ = True,
-        data_format: str = "channels_last",
-        activation: str | None = None,
+        kernel_initializer: object = "glorot_uniform",
+        bias_initializer: object = "zeros",
+        kernel_regularizer: None = None,
+        bias_regularizer: None = None,
+        activity_regularizer: None = None,
+        kernel_constraint: None = None,
+        bias_constraint: None = None,
         *,
         padding_mode: str = "zeros",
         algorithm: str = "auto",
@@ -112,7 +177,7 @@ class Conv2D(_KernelBias, _Spatial):
         input_shape: ShapeLike | None = None,
     ) -> None:
         super().__init__(
-            kernel_size, strides, padding, data_format,
+            kernel_size, strides, padding, check_data_format(data_format),
             window_name="kernel_size", name=name, seed=seed, dtype=dtype,
             input_shape=input_shape,
         )
@@ -125,6 +190,11 @@ class Conv2D(_KernelBias, _Spatial):
         # kernel (KH, KW, C_in // groups, filters), bias (filters,)
         self._init_kernel_bias(use_bias, activation)
         self.padding_mode = padding_mode_name(padding_mode)
+        _none_only(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                   activity_regularizer=activity_regularizer,
+                   kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        self._inits = {"kernel": _WeightInit("kernel_initializer", kernel_initializer),
+                       "bias": _WeightInit("bias_initializer", bias_initializer)}
         self.algorithm = check_conv_algorithm(algorithm, self)
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
@@ -153,14 +223,7 @@ class Conv2D(_KernelBias, _Spatial):
         return [kernel] + ([(self.filters,)] if self.use_bias else [])
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        kh, kw = self.kernel_size
-        shape = self.weight_shapes(input_shape)[0]
-        rng = np.random.default_rng(self.seed)
-        # Keras's fans: receptive field size times the kernel's in/out axes.
-        fan_in, fan_out = kh * kw * shape[2], kh * kw * shape[3]
-        self._weights["kernel"] = _glorot_uniform(rng, shape, fan_in, fan_out, dtype)
-        if self.use_bias:
-            self._weights["bias"] = np.zeros(self.filters, dtype)
+        _draw_weights(self, self._inits, self.weight_shapes(input_shape), dtype)
 
     def _call(self, x: NDArray[Any]) -> FloatArray:
         dtype = compute_dtype(x, "x")
@@ -204,7 +267,8 @@ class Conv2D(_KernelBias, _Spatial):
                 "dilation_rate": self.dilation_rate, "groups": self.groups,
                 "use_bias": self.use_bias, "data_format": self.data_format,
                 "activation": self.activation, "padding_mode": self.padding_mode,
-                "algorithm": self.algorithm, **self._identity_config()}
+                "algorithm": self.algorithm, **_inits_config(self._inits),
+                **self._identity_config()}
 
 
 class Conv2DTranspose(_KernelBias, Layer):
@@ -222,12 +286,19 @@ class Conv2DTranspose(_KernelBias, Layer):
     output_padding : None, int or (int, int)
         Rows and columns added at the bottom and right, each smaller than
         ``max(stride, dilation)``; None is Keras's default.
+    data_format : {"channels_last", "channels_first", None}
+        None is channels_last.
     dilation_rate : int or (int, int), default 1
-    use_bias : bool, default True
     activation : str, one of convpool.activations' functions, or None
         Keras's activations by name (:mod:`convpool.activations`); "relu" is
         fused into the kernel's store, the others run on its output.
-    data_format : {"channels_last", "channels_first"}
+    use_bias : bool, default True
+    kernel_initializer, bias_initializer : str, Initializer, dict, callable or None
+        Keras's (see :func:`convpool.initializers.get`); default
+        "glorot_uniform" and "zeros", drawn from ``numpy.random.default_rng(seed)``.
+    kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint, \
+bias_constraint : None
+        Keras's arguments; only None is supported (anything else is a ValueError).
     groups : int, keyword-only, default 1
         Divides the input channels and ``filters`` (PyTorch's groups).
     name, seed, dtype :
@@ -254,17 +325,27 @@ class Conv2DTranspose(_KernelBias, Layer):
     (None, 20, 10, 4)
     """
 
+    @_legacy_positional(6, ("dilation_rate", "use_bias", "activation", "data_format"),
+                        "filters, kernel_size, strides, padding, output_padding, data_format, "
+                        "dilation_rate, activation, use_bias, ...")
     def __init__(
         self,
         filters: SupportsIndex,
         kernel_size: IntPair,
-        strides: IntPair = 1,
+        strides: IntPair = (1, 1),
         padding: Padding = "valid",
         output_padding: IntPair | None = None,
-        dilation_rate: IntPair = 1,
+        data_format: str | None = None,
+        dilation_rate: IntPair = (1, 1),
+        activation: object = None,
         use_bias: bool | np.bool_ = True,
-        activation: str | None = None,
-        data_format: str = "channels_last",
+        kernel_initializer: object = "glorot_uniform",
+        bias_initializer: object = "zeros",
+        kernel_regularizer: None = None,
+        bias_regularizer: None = None,
+        activity_regularizer: None = None,
+        kernel_constraint: None = None,
+        bias_constraint: None = None,
         *,
         groups: SupportsIndex = 1,
         name: str | None = None,
@@ -290,6 +371,11 @@ class Conv2DTranspose(_KernelBias, Layer):
             raise ValueError(f"groups={self.groups} must divide filters={self.filters}")
         # kernel (KH, KW, filters // groups, C_in), bias (filters,)
         self._init_kernel_bias(use_bias, activation)
+        _none_only(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                   activity_regularizer=activity_regularizer,
+                   kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        self._inits = {"kernel": _WeightInit("kernel_initializer", kernel_initializer),
+                       "bias": _WeightInit("bias_initializer", bias_initializer)}
         self._resolve((None, 1, 1, self.groups) if self.data_format == "channels_last"
                       else (None, self.groups, 1, 1))  # output_padding against strides now
 
@@ -331,14 +417,7 @@ class Conv2DTranspose(_KernelBias, Layer):
         return [kernel] + ([(self.filters,)] if self.use_bias else [])
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        kh, kw = self.kernel_size
-        shape = self.weight_shapes(input_shape)[0]
-        rng = np.random.default_rng(self.seed)
-        # Keras's fans: receptive field size times the kernel's last two axes.
-        fan_in, fan_out = kh * kw * shape[2], kh * kw * shape[3]
-        self._weights["kernel"] = _glorot_uniform(rng, shape, fan_in, fan_out, dtype)
-        if self.use_bias:
-            self._weights["bias"] = np.zeros(self.filters, dtype)
+        _draw_weights(self, self._inits, self.weight_shapes(input_shape), dtype)
 
     def _args(self) -> dict[str, Any]:
         return {"strides": self.strides, "padding": self.padding,
@@ -378,7 +457,7 @@ class Conv2DTranspose(_KernelBias, Layer):
                 "output_padding": self.output_padding, "dilation_rate": self.dilation_rate,
                 "use_bias": self.use_bias, "activation": self.activation,
                 "data_format": self.data_format, "groups": self.groups,
-                **self._identity_config()}
+                **_inits_config(self._inits), **self._identity_config()}
 
 
 class DepthwiseConv2D(_KernelBias, _Spatial):
@@ -396,6 +475,13 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
     dilation_rate : int or (int, int), default 1
     activation : str, one of convpool.activations' functions, or None
     use_bias : bool, default True
+    depthwise_initializer, bias_initializer : str, Initializer, dict, callable or None
+        Keras's (see :func:`convpool.initializers.get`); default
+        "glorot_uniform" (Keras's fans of the (KH, KW, C, depth_multiplier)
+        kernel: KH*KW*C in, KH*KW*depth_multiplier out) and "zeros".
+    depthwise_regularizer, bias_regularizer, activity_regularizer, depthwise_constraint, \
+bias_constraint : None
+        Keras's arguments; only None is supported (anything else is a ValueError).
     name, seed, dtype, input_shape :
         See :class:`Layer` (keyword-only).
 
@@ -416,13 +502,20 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
     def __init__(
         self,
         kernel_size: IntPair,
-        strides: IntPair = 1,
+        strides: IntPair = (1, 1),
         padding: Padding = "valid",
         depth_multiplier: SupportsIndex = 1,
         data_format: str | None = None,
-        dilation_rate: IntPair = 1,
+        dilation_rate: IntPair = (1, 1),
         activation: object = None,
         use_bias: bool | np.bool_ = True,
+        depthwise_initializer: object = "glorot_uniform",
+        bias_initializer: object = "zeros",
+        depthwise_regularizer: None = None,
+        bias_regularizer: None = None,
+        activity_regularizer: None = None,
+        depthwise_constraint: None = None,
+        bias_constraint: None = None,
         *,
         name: str | None = None,
         seed: int | None = None,
@@ -436,6 +529,11 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
         self.depth_multiplier = check_int(depth_multiplier, "depth_multiplier")
         self.dilation_rate = as_pair(dilation_rate, "dilation_rate")
         self._init_kernel_bias(use_bias, activation)
+        _none_only(depthwise_regularizer=depthwise_regularizer, bias_regularizer=bias_regularizer,
+                   activity_regularizer=activity_regularizer,
+                   depthwise_constraint=depthwise_constraint, bias_constraint=bias_constraint)
+        self._inits = {"kernel": _WeightInit("depthwise_initializer", depthwise_initializer),
+                       "bias": _WeightInit("bias_initializer", bias_initializer)}
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         win, (n, h, w, c) = self._resolve(input_shape)
@@ -452,11 +550,7 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
         return [kernel] + ([(out_c,)] if self.use_bias else [])
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        shapes = self.weight_shapes(input_shape)
-        rng = np.random.default_rng(self.seed)
-        self._weights["kernel"] = _depthwise_kernel(rng, shapes[0], dtype)
-        if self.use_bias:
-            self._weights["bias"] = np.zeros(shapes[0][2] * shapes[0][3], dtype)
+        _draw_weights(self, self._inits, self.weight_shapes(input_shape), dtype)
 
     def _call(self, x: NDArray[Any]) -> FloatArray:
         dtype = compute_dtype(x, "x")
@@ -480,7 +574,7 @@ class DepthwiseConv2D(_KernelBias, _Spatial):
                 "padding": self.padding, "depth_multiplier": self.depth_multiplier,
                 "data_format": self.data_format, "dilation_rate": self.dilation_rate,
                 "activation": self.activation, "use_bias": self.use_bias,
-                **self._identity_config()}
+                **_inits_config(self._inits), **self._identity_config()}
 
 
 class SeparableConv2D(_KernelBias, _Spatial):
@@ -495,6 +589,14 @@ class SeparableConv2D(_KernelBias, _Spatial):
     strides, padding, data_format, dilation_rate, depth_multiplier, activation, use_bias :
         As in :class:`DepthwiseConv2D` (strides, padding and dilation apply
         to the depthwise step).
+    depthwise_initializer, pointwise_initializer, bias_initializer : \
+str, Initializer, dict, callable or None
+        Keras's (see :func:`convpool.initializers.get`); default
+        "glorot_uniform", "glorot_uniform" and "zeros", drawn in that order
+        from ``numpy.random.default_rng(seed)``.
+    depthwise_regularizer, pointwise_regularizer, bias_regularizer, activity_regularizer, \
+depthwise_constraint, pointwise_constraint, bias_constraint : None
+        Keras's arguments; only None is supported (anything else is a ValueError).
     name, seed, dtype, input_shape :
         See :class:`Layer` (keyword-only).
 
@@ -515,13 +617,23 @@ class SeparableConv2D(_KernelBias, _Spatial):
         self,
         filters: SupportsIndex,
         kernel_size: IntPair,
-        strides: IntPair = 1,
+        strides: IntPair = (1, 1),
         padding: Padding = "valid",
         data_format: str | None = None,
-        dilation_rate: IntPair = 1,
+        dilation_rate: IntPair = (1, 1),
         depth_multiplier: SupportsIndex = 1,
         activation: object = None,
         use_bias: bool | np.bool_ = True,
+        depthwise_initializer: object = "glorot_uniform",
+        pointwise_initializer: object = "glorot_uniform",
+        bias_initializer: object = "zeros",
+        depthwise_regularizer: None = None,
+        pointwise_regularizer: None = None,
+        bias_regularizer: None = None,
+        activity_regularizer: None = None,
+        depthwise_constraint: None = None,
+        pointwise_constraint: None = None,
+        bias_constraint: None = None,
         *,
         name: str | None = None,
         seed: int | None = None,
@@ -538,6 +650,15 @@ class SeparableConv2D(_KernelBias, _Spatial):
         self._init_kernel_bias(use_bias, activation)
         self._weight_names = ("depthwise_kernel", "pointwise_kernel") + (
             ("bias",) if self.use_bias else ())
+        _none_only(depthwise_regularizer=depthwise_regularizer,
+                   pointwise_regularizer=pointwise_regularizer, bias_regularizer=bias_regularizer,
+                   activity_regularizer=activity_regularizer,
+                   depthwise_constraint=depthwise_constraint,
+                   pointwise_constraint=pointwise_constraint, bias_constraint=bias_constraint)
+        self._inits = {
+            "depthwise_kernel": _WeightInit("depthwise_initializer", depthwise_initializer),
+            "pointwise_kernel": _WeightInit("pointwise_initializer", pointwise_initializer),
+            "bias": _WeightInit("bias_initializer", bias_initializer)}
         self._mid: NDArray[Any] | None = None  # the depthwise output, for backward
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
@@ -554,13 +675,7 @@ class SeparableConv2D(_KernelBias, _Spatial):
         return [depthwise, pointwise] + ([(self.filters,)] if self.use_bias else [])
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        shapes = self.weight_shapes(input_shape)
-        rng = np.random.default_rng(self.seed)
-        self._weights["depthwise_kernel"] = _depthwise_kernel(rng, shapes[0], dtype)
-        self._weights["pointwise_kernel"] = _glorot_uniform(rng, shapes[1], shapes[1][2],
-                                                            self.filters, dtype)
-        if self.use_bias:
-            self._weights["bias"] = np.zeros(self.filters, dtype)
+        _draw_weights(self, self._inits, self.weight_shapes(input_shape), dtype)
 
     def _depthwise(self, dtype: np.dtype[Any]) -> tuple[NDArray[Any], dict[str, Any]]:
         return _grouped_conv(self, self._weight("depthwise_kernel", dtype))
@@ -600,7 +715,8 @@ class SeparableConv2D(_KernelBias, _Spatial):
                 "strides": self.strides, "padding": self.padding,
                 "data_format": self.data_format, "dilation_rate": self.dilation_rate,
                 "depth_multiplier": self.depth_multiplier, "activation": self.activation,
-                "use_bias": self.use_bias, **self._identity_config()}
+                "use_bias": self.use_bias, **_inits_config(self._inits),
+                **self._identity_config()}
 
 
 # ------------------------------------------------ the depthwise step (Keras's layout)
@@ -612,14 +728,6 @@ def _depthwise_shape(layer: Any, input_shape: ShapeLike) -> tuple[int, int, int,
                          f"{tuple(input_shape)}")
     kh, kw = layer.kernel_size
     return (kh, kw, int(c), layer.depth_multiplier)
-
-
-def _depthwise_kernel(rng: np.random.Generator, shape: tuple[int, ...],
-                      dtype: np.dtype[Any]) -> NDArray[Any]:
-    """A fresh depthwise kernel, Glorot-uniform with Keras's fans of a (KH, KW, C, M)
-    kernel: KH*KW*C in, KH*KW*M out."""
-    kh, kw, c, dm = shape
-    return _glorot_uniform(rng, shape, kh * kw * c, kh * kw * dm, dtype)
 
 
 def _grouped_conv(layer: Any, kernel: NDArray[Any]) -> tuple[NDArray[Any], dict[str, Any]]:

@@ -23,8 +23,11 @@ from .base import (
     OptionalPair,
     Shape,
     ShapeLike,
-    _glorot_uniform,
+    _draw_weights,
+    _inits_config,
     _KernelBias,
+    _none_only,
+    _WeightInit,
 )
 
 
@@ -39,6 +42,13 @@ class Dense(_KernelBias, Layer):
         Keras's activations by name (:mod:`convpool.activations`); "relu"
         runs fused into the GEMM's store.
     use_bias : bool, default True
+    kernel_initializer, bias_initializer : str, Initializer, dict, callable or None
+        Keras's (see :func:`convpool.initializers.get`); default
+        "glorot_uniform" and "zeros".  The random ones draw from
+        ``numpy.random.default_rng(seed)``, kernel first.
+    kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint, \
+bias_constraint : None
+        Keras's arguments; only None is supported (anything else is a ValueError).
     name, seed, dtype, input_shape :
         See :class:`Layer` (keyword-only).
 
@@ -62,6 +72,13 @@ class Dense(_KernelBias, Layer):
         units: SupportsIndex,
         activation: object = None,
         use_bias: object = True,
+        kernel_initializer: object = "glorot_uniform",
+        bias_initializer: object = "zeros",
+        kernel_regularizer: None = None,
+        bias_regularizer: None = None,
+        activity_regularizer: None = None,
+        kernel_constraint: None = None,
+        bias_constraint: None = None,
         *,
         name: str | None = None,
         seed: int | None = None,
@@ -70,6 +87,11 @@ class Dense(_KernelBias, Layer):
     ) -> None:
         super().__init__(name=name, seed=seed, dtype=dtype, input_shape=input_shape)
         self.units = check_int(units, "units")
+        _none_only(kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                   activity_regularizer=activity_regularizer,
+                   kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
+        self._inits = {"kernel": _WeightInit("kernel_initializer", kernel_initializer),
+                       "bias": _WeightInit("bias_initializer", bias_initializer)}
         if isinstance(activation, (bool, np.bool_)):
             # convpool's order before Keras's: Dense(units, use_bias, activation).
             warnings.warn("Dense(units, use_bias, ...) by position is deprecated: Keras's "
@@ -102,12 +124,7 @@ class Dense(_KernelBias, Layer):
         return [(d_in, self.units)] + ([(self.units,)] if self.use_bias else [])
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        shapes = self.weight_shapes(input_shape)
-        d_in = shapes[0][0]
-        rng = np.random.default_rng(self.seed)
-        self._weights["kernel"] = _glorot_uniform(rng, shapes[0], d_in, self.units, dtype)
-        if self.use_bias:
-            self._weights["bias"] = np.zeros(self.units, dtype)
+        _draw_weights(self, self._inits, self.weight_shapes(input_shape), dtype)
 
     # Dense runs on convpool's own GEMM (functional.dense, a 1x1 conv over
     # the rows): the same threads as the convolutions, and the same bits for
@@ -141,7 +158,7 @@ class Dense(_KernelBias, Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"units": self.units, "use_bias": self.use_bias, "activation": self.activation,
-                **self._identity_config()}
+                **_inits_config(self._inits), **self._identity_config()}
 
 
 def Input(  # noqa: N802 - Keras's name for a function that makes an input

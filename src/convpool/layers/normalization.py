@@ -8,7 +8,15 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from .._checks import check_bool, check_int, check_number
-from .base import Layer, Shape, ShapeLike
+from .base import (
+    Layer,
+    Shape,
+    ShapeLike,
+    _draw_weights,
+    _inits_config,
+    _none_only,
+    _WeightInit,
+)
 
 
 class BatchNormalization(Layer):
@@ -30,7 +38,14 @@ class BatchNormalization(Layer):
     epsilon : float, default 1e-3
     center, scale : bool, default True
         Learn ``beta`` / ``gamma`` (else 0 / 1, not stored).
-    name, dtype, input_shape :
+    beta_initializer, gamma_initializer, moving_mean_initializer, \
+moving_variance_initializer : str, Initializer, dict, callable or None
+        Keras's (see :func:`convpool.initializers.get`); default "zeros",
+        "ones", "zeros", "ones".  Random ones draw from
+        ``numpy.random.default_rng(seed)`` in the weights' order.
+    beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint : None
+        Keras's arguments; only None is supported (anything else is a ValueError).
+    name, seed, dtype, input_shape :
         See :class:`Layer` (keyword-only).
 
     Weights
@@ -52,9 +67,15 @@ class BatchNormalization(Layer):
     """
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
-                 center: bool = True, scale: bool = True, *, name: str | None = None,
+                 center: bool = True, scale: bool = True,
+                 beta_initializer: object = "zeros", gamma_initializer: object = "ones",
+                 moving_mean_initializer: object = "zeros",
+                 moving_variance_initializer: object = "ones",
+                 beta_regularizer: None = None, gamma_regularizer: None = None,
+                 beta_constraint: None = None, gamma_constraint: None = None, *,
+                 name: str | None = None, seed: int | None = None,
                  dtype: DTypeLike | None = None, input_shape: ShapeLike | None = None) -> None:
-        super().__init__(name=name, dtype=dtype, input_shape=input_shape)
+        super().__init__(name=name, seed=seed, dtype=dtype, input_shape=input_shape)
         self.axis = check_int(axis, "axis", minimum=None)
         self.momentum = check_number(momentum, "momentum", low=0, high=1)
         self.epsilon = check_number(epsilon, "epsilon", low=0, low_open=True)
@@ -63,6 +84,14 @@ class BatchNormalization(Layer):
         trainable = (("gamma",) if self.scale else ()) + (("beta",) if self.center else ())
         self._trainable_names = trainable
         self._weight_names = trainable + ("moving_mean", "moving_variance")
+        _none_only(beta_regularizer=beta_regularizer, gamma_regularizer=gamma_regularizer,
+                   beta_constraint=beta_constraint, gamma_constraint=gamma_constraint)
+        self._inits = {
+            "gamma": _WeightInit("gamma_initializer", gamma_initializer),
+            "beta": _WeightInit("beta_initializer", beta_initializer),
+            "moving_mean": _WeightInit("moving_mean_initializer", moving_mean_initializer),
+            "moving_variance": _WeightInit("moving_variance_initializer",
+                                           moving_variance_initializer)}
         self._cache: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
 
     def _feature_axis(self, ndim: int) -> int:
@@ -92,10 +121,7 @@ class BatchNormalization(Layer):
         return [(int(cast(int, features)),)] * len(self._weight_names)
 
     def _build_weights(self, input_shape: Shape, dtype: np.dtype[np.floating[Any]]) -> None:
-        (c,) = self.weight_shapes(input_shape)[0]
-        initial = {"gamma": 1.0, "beta": 0.0, "moving_mean": 0.0, "moving_variance": 1.0}
-        for name in self._weight_names:
-            self._weights[name] = np.full(c, initial[name], dtype)
+        _draw_weights(self, self._inits, self.weight_shapes(input_shape), dtype)
 
     def _param(self, name: str, default: float, c: int) -> NDArray[np.float64]:
         if name in self._weights:
@@ -165,6 +191,6 @@ class BatchNormalization(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
-                "center": self.center, "scale": self.scale, "name": self.name,
-                "dtype": None if self.dtype is None else self.dtype.name}
+                "center": self.center, "scale": self.scale,
+                **_inits_config(self._inits), **self._identity_config()}
 

@@ -66,8 +66,11 @@ class MaxPool2D(_Pool2D):
     strides : int or (int, int), optional
         Defaults to ``pool_size``.
     padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
-    data_format : {"channels_last", "channels_first"}
+    data_format : {"channels_last", "channels_first", None}
+        None is channels_last.
     name : str, optional
+        Fifth by position, as in Keras; default ``max_pooling2d`` (Keras's
+        MaxPooling2D, of which MaxPool2D is the alias), numbered.
 
     Shape
     -----
@@ -86,17 +89,19 @@ class MaxPool2D(_Pool2D):
     (1, 4, 5, 3)
     """
 
+    _keras_class = "MaxPooling2D"
+
     def __init__(
         self,
-        pool_size: IntPair = 2,
+        pool_size: IntPair = (2, 2),
         strides: IntPair | None = None,
         padding: Padding = "valid",
-        data_format: str = "channels_last",
-        *,
+        data_format: str | None = None,
         name: str | None = None,
+        *,
         input_shape: ShapeLike | None = None,
     ) -> None:
-        super().__init__(pool_size, strides, padding, data_format, name=name,
+        super().__init__(pool_size, strides, padding, check_data_format(data_format), name=name,
                          input_shape=input_shape)
 
     def _call(self, x: NDArray[Any]) -> FloatArray:
@@ -123,10 +128,14 @@ class AvgPool2D(_Pool2D):
     strides : int or (int, int), optional
         Defaults to ``pool_size``.
     padding : "valid", "same", int, (ph, pw) or ((top, bottom), (left, right))
-    data_format : {"channels_last", "channels_first"}
+    data_format : {"channels_last", "channels_first", None}
+        None is channels_last.
     count_include_pad : bool, default False
         Keras's rule (False) divides by the real cells of each window.
+        (Fifth by position, where Keras's AveragePooling2D has ``name``.)
     name : str, optional
+        Default ``average_pooling2d`` (Keras's AveragePooling2D, of which
+        AvgPool2D is the alias), numbered.
 
     Shape
     -----
@@ -140,18 +149,20 @@ class AvgPool2D(_Pool2D):
            [10.5, 12.5]], dtype=float32)
     """
 
+    _keras_class = "AveragePooling2D"
+
     def __init__(
         self,
-        pool_size: IntPair = 2,
+        pool_size: IntPair = (2, 2),
         strides: IntPair | None = None,
         padding: Padding = "valid",
-        data_format: str = "channels_last",
+        data_format: str | None = None,
         count_include_pad: bool | np.bool_ = False,
         *,
         name: str | None = None,
         input_shape: ShapeLike | None = None,
     ) -> None:
-        super().__init__(pool_size, strides, padding, data_format, name=name,
+        super().__init__(pool_size, strides, padding, check_data_format(data_format), name=name,
                          input_shape=input_shape)
         self.count_include_pad = check_bool(count_include_pad, "count_include_pad")
 
@@ -181,7 +192,7 @@ class _GlobalPool2D(Layer):
     _forward_fn: Any
     _backward_fn: Any
 
-    def __init__(self, data_format: str = "channels_last", keepdims: bool | np.bool_ = False,
+    def __init__(self, data_format: str | None = None, keepdims: bool | np.bool_ = False,
                  *, name: str | None = None, input_shape: ShapeLike | None = None) -> None:
         super().__init__(name=name, input_shape=input_shape)
         self.data_format = check_data_format(data_format)
@@ -223,7 +234,8 @@ class GlobalAveragePooling2D(_GlobalPool2D):
 
     Parameters
     ----------
-    data_format : {"channels_last", "channels_first"}
+    data_format : {"channels_last", "channels_first", None}
+        None is channels_last.
     keepdims : bool, default False
     name : str, optional
 

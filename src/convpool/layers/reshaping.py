@@ -44,7 +44,7 @@ class Flatten(Layer):
     (64, 1327104)
     """
 
-    def __init__(self, data_format: str = "channels_last", *, name: str | None = None,
+    def __init__(self, data_format: str | None = None, *, name: str | None = None,
                  input_shape: ShapeLike | None = None) -> None:
         super().__init__(name=name, input_shape=input_shape)
         self.data_format = check_data_format(data_format)
@@ -162,23 +162,113 @@ class ZeroPadding2D(Layer):
                 "name": self.name}
 
 
+#: UpSampling2D's interpolations (Keras's others: "bicubic", "lanczos3", "lanczos5", "area").
+INTERPOLATIONS = ("nearest", "bilinear")
+
+
+def _bilinear_phases(size: int) -> list[tuple[int, float]]:
+    """Bilinear upsampling by ``size`` along one axis, as TensorFlow's resize
+    (half-pixel centres, the source position clamped to the edges): output
+    ``o = i * size + r`` sits at input position ``i + (r + 0.5) / size - 0.5``,
+    so it is ``(1 - f) * x[clip(i + a)] + f * x[clip(i + a + 1)]``.  One
+    ``(a, f)`` per phase r: a is -1 or 0, f in [0, 1)."""
+    phases = []
+    for r in range(size):
+        offset = (r + 0.5) / size - 0.5
+        a = math.floor(offset)
+        phases.append((a, offset - a))
+    return phases
+
+
+def _shifted(x: NDArray[Any], k: int, axis: int) -> NDArray[Any]:
+    """``x[clip(i + k, 0, n - 1)]`` along ``axis`` (the edge repeated)."""
+    n = x.shape[axis]
+    if k == 0 or n == 0:
+        return x
+    return np.take(x, np.clip(np.arange(n) + k, 0, n - 1), axis=axis)
+
+
+def _shift_add(acc: NDArray[Any], c: NDArray[Any], k: int, axis: int) -> None:
+    """``acc[clip(i + k, 0, n - 1)] += c[i]`` along ``axis``, for k in (-1, 0, 1):
+    the adjoint of :func:`_shifted`."""
+    def at(index: slice | int) -> tuple[slice | int, ...]:
+        return (slice(None),) * axis + (index,)
+
+    if acc.shape[axis] == 0:
+        return
+    if k == 0:
+        acc += c
+    elif k == 1:
+        acc[at(slice(1, None))] += c[at(slice(None, -1))]
+        acc[at(-1)] += c[at(-1)]
+    else:
+        acc[at(slice(None, -1))] += c[at(slice(1, None))]
+        acc[at(0)] += c[at(0)]
+
+
+def _phase_view(y: NDArray[Any], axis: int, size: int) -> NDArray[Any]:
+    """``y`` with ``axis`` (of length n * size) split into (n, size)."""
+    shape = y.shape
+    return y.reshape(shape[:axis] + (shape[axis] // size, size) + shape[axis + 1:])
+
+
+def _bilinear_axis(x: NDArray[Any], axis: int, size: int) -> NDArray[Any]:
+    """Bilinear upsampling of ``x`` by ``size`` along ``axis``, in x's dtype."""
+    shape = list(x.shape)
+    shape[axis] *= size
+    y = np.empty(shape, x.dtype)
+    phases = _phase_view(y, axis, size)
+    one = x.dtype.type(1)
+    for r, (a, f) in enumerate(_bilinear_phases(size)):
+        index = (slice(None),) * (axis + 1) + (r,)
+        w = x.dtype.type(f)
+        low = _shifted(x, a, axis)
+        phases[index] = low if f == 0 else low * (one - w) + _shifted(x, a + 1, axis) * w
+    return y
+
+
+def _bilinear_axis_adjoint(g: NDArray[Any], axis: int, size: int) -> NDArray[Any]:
+    """The adjoint (transpose) of :func:`_bilinear_axis`: ``g`` summed back onto the input."""
+    phases = _phase_view(g, axis, size)
+    shape = list(g.shape)
+    shape[axis] //= size
+    acc = np.zeros(shape, g.dtype)
+    one = g.dtype.type(1)
+    for r, (a, f) in enumerate(_bilinear_phases(size)):
+        c = phases[(slice(None),) * (axis + 1) + (r,)]
+        w = g.dtype.type(f)
+        if f == 0:
+            _shift_add(acc, c, a, axis)
+        else:
+            _shift_add(acc, c * (one - w), a, axis)
+            _shift_add(acc, c * w, a + 1, axis)
+    return acc
+
+
 class UpSampling2D(Layer):
-    """Repeat each pixel ``size`` times along H and W, Keras's ``UpSampling2D``
-    (nearest neighbour).
+    """Upsample each image by ``size`` along H and W, Keras's ``UpSampling2D``:
+    each pixel repeated ("nearest"), or Keras 3's "bilinear" (TensorFlow's
+    ``tf.image.resize(..., "bilinear")``: half-pixel centres, the edge pixels
+    extended, no antialiasing).
 
     Parameters
     ----------
     size : int or (int, int), default 2
-    data_format : {"channels_last", "channels_first"}, optional
-    interpolation : {"nearest"}
-        Keras's other interpolations are not supported (a ValueError).
+    data_format : {"channels_last", "channels_first", None}, optional
+    interpolation : {"nearest", "bilinear"}
+        Any case, as Keras.  Keras's others ("bicubic", "lanczos3",
+        "lanczos5", "area") are a ValueError.
     name, input_shape :
         See :class:`Layer` (keyword-only).
 
     Shape
     -----
-    (N, H, W, C) -> (N, H * sh, W * sw, C); no parameters.  In the summary the
-    jump becomes a fraction (outputs are 1/size input pixels apart).
+    (N, H, W, C) -> (N, H * sh, W * sw, C); no parameters.  Bilinear: output
+    row ``o`` samples input row ``(o + 0.5) / sh - 0.5`` (clamped to [0, H - 1])
+    from its two neighbours, and likewise the columns; computed in the
+    input's float dtype.  In the summary the jump becomes a fraction (outputs
+    are 1/size input pixels apart); bilinear widens the receptive field by
+    one input pixel per axis.
 
     Examples
     --------
@@ -186,6 +276,9 @@ class UpSampling2D(Layer):
     >>> UpSampling2D(2)(np.array([[1, 2]], np.float32).reshape(1, 1, 2, 1))[0, :, :, 0]
     array([[1., 1., 2., 2.],
            [1., 1., 2., 2.]], dtype=float32)
+    >>> x = np.array([[0, 4]], np.float32).reshape(1, 1, 2, 1)
+    >>> UpSampling2D((1, 2), interpolation="bilinear")(x)[0, 0, :, 0]
+    array([0., 1., 3., 4.], dtype=float32)
     """
 
     def __init__(self, size: IntPair = (2, 2), data_format: str | None = None,
@@ -194,10 +287,12 @@ class UpSampling2D(Layer):
         super().__init__(name=name, input_shape=input_shape)
         self.size = as_pair(size, "size")
         self.data_format = check_data_format(data_format)
-        if interpolation != "nearest":
-            raise ValueError(f"interpolation must be 'nearest' (the only one convpool "
+        if not isinstance(interpolation, str):
+            raise TypeError(f"interpolation must be a string, got {interpolation!r}")
+        if interpolation.lower() not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be 'nearest' or 'bilinear' (the ones convpool "
                              f"supports), got {interpolation!r}")
-        self.interpolation = interpolation
+        self.interpolation = interpolation.lower()
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:
         n, h, w, c = _spatial(self, input_shape)
@@ -211,6 +306,8 @@ class UpSampling2D(Layer):
     def _call(self, x: NDArray[Any]) -> NDArray[Any]:
         h_ax, w_ax = self._axes()
         x = x.astype(compute_dtype(x, "x"), copy=False)
+        if self.interpolation == "bilinear":
+            return _bilinear_axis(_bilinear_axis(x, h_ax, self.size[0]), w_ax, self.size[1])
         out: NDArray[Any] = np.repeat(np.repeat(x, self.size[0], axis=h_ax), self.size[1],
                                       axis=w_ax)
         return out
@@ -221,6 +318,10 @@ class UpSampling2D(Layer):
         if not input_grad:
             return None, []
         sh, sw = self.size
+        if self.interpolation == "bilinear":
+            h_ax, w_ax = self._axes()
+            g = _bilinear_axis_adjoint(grad_out, w_ax, sw)
+            return _bilinear_axis_adjoint(g, h_ax, sh), []
         g = grad_out
         if self.data_format == "channels_first":
             g = g.transpose(0, 2, 3, 1)
@@ -234,6 +335,9 @@ class UpSampling2D(Layer):
                         input_shape: ShapeLike) -> tuple[OptionalPair, OptionalPair]:
         if field is None or jump is None:
             return None, None
+        if self.interpolation == "bilinear":  # two neighbours on each upsampled axis
+            (fh, fw), (jh, jw), (sh, sw) = field, jump, self.size
+            field = (fh + (jh if sh > 1 else 0), fw + (jw if sw > 1 else 0))
         return field, (Fraction(jump[0]) / self.size[0], Fraction(jump[1]) / self.size[1])
 
     def get_config(self) -> dict[str, Any]:
