@@ -14,13 +14,13 @@ Keras                                     convpool
 Everything here is the same object as convpool's own API (``keras.layers.Conv2D
 is convpool.Conv2D``): no second implementation.  The submodules are
 :mod:`.layers`, :mod:`.models`, :mod:`.activations`, :mod:`.optimizers`,
-:mod:`.losses`, :mod:`.metrics`, :mod:`.callbacks` and :mod:`.utils`.  README.md ("Keras scripts on convpool") lists what is
+:mod:`.losses`, :mod:`.metrics`, :mod:`.callbacks`, :mod:`.saving` and :mod:`.utils`.  README.md ("Keras scripts on convpool") lists what is
 covered and what is not yet.
 """
 
-from . import activations, callbacks, layers, losses, metrics, models, optimizers, utils
+from . import activations, callbacks, layers, losses, metrics, models, optimizers, saving, utils
 from .layers import Input, Layer
 from .models import Sequential
 
 __all__ = ["Input", "Layer", "Sequential", "activations", "callbacks", "layers", "losses",
-           "metrics", "models", "optimizers", "utils"]
+           "metrics", "models", "optimizers", "saving", "utils"]

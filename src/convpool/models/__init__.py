@@ -9,11 +9,13 @@ whole input.
 
 The package is split as Keras's ``models``: :mod:`.sequential` (the model),
 :mod:`.training` (predict, evaluate, fit), :mod:`.summary` (the table) and
-:mod:`.saving` (``.npz`` files).
+:mod:`.saving` (``.npz`` files) and :mod:`.keras_format` (Keras's ``.keras`` and
+``.h5`` files: :func:`load_model`, :func:`save_model`).
 """
 
+from .keras_format import load_model, save_model
 from .saving import load
 from .sequential import Sequential
 from .summary import SummaryRow, SummaryTable
 
-__all__ = ["Sequential", "SummaryRow", "SummaryTable", "load"]
+__all__ = ["Sequential", "SummaryRow", "SummaryTable", "load", "load_model", "save_model"]

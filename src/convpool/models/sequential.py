@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike, NDArray
 from .._checks import as_array, to_nhwc_shape
 from ..layers import Layer, OptionalPair, Shape, ShapeLike, SymbolicTensor
 from ..layers.base import _default_name
-from .saving import save_npz
+from .keras_format import save_model
 from .summary import SummaryTable
 from .training import Trainer
 
@@ -190,8 +190,9 @@ class Sequential(Trainer):
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the architecture and the weights to one ``.npz`` file (see :func:`load`)."""
-        save_npz(self, path)
+        """Save the architecture and the weights: ``.keras``, ``.h5`` or ``.npz`` by the suffix
+        (see :func:`convpool.keras.models.save_model`)."""
+        save_model(self, path)
 
     @property
     def weights(self) -> list[NDArray[Any]]:
