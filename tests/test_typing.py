@@ -72,7 +72,7 @@ CLIENT = textwrap.dedent(
     assert_type(history, convpool.callbacks.History)
     assert_type(history.history, dict[str, list[Any]])
     assert_type(model.summary_table().total_params, int)
-    assert_type(convpool.load("model.npz"), convpool.Sequential)
+    assert_type(convpool.load("model.npz"), convpool.Sequential | convpool.Model)
     layer = convpool.Conv2D.from_config(convpool.Conv2D(4, 3).get_config())
     assert_type(layer, convpool.Conv2D)
     assert_type(layer.kernel, NDArray[Any] | None)

@@ -51,7 +51,7 @@ from .layers import (
     ReLU,
 )
 from .losses import softmax_cross_entropy
-from .models import Sequential, load
+from .models import Model, Sequential, load
 from .optimizers import SGD, Adagrad, Adam, RMSprop
 from . import keras  # noqa: E402 - Keras's namespaces over the names above
 
@@ -102,6 +102,7 @@ __all__ = [
     "BatchNormalization",
     "Dropout",
     "Input",
+    "Model",
     "Sequential",
     "load",
     "softmax_cross_entropy",

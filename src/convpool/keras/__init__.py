@@ -20,7 +20,7 @@ covered and what is not yet.
 
 from . import activations, callbacks, layers, losses, metrics, models, optimizers, saving, utils
 from .layers import Input, Layer
-from .models import Sequential
+from .models import Model, Sequential
 
-__all__ = ["Input", "Layer", "Sequential", "activations", "callbacks", "layers", "losses",
+__all__ = ["Input", "Layer", "Model", "Sequential", "activations", "callbacks", "layers", "losses",
            "metrics", "models", "optimizers", "saving", "utils"]

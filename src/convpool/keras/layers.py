@@ -2,6 +2,13 @@
 
 from ..layers import (
     Activation,
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Minimum,
+    Multiply,
+    Subtract,
     BatchNormalization,
     AvgPool2D,
     Conv2D,
@@ -29,6 +36,7 @@ GlobalAvgPool2D = GlobalAveragePooling2D
 GlobalMaxPool2D = GlobalMaxPooling2D
 
 __all__ = [
+    "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract",
     "Activation", "AvgPool2D", "BatchNormalization", "AveragePooling2D", "Conv2D", "Conv2DTranspose", "Dense",
     "DepthwiseConv2D",
     "Dropout", "Flatten", "GlobalAveragePooling2D", "GlobalAvgPool2D", "GlobalMaxPool2D",

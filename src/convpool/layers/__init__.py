@@ -23,14 +23,16 @@ written (fused into the conv kernel's store).
 The layers live by family, as Keras's own ``layers/`` package: :mod:`.base`
 (Layer and the shared parts), :mod:`.core` (Dense, Input), :mod:`.convolutional`,
 :mod:`.pooling`, :mod:`.reshaping`, :mod:`.activation` (Activation, ReLU) and
-:mod:`.regularization` (Dropout) and :mod:`.normalization`
-(BatchNormalization).
+:mod:`.regularization` (Dropout), :mod:`.normalization`
+(BatchNormalization) and :mod:`.merging` (Add, Concatenate and the other
+layers of several inputs, for :class:`~convpool.models.Model`).
 """
 
 from .activation import Activation, ReLU
-from .base import Layer, OptionalPair, Shape, ShapeLike
+from .base import Layer, OptionalPair, Shape, ShapeLike, SymbolicTensor
 from .convolutional import Conv2D, Conv2DTranspose, DepthwiseConv2D, SeparableConv2D
-from .core import Dense, Input, SymbolicTensor
+from .core import Dense, Input
+from .merging import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from .normalization import BatchNormalization
 from .pooling import AvgPool2D, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPool2D
 from .regularization import Dropout
@@ -42,6 +44,7 @@ __all__ = [
     "Input", "SymbolicTensor", "BatchNormalization", "DepthwiseConv2D",
     "SeparableConv2D", "Reshape", "UpSampling2D", "ZeroPadding2D", "LAYERS",
     "OptionalPair", "Shape", "ShapeLike",
+    "Add", "Average", "Concatenate", "Maximum", "Minimum", "Multiply", "Subtract",
 ]
 
 #: Layer classes by name, for :meth:`Sequential.save` / :func:`convpool.load`.
@@ -49,5 +52,6 @@ LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Dense, Conv2D, Conv2DTranspose, MaxPool2D, AvgPool2D, GlobalAveragePooling2D,
                 GlobalMaxPooling2D, Flatten, ReLU, Activation, Dropout, Reshape, UpSampling2D,
-                ZeroPadding2D, BatchNormalization, DepthwiseConv2D, SeparableConv2D)
+                ZeroPadding2D, BatchNormalization, DepthwiseConv2D, SeparableConv2D,
+                Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate)
 }

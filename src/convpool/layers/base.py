@@ -100,6 +100,39 @@ def _glorot_uniform(
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
+class SymbolicTensor:
+    """A placeholder with a shape and a dtype and no values (Keras's KerasTensor).
+
+    :func:`~convpool.layers.Input` makes one; a layer called on one returns
+    another, recording the call, so that :class:`~convpool.models.Model`
+    can be built from a model's inputs and outputs (Keras's functional API).
+    A :class:`~convpool.Sequential` given an Input as its first element is
+    built for its shape.
+
+    Attributes
+    ----------
+    shape : tuple
+        With the batch axis first (None when any batch size goes).
+    dtype : numpy.dtype
+    name : str
+    layer : Layer or None
+        The layer whose output this is; None for an Input.
+    inputs : tuple of SymbolicTensor
+        What that layer was called on (empty for an Input).
+    """
+
+    def __init__(self, shape: Shape, dtype: np.dtype[Any], name: str,
+                 layer: Layer | None = None, inputs: tuple[SymbolicTensor, ...] = ()) -> None:
+        self.shape = shape
+        self.dtype = dtype
+        self.name = name
+        self.layer = layer
+        self.inputs = inputs
+
+    def __repr__(self) -> str:
+        return f"<SymbolicTensor shape={self.shape}, dtype={self.dtype.name}, name={self.name}>"
+
+
 class Layer:
     """Base of all layers: weights, building, shapes, parameter counts.
 
@@ -224,9 +257,35 @@ class Layer:
         self.input_shape = input_shape
         self.built = True
 
-    def __call__(self, x: ArrayLike) -> NDArray[Any]:
-        """The layer's output for ``x`` (inference: nothing is kept for backward)."""
+    #: Merge layers (Add, Concatenate) take a list of inputs.
+    _takes_list = False
+
+    def __call__(self, x: Any) -> Any:
+        """The layer's output for ``x`` (inference: nothing is kept for backward).
+
+        Called on a :class:`SymbolicTensor` (Keras's functional API), it
+        builds the layer for that shape and returns the symbolic output.
+        """
+        if isinstance(x, SymbolicTensor) or (
+                isinstance(x, (list, tuple)) and x and all(isinstance(t, SymbolicTensor) for t in x)):
+            return self._connect(x)
         return self.forward(x)
+
+    def _connect(self, x: SymbolicTensor | Sequence[SymbolicTensor]) -> SymbolicTensor:
+        """The symbolic output of calling this layer on ``x`` (built on the way)."""
+        if isinstance(x, SymbolicTensor) == self._takes_list:
+            what = "a list of symbolic tensors" if self._takes_list else "one symbolic tensor"
+            raise TypeError(f"layer {self.name!r} ({type(self).__name__}) takes {what}, got "
+                            f"{x!r}")
+        inputs = (x,) if isinstance(x, SymbolicTensor) else tuple(x)
+        shape: Any = [t.shape for t in inputs] if self._takes_list else inputs[0].shape
+        out_shape = self.compute_output_shape(shape)  # validates before building
+        if not self.built:
+            if self.dtype is None:
+                self.dtype = cast("np.dtype[np.floating[Any]]", inputs[0].dtype)
+            self.build(shape)
+        dtype = self.dtype if self.dtype is not None else inputs[0].dtype
+        return SymbolicTensor(tuple(out_shape), np.dtype(dtype), self.name, self, inputs)
 
     def forward(self, x: ArrayLike, training: bool = False) -> NDArray[Any]:
         """The layer's output for ``x``; ``training=True`` keeps what backward needs.

@@ -15,6 +15,7 @@ from .._checks import (
     compute_dtype,
 )
 from .base import (
+    SymbolicTensor,
     _default_name,
     _float_dtype,
     _sample_shape,
@@ -141,28 +142,6 @@ class Dense(_KernelBias, Layer):
     def get_config(self) -> dict[str, Any]:
         return {"units": self.units, "use_bias": self.use_bias, "activation": self.activation,
                 **self._identity_config()}
-
-
-class SymbolicTensor:
-    """What :func:`Input` returns: a placeholder with a shape and a dtype, and
-    no values (Keras's KerasTensor).  A :class:`~convpool.Sequential` given
-    one as its first element is built for its shape.
-
-    Attributes
-    ----------
-    shape : tuple
-        With the batch axis first (None when any batch size goes).
-    dtype : numpy.dtype
-    name : str
-    """
-
-    def __init__(self, shape: Shape, dtype: np.dtype[Any], name: str) -> None:
-        self.shape = shape
-        self.dtype = dtype
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<SymbolicTensor shape={self.shape}, dtype={self.dtype.name}, name={self.name}>"
 
 
 def Input(  # noqa: N802 - Keras's name for a function that makes an input

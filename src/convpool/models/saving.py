@@ -1,4 +1,5 @@
-"""Saving and loading a Sequential model: one ``.npz`` file of its config and weights."""
+"""Saving and loading a model (Sequential or functional): one ``.npz`` file of
+its config and weights."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..layers import LAYERS
+from ..layers import LAYERS, Layer
 
 if TYPE_CHECKING:
+    from .base import ModelBase
+    from .functional import Model
     from .sequential import Sequential
 
 
-def save_npz(model: Sequential, path: str | os.PathLike[str]) -> None:
+def save_npz(model: ModelBase, path: str | os.PathLike[str]) -> None:
     """Save ``model``'s architecture and weights to one ``.npz`` file (see :func:`load`).
 
     The file is written beside its destination, then renamed over it, so a
@@ -49,8 +52,8 @@ def save_npz(model: Sequential, path: str | os.PathLike[str]) -> None:
         raise
 
 
-def load(path: str | os.PathLike[str]) -> Sequential:
-    """A Sequential model saved by :meth:`Sequential.save`, with its weights.
+def load(path: str | os.PathLike[str]) -> Sequential | Model:
+    """A model saved by :meth:`Sequential.save` or :meth:`Model.save`, with its weights.
 
     The file is untrusted input: it is read without pickle; its configuration
     must have the layout save writes; each layer is rebuilt from its
@@ -66,7 +69,7 @@ def load(path: str | os.PathLike[str]) -> Sequential:
 
     Returns
     -------
-    Sequential
+    Sequential or Model
     """
     where = os.fspath(path)
     with open(path, "rb") as f:  # opened here, so a failed np.load leaves no file open
@@ -97,11 +100,14 @@ def load(path: str | os.PathLike[str]) -> Sequential:
         raise ValueError(f"{where!r}: {err}") from None
 
 
-def _from_config(config: object, weights: list[Any]) -> Sequential:
+def _from_config(config: object, weights: list[Any]) -> Sequential | Model:
+    from .functional import model_from_config
     from .sequential import Sequential
 
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ValueError("its config is not a model's: a dict with a 'layers' list")
+    if "inputs" in config:  # a functional Model's graph
+        return model_from_config(config, weights)
     name, input_shape = config.get("name"), config.get("input_shape")
     if not isinstance(name, str):
         raise ValueError(f"its config's name must be a string, got {name!r}")
@@ -109,24 +115,7 @@ def _from_config(config: object, weights: list[Any]) -> Sequential:
             d is None or (type(d) is int and d >= 0) for d in input_shape):
         raise ValueError(f"its config's input_shape must be a list of non-negative ints or "
                          f"nulls, got {input_shape!r}")
-    layers = []
-    for i, entry in enumerate(config["layers"]):
-        if not (isinstance(entry, dict) and isinstance(entry.get("class"), str)
-                and isinstance(entry.get("config"), dict)):
-            raise ValueError(f"layer {i} of its config is not {{'class': ..., 'config': {{...}}}}")
-        cls = LAYERS.get(entry["class"])
-        if cls is None:
-            raise ValueError(f"unknown layer class {entry['class']!r} (layer {i})")
-        cfg = dict(entry["config"])
-        for key in ("kernel_size", "strides", "dilation_rate", "pool_size", "output_padding"):
-            if isinstance(cfg.get(key), list):
-                cfg[key] = tuple(cfg[key])
-        if isinstance(cfg.get("padding"), list):
-            cfg["padding"] = _tuples(cfg["padding"])
-        try:
-            layers.append(cls.from_config(cfg))
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"layer {i} ({entry['class']}): {err}") from None
+    layers = [_layer_from_entry(entry, i, LAYERS) for i, entry in enumerate(config["layers"])]
     shape: tuple[Any, ...] = tuple(input_shape)
     at = 0
     for layer in layers:  # weights checked against each layer's shapes, then adopted
@@ -137,6 +126,27 @@ def _from_config(config: object, weights: list[Any]) -> Sequential:
     if at != len(weights):
         raise ValueError(f"the layers take {at} weight arrays, the file holds {len(weights)}")
     return Sequential(layers, input_shape=tuple(input_shape), name=name)
+
+
+def _layer_from_entry(entry: object, i: int, classes: dict[str, type[Layer]]) -> Layer:
+    """Layer ``i`` of a config, ``{"class": name, "config": {...}}``, made by
+    its constructor (which validates the arguments); weights not included."""
+    if not (isinstance(entry, dict) and isinstance(entry.get("class"), str)
+            and isinstance(entry.get("config"), dict)):
+        raise ValueError(f"layer {i} of its config is not {{'class': ..., 'config': {{...}}}}")
+    cls = classes.get(entry["class"])
+    if cls is None:
+        raise ValueError(f"unknown layer class {entry['class']!r} (layer {i})")
+    cfg = dict(entry["config"])
+    for key in ("kernel_size", "strides", "dilation_rate", "pool_size", "output_padding"):
+        if isinstance(cfg.get(key), list):
+            cfg[key] = tuple(cfg[key])
+    if isinstance(cfg.get("padding"), list):
+        cfg["padding"] = _tuples(cfg["padding"])
+    try:
+        return cls.from_config(cfg)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"layer {i} ({entry['class']}): {err}") from None
 
 
 def _tuples(value: object) -> object:

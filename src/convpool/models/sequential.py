@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -12,15 +10,11 @@ from numpy.typing import ArrayLike, NDArray
 from .._checks import as_array, to_nhwc_shape
 from ..layers import Layer, OptionalPair, Shape, ShapeLike, SymbolicTensor
 from ..layers.base import _default_name
-from .keras_format import save_model
+from .base import ModelBase
 from .summary import SummaryTable
-from .training import Trainer
-
-#: summary()'s default print_fn: print (an explicit None keeps the old meaning).
-_PRINT: Any = object()
 
 
-class Sequential(Trainer):
+class Sequential(ModelBase):
     """A linear stack of layers.
 
     Parameters
@@ -127,13 +121,16 @@ class Sequential(Trainer):
         return shape
 
     def __call__(self, x: ArrayLike) -> NDArray[Any]:
-        x = as_array(x, "x")
+        if isinstance(x, SymbolicTensor):
+            raise TypeError(f"model {self.name!r} cannot be called on a symbolic tensor: "
+                            f"nesting models in a functional graph is not supported")
+        out = as_array(x, "x")
         if not self.built:
-            self.compute_output_shape(x.shape)  # validate every layer first
-            self.input_shape = (None,) + tuple(x.shape[1:])
+            self.compute_output_shape(out.shape)  # validate every layer first
+            self.input_shape = (None,) + tuple(out.shape[1:])
         for layer in self.layers:
-            x = layer(x)
-        return x
+            out = layer(out)
+        return out
 
     # ---- training -------------------------------------------------------------
     def forward(self, x: ArrayLike, training: bool = False) -> NDArray[Any]:
@@ -170,16 +167,6 @@ class Sequential(Trainer):
             grad = self.layers[i].backward(cast("ArrayLike", grad), input_grad=i > 0,
                                            pre_activation=pre_activation and i == last)
 
-    @property
-    def trainable_weights(self) -> list[NDArray[Any]]:
-        """All layers' trainable weights, in layer order (what :attr:`grads` aligns with)."""
-        return [w for layer in self.layers for w in layer.trainable_weights]
-
-    @property
-    def grads(self) -> list[NDArray[Any]]:
-        """The gradients from the last :meth:`backward`, aligned with :attr:`trainable_weights`."""
-        return [g for layer in self.layers for g in layer.grads]
-
     # ---- saving -----------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """The architecture: every layer's class and constructor arguments."""
@@ -188,73 +175,6 @@ class Sequential(Trainer):
             "input_shape": None if self.input_shape is None else list(self.input_shape),
             "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers],
         }
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the architecture and the weights: ``.keras``, ``.h5`` or ``.npz`` by the suffix
-        (see :func:`convpool.keras.models.save_model`)."""
-        save_model(self, path)
-
-    @property
-    def weights(self) -> list[NDArray[Any]]:
-        """All layers' weights, in layer order."""
-        return [w for layer in self.layers for w in layer.weights]
-
-    def get_weights(self) -> list[NDArray[Any]]:
-        return [w for layer in self.layers for w in layer.get_weights()]
-
-    def set_weights(self, weights: Iterable[ArrayLike]) -> None:
-        """Set all weights from a list in the order of :meth:`get_weights`."""
-        weights = list(weights)
-        expected = sum(len(layer.weights) for layer in self.layers)
-        if len(weights) != expected:
-            raise ValueError(f"model has {expected} weight arrays, got {len(weights)}")
-        i = 0
-        for layer in self.layers:
-            k = len(layer.weights)
-            if k:
-                layer.set_weights(weights[i : i + k])
-            i += k
-
-    def count_params(self) -> int:
-        """Total number of weights of all layers (the model must be built)."""
-        if not self.built:
-            raise ValueError(
-                "the model is not built: call it on an input, or pass input_shape / call build()"
-            )
-        return sum(layer.count_params() for layer in self.layers)
-
-    def summary(self, line_length: int | None = None, positions: Any = None,
-                print_fn: Any = _PRINT, **kwargs: Any) -> SummaryTable | None:
-        """Print a table of the layers, as Keras's ``summary()`` (and return None).
-
-        For each layer: its output shape, its parameter count, and its
-        receptive field and jump on the input (for image inputs; per axis, in
-        input pixels).  Totals at the end.  :meth:`summary_table` returns the
-        same as data.
-
-        Parameters
-        ----------
-        line_length, positions, **kwargs :
-            Keras's layout arguments (``expand_nested``, ``show_trainable``,
-            ...), accepted and ignored: the table sizes its columns itself.
-        print_fn : callable, optional
-            Called with each line (Keras's meaning; default: print).  An
-            explicit ``print_fn=None`` keeps convpool's earlier meaning, deprecated:
-            print nothing and return the table (use :meth:`summary_table`).
-
-        Returns
-        -------
-        None
-        """
-        if print_fn is None:
-            warnings.warn("summary(print_fn=None) returning the table is deprecated: "
-                          "use summary_table()", DeprecationWarning, stacklevel=2)
-            return self.summary_table()
-        table = self.summary_table()
-        emit = print if print_fn is _PRINT else print_fn
-        for text in str(table).split("\n"):
-            emit(text)
-        return None
 
     def summary_table(self) -> SummaryTable:
         """The table :meth:`summary` prints, as data (a :class:`SummaryTable`).

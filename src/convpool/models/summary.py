@@ -20,9 +20,7 @@ def _fmt_shape(shape: Shape) -> str:
     )
 
 
-class SummaryRow(TypedDict):
-    """One layer's row of :class:`SummaryTable` (see there)."""
-
+class _RowKeys(TypedDict):
     name: str
     type: str
     output_shape: Shape
@@ -30,6 +28,13 @@ class SummaryRow(TypedDict):
     receptive_field: OptionalPair
     jump: OptionalPair
     whole_input: tuple[int | None, int | None] | None
+
+
+class SummaryRow(_RowKeys, total=False):
+    """One layer's row of :class:`SummaryTable` (see there)."""
+
+    #: A functional Model's rows only: the tensors (layer or input names) it reads.
+    connected_to: list[str]
 
 
 @dataclass
@@ -58,7 +63,11 @@ class SummaryTable:
     trainable_params: int = 0
 
     def __str__(self) -> str:
-        header = ("Layer (type)", "Output Shape", "Param #", "Receptive field", "Jump")
+        header: tuple[str, ...] = ("Layer (type)", "Output Shape", "Param #", "Receptive field",
+                                   "Jump")
+        graph = any("connected_to" in r for r in self.rows)
+        if graph:  # a functional Model's, as Keras's
+            header += ("Connected to",)
         body = []
         for r in self.rows:
             rf = r["receptive_field"]
@@ -66,15 +75,16 @@ class SummaryTable:
                 rf_text = f"{_fmt_pair(r['whole_input'])} (all)"
             else:
                 rf_text = _fmt_pair(rf)
-            body.append(
-                (
-                    f"{r['name']} ({r['type']})",
-                    _fmt_shape(r["output_shape"]),
-                    f"{r['params']:,}",
-                    rf_text,
-                    _fmt_pair(r["jump"]),
-                )
+            cells: tuple[str, ...] = (
+                f"{r['name']} ({r['type']})",
+                _fmt_shape(r["output_shape"]),
+                f"{r['params']:,}",
+                rf_text,
+                _fmt_pair(r["jump"]),
             )
+            if graph:
+                cells += (", ".join(r.get("connected_to", [])) or "-",)
+            body.append(cells)
         widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
         rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
 
