@@ -683,20 +683,26 @@ def test_convpool_functional_files_load_in_keras(tmp_path, rng, h5py, keras, suf
     """Keras numbers the weight paths in its own layer order (map_graph's): a
     graph whose layers were made in another order still loads right."""
     image = L.Input(shape=(8, 8, 3), name="img")
-    side = L.Conv2D(4, 1, name="side", seed=0)(image)  # made first, after "main" in Keras
+    side = L.Conv2D(4, 1, name="side", seed=0)(image)
     main = L.Conv2D(4, 3, padding="same", name="main", seed=1)(image)
     deep = L.Conv2D(4, 3, padding="same", name="deep", seed=2)(main)
-    added = L.Add(name="add")([deep, side])
+    added = L.Add(name="add")([side, deep])
     both = L.Concatenate(axis=-1, name="cat")([added, main])
     model = Model(inputs=image, outputs=both, name="net")
-    for layer in model.layers:
-        if layer.weights:
-            layer.set_weights([rng.uniform(-1, 1, w.shape).astype(w.dtype)
-                               for w in layer.get_weights()])
+    _randomize(model, rng)
     path = tmp_path / f"m{suffix}"
     model.save(path)
     x = _x(rng, (2, 8, 8, 3))
     theirs = keras.saving.load_model(path)
+    # Keras orders the layers by depth ("main" before "side"), convpool depth first.
+    keras_order = [layer.name for layer in theirs.layers if layer.name != "img"]
+    assert keras_order == ["main", "side", "deep", "add", "cat"]
+    assert [layer.name for layer in model.layers] != keras_order
+    ours = {layer.name: layer for layer in model.layers}
+    for layer in theirs.layers:
+        for a, b in zip(layer.get_weights(), ours[layer.name].get_weights() if layer.weights
+                        else []):
+            assert a.tobytes() == b.tobytes()
     assert _relative(np.asarray(theirs.predict(x, verbose=0)), model.predict(x)) < 1e-5
     back = load_model(path)
     assert back.predict(x).tobytes() == model.predict(x).tobytes()
