@@ -531,6 +531,32 @@ def test_load_does_not_modify_the_file(tmp_path, rng, h5py):
         assert path.read_bytes() == before
 
 
+def test_keras2_style_legacy_file(tmp_path, rng, h5py):
+    """What tf.keras 2 writes: variables named ``kernel:0`` under ``<layer>/<layer>/``,
+    a BatchNormalization axis as a list, and no InputLayer (the first layer's
+    batch_input_shape)."""
+    model = _cnn(rng)
+    path = tmp_path / "k2.h5"
+    model.save(path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        layers = config["config"]["layers"]
+        first = layers.pop(0)
+        layers[0]["config"]["batch_input_shape"] = first["config"]["batch_input_shape"]
+        _layer(config, "BatchNormalization")["config"]["axis"] = [3]
+        f.attrs["model_config"] = json.dumps(config)
+        for name in f["model_weights"].attrs["layer_names"]:
+            group = f["model_weights"][name]
+            names = [str(n) for n in group.attrs["weight_names"]] if len(
+                group.attrs["weight_names"]) else []
+            for n in names:
+                group.move(n, n + ":0")
+            if names:
+                group.attrs["weight_names"] = np.array([n + ":0" for n in names], dtype=object)
+    x = _x(rng)
+    assert load_model(path).predict(x).tobytes() == model.predict(x).tobytes()
+
+
 # --------------------------------------------------------- against Keras itself
 def _keras_cnn(keras, rng):
     """A small CNN built and trained briefly by Keras (the BatchNormalization
@@ -652,6 +678,8 @@ def _keras_functional(keras, rng):
     a = layers.Conv2D(4, 3, padding="same", activation="relu")(image)
     b = layers.Conv2D(4, 1)(image)
     s = layers.Add()([a, b])
+    s = layers.Average()([layers.Subtract()([s, a]), layers.Maximum()([a, b]),
+                          layers.Multiply()([a, layers.Minimum()([s, b])])])
     p = layers.ZeroPadding2D(1)(s)
     p = layers.Conv2D(4, 3)(p)
     up = layers.UpSampling2D(2)(p)
@@ -706,3 +734,121 @@ def test_convpool_functional_files_load_in_keras(tmp_path, rng, h5py, keras, suf
     assert _relative(np.asarray(theirs.predict(x, verbose=0)), model.predict(x)) < 1e-5
     back = load_model(path)
     assert back.predict(x).tobytes() == model.predict(x).tobytes()
+
+
+def _convpool_functional(rng):
+    image = L.Input(shape=(6, 6, 2), name="img")
+    aux = L.Input(shape=(6, 6, 3), name="aux")
+    a = L.Conv2D(3, 3, padding="same", seed=0)(image)
+    b = L.DepthwiseConv2D(1, depth_multiplier=1)(aux)
+    merged = [L.Add()([a, b]), L.Subtract()([a, b]), L.Multiply()([a, b]),
+              L.Average()([a, b]), L.Maximum()([a, b]), L.Minimum()([a, b])]
+    cat = L.Concatenate(axis=-1, name="cat")(merged)
+    out = L.Dense(2, name="head")(L.GlobalAveragePooling2D()(L.BatchNormalization()(cat)))
+    model = Model(inputs=[image, aux], outputs=[out, cat], name="two_heads")
+    return _randomize(model, rng)
+
+
+@needs_model
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_functional_roundtrip_predicts_the_same_bits(tmp_path, rng, h5py, suffix):
+    model = _convpool_functional(rng)
+    path = tmp_path / f"f{suffix}"
+    model.save(path)
+    loaded = load_model(path)
+    assert type(loaded).__name__ == "Model" and loaded.name == "two_heads"
+    assert sorted(layer.name for layer in loaded.layers) == sorted(
+        layer.name for layer in model.layers)
+    x = [_x(rng, (3, 6, 6, 2)), _x(rng, (3, 6, 6, 3))]
+    for a, b in zip(loaded(x), model(x)):
+        assert a.tobytes() == b.tobytes()
+
+
+def _functional_change(name):
+    def entry(config, layer_name):
+        return next(e for e in config["config"]["layers"] if e["name"] == layer_name)
+
+    def history(config, layer_name):
+        return entry(config, layer_name)["inbound_nodes"][0]["args"][0]["config"]["keras_history"]
+
+    changes = {
+        "shared layer": (lambda c: entry(c, "head")["inbound_nodes"].append(
+            entry(c, "head")["inbound_nodes"][0]), "shared layers"),
+        "forward reference": (lambda c: c["config"]["layers"].append(
+            c["config"]["layers"].pop(2)), "comes later"),
+        "call arguments": (lambda c: entry(c, "head")["inbound_nodes"][0].update(
+            kwargs={"training": True}), "call arguments"),
+        "unknown output": (lambda c: c["config"].update(output_layers=[["nope", 0, 0]]),
+                           "nope"),
+        "second call": (lambda c: history(c, "head").__setitem__(1, 1), "call 1"),
+        "merge on one tensor": (lambda c: entry(c, "cat")["inbound_nodes"][0]["args"].__setitem__(
+            0, entry(c, "cat")["inbound_nodes"][0]["args"][0][0]), "does not take"),
+        "not a tensor": (lambda c: entry(c, "head")["inbound_nodes"][0]["args"].__setitem__(
+            0, {"class_name": "__lambda__", "config": {}}), "not a tensor"),
+    }
+    return changes[name]
+
+
+@needs_model
+@pytest.mark.parametrize("change", ["shared layer", "forward reference", "call arguments",
+                                    "unknown output", "second call", "merge on one tensor",
+                                    "not a tensor"])
+def test_bad_functional_configs_are_refused(tmp_path, rng, h5py, change):
+    _convpool_functional(rng).save(tmp_path / "good.keras")
+    with zipfile.ZipFile(tmp_path / "good.keras") as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    config = json.loads(members["config.json"])
+    edit, phrase = _functional_change(change)
+    edit(config)
+    members["config.json"] = json.dumps(config).encode()
+    _expect_refused(_write_zip(tmp_path / "bad.keras", members), phrase)
+
+
+# ------------------------------------------------------ tf.keras 2 (tf_keras)
+@pytest.fixture(scope="module")
+def tf_keras():
+    """Keras 2 (the tf_keras package), when installed."""
+    pytest.importorskip("tensorflow")
+    return pytest.importorskip("tf_keras")
+
+
+def test_tf_keras_files(tmp_path, rng, h5py, tf_keras):
+    layers = tf_keras.layers
+    model = tf_keras.Sequential([
+        layers.Conv2D(6, 3, padding="same", activation="relu", input_shape=(10, 10, 3)),
+        layers.BatchNormalization(),
+        layers.DepthwiseConv2D(3, depth_multiplier=2),
+        layers.SeparableConv2D(4, 3, padding="same"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dropout(0.2),
+        layers.Dense(3),
+    ])
+    model.compile("adam", "mse")
+    model.fit(_x(rng, (8, 10, 10, 3)), np.zeros((8, 3), np.float32), epochs=1, verbose=0)
+    x = _x(rng, (4, 10, 10, 3))
+    theirs = model.predict(x, verbose=0)
+    for suffix in (".h5", ".keras"):
+        model.save(tmp_path / f"k2{suffix}")
+        assert _relative(load_model(tmp_path / f"k2{suffix}").predict(x), theirs) < 1e-4
+    ours = _cnn(rng)
+    ours.save(tmp_path / "cp.h5")
+    back = tf_keras.models.load_model(tmp_path / "cp.h5", compile=False)
+    x = _x(rng)
+    assert _relative(np.asarray(back.predict(x, verbose=0)), ours.predict(x)) < 1e-5
+
+
+@needs_model
+def test_tf_keras_functional_files(tmp_path, rng, h5py, tf_keras):
+    layers = tf_keras.layers
+    image = tf_keras.Input((8, 8, 3), name="img")
+    a = layers.Conv2D(4, 3, padding="same")(image)
+    b = layers.Conv2D(4, 1)(image)
+    joined = layers.Concatenate()([layers.Add()([a, b]), layers.UpSampling2D(1)(a)])
+    model = tf_keras.Model(image, layers.Conv2DTranspose(2, 2, strides=2)(joined))
+    _randomize_keras(model, rng)
+    x = _x(rng, (3, 8, 8, 3))
+    theirs = model.predict(x, verbose=0)
+    for suffix in (".h5", ".keras"):
+        model.save(tmp_path / f"k2f{suffix}")
+        assert _relative(load_model(tmp_path / f"k2f{suffix}").predict(x), theirs) < 1e-4

@@ -233,9 +233,11 @@ def _zero_padding(value: object, key: str) -> object:
 
 
 def _keras_module(module: object) -> bool:
-    """Whether ``module`` names Keras itself (None: unspecified, as in Keras 2)."""
-    return module is None or (isinstance(module, str)
-                              and (module == "keras" or module.startswith("keras.")))
+    """Whether ``module`` names Keras itself: Keras 3's ``keras``, tf.keras 2's
+    ``tf_keras`` (None: unspecified, as in Keras 2's .h5 configs).  Only a name
+    compared: nothing is imported."""
+    return module is None or (isinstance(module, str) and any(
+        module == root or module.startswith(root + ".") for root in ("keras", "tf_keras")))
 
 
 def _check_object(value: dict[str, Any], key: str) -> None:
@@ -332,6 +334,8 @@ class _Spec:
     written; ``ignored`` ones do not change the computation, any valid value
     is accepted, and the value given is written.  ``convpool_fixed`` are the
     convpool arguments a layer needs to have a Keras equivalent;
+    ``old_initializers`` are initializer keys older Keras versions write
+    (tf.keras 2's SeparableConv2D has a ``kernel_initializer``);
     ``weight_aliases`` are other Keras names of convpool's weights (checked
     against a legacy file's ``weight_names``); ``children`` are groups a
     layer's path in model.weights.h5 may hold beside ``vars`` (state that
@@ -345,6 +349,8 @@ class _Spec:
     fixed: dict[str, Any] = field(default_factory=dict)
     optional: dict[str, Any] = field(default_factory=dict)
     ignored: dict[str, tuple[Callable[[object, str], object], Any]] = field(default_factory=dict)
+    #: initializer keys older Keras versions write (accepted, never written)
+    old_initializers: tuple[str, ...] = ()
     convpool_fixed: dict[str, Any] = field(default_factory=dict)
     weighted: bool = False
     merge: bool = False
@@ -404,7 +410,8 @@ _SPECS: tuple[_Spec, ...] = (
                         "bias_initializer": _ZEROS},
           fixed={**_regularizers("depthwise", "pointwise", "bias"),
                  "activity_regularizer": None},
-          optional={**_LORA, "groups": 1, **_regularizers("kernel")}, weighted=True),
+          optional={**_LORA, "groups": 1, **_regularizers("kernel")},
+          old_initializers=("kernel_initializer",), weighted=True),
     _Spec("Dense", "Dense",
           (_Arg("units", "units", _int), *_ACT_BIAS),
           initializers={"kernel_initializer": _GLOROT, "bias_initializer": _ZEROS},
@@ -560,7 +567,7 @@ def _layer_from_keras(entry: _Entry, *, first: bool = False
                 if arg.keras in given:
                     raise _Refused(f"{key} given twice (as {arg.keras} and an older spelling)")
                 given[arg.keras] = arg.load(value, key)
-            elif key in spec.initializers:
+            elif key in spec.initializers or key in spec.old_initializers:
                 _initializer(value, key)
             elif key in spec.fixed or key in spec.optional:
                 want = spec.fixed.get(key, spec.optional.get(key))
@@ -1013,12 +1020,12 @@ def _inbound(entry: _Entry, merge: bool) -> tuple[list[tuple[str, int, int]], bo
     return refs, as_list
 
 
-def _endpoints(value: object, what: str) -> tuple[list[str], bool]:
-    """The layer names of ``input_layers`` / ``output_layers``, and whether a list."""
+def _endpoints(value: object, what: str) -> list[str]:
+    """The layer names of ``input_layers`` / ``output_layers`` (one reference or a list)."""
     if isinstance(value, list) and value and isinstance(value[0], str):
-        return [_history(value, what)[0]], False
+        return [_history(value, what)[0]]
     if isinstance(value, list) and value:
-        return [_history(v, what)[0] for v in value], True
+        return [_history(v, what)[0] for v in value]
     raise _Refused(f"the model's {what} {_show(value)} is not a list of layer references")
 
 
@@ -1057,12 +1064,14 @@ def _functional_from_keras(config: object, make_weights: Callable[[dict[int, str
     weights.finish()
     ends = []
     for key in ("input_layers", "output_layers"):
-        names, as_list = _endpoints(cfg.get(key), key)
+        names = _endpoints(cfg.get(key), key)
         unknown = [n for n in names if n not in tensors]
         if unknown:
             raise _Refused(f"the model's {key} name {unknown[0]!r}, which is not a layer")
         found = [tensors[n] for n in names]
-        ends.append(found if as_list else found[0])
+        # One input (or output) in a list is still one: Keras 2 writes every
+        # model's ends as lists, and Keras's predict takes and gives one array.
+        ends.append(found if len(found) > 1 else found[0])
     try:
         return model_cls(inputs=ends[0], outputs=ends[1], name=name)
     except (ValueError, TypeError) as err:
