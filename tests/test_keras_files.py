@@ -511,13 +511,18 @@ def test_bad_legacy_files_are_refused(tmp_path, rng, h5py, change):
     _expect_refused(path)
 
 
-def test_not_model_files(tmp_path, h5py):
+def test_not_model_files(tmp_path, rng, h5py):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     _expect_refused(text, "not a model file")
     truncated = tmp_path / "cut.h5"
     truncated.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 40)
     _expect_refused(truncated, "HDF5")
+    _cnn(rng).save(tmp_path / "whole.h5")
+    whole = (tmp_path / "whole.h5").read_bytes()
+    for fraction in (0.5, 0.99):
+        truncated.write_bytes(whole[: int(len(whole) * fraction)])
+        _expect_refused(truncated, "truncated")
     with pytest.raises(ValueError, match="directory"):
         load_model(tmp_path)
 
