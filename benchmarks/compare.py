@@ -191,8 +191,9 @@ def make_inputs(wl):
 # argument that runs the workload once, or None when it does not measure that
 # workload.  ``shared`` is True when other runtimes live in the same process;
 # ``info`` collects facts to record (delegate used, SIMD variant, ...).
-def _convpool_like(module, wl, inputs):
-    """The workload as calls of convpool's functions (or the same in convpool.reference)."""
+def _convpool_like(module, wl, inputs, algorithm=None):
+    """The workload as calls of convpool's functions (or the same in convpool.reference);
+    ``algorithm`` is convpool's conv2d algorithm= (None: its default)."""
     x, kernel, g = inputs["x"], inputs.get("kernel"), inputs.get("grad")
     if wl["op"] == "tconv":
         return lambda: module.conv2d_transpose(x, kernel, strides=wl["stride"],
@@ -202,6 +203,8 @@ def _convpool_like(module, wl, inputs):
         return lambda: module.global_avg_pool2d(x, keepdims=True)
     if wl["op"] == "conv":
         conv_kw = dict(strides=wl["stride"], padding=wl["padding"], groups=wl["groups"])
+        if algorithm is not None:
+            conv_kw["algorithm"] = algorithm
         if wl["backward"]:
             return lambda: module.conv2d_backward(g, x, kernel, **conv_kw)
         return lambda: module.conv2d(x, kernel, **conv_kw)
@@ -227,6 +230,17 @@ def impl_convpool(wl, inputs, threads, shared, info):
         cfg = convpool.show_config()
     info.update(simd=cfg.get("simd_selected"), openmp=cfg.get("openmp"), threads=cfg.get("num_threads"))
     return _convpool_like(convpool, wl, inputs)
+
+
+def impl_convpool_direct(wl, inputs, threads, shared, info):
+    """convpool with algorithm="direct": the exact-order algorithms, no Winograd
+    (only where the default would choose otherwise: 3x3 stride-1 convs)."""
+    if wl["op"] != "conv" or wl["k"] != 3 or wl["stride"] != 1 or wl["groups"] != 1:
+        return None
+    import convpool
+
+    convpool.set_num_threads(threads)
+    return _convpool_like(convpool, wl, inputs, algorithm="direct")
 
 
 def impl_reference(wl, inputs, threads, shared, info):
@@ -462,6 +476,7 @@ def impl_read_input(wl, inputs, threads, shared, info):
 
 IMPLS = {
     "convpool": impl_convpool,
+    "convpool-direct": impl_convpool_direct,
     "onnxruntime": impl_onnxruntime,
     "torch": impl_torch,
     "tensorflow": impl_tensorflow,

@@ -101,7 +101,7 @@ NETS = {
                 ("flatten", "flatten"), ("dense", "dense", 10)]),
 }
 TASKS = ("predict", "train")
-IMPLS = ("convpool", "tensorflow", "torch")
+IMPLS = ("convpool", "convpool-direct", "tensorflow", "torch")
 CLASSES = 10
 PREDICT_WARMUP_BATCHES = 2
 TRAIN_WARMUP_BATCHES = 3
@@ -172,7 +172,7 @@ class Runner:
         self.params = params
 
 
-def build_convpool(net, threads, info):
+def build_convpool(net, threads, info, algorithm="auto"):
     import contextlib
     import io
 
@@ -191,7 +191,7 @@ def build_convpool(net, threads, info):
                 threads=convpool.get_num_threads())
     if cfg.get("openmp_wait"):  # how libgomp's idle threads wait (spin count), where reported
         info["openmp_wait"] = cfg["openmp_wait"]
-    model = Sequential(convpool_layers(net, Conv2D, Dense, Flatten, MaxPool2D),
+    model = Sequential(convpool_layers(net, Conv2D, Dense, Flatten, MaxPool2D, algorithm),
                        input_shape=(None, *net["input"]), name=net["name"])
     optimizer = Adam(learning_rate=1e-3)
     bs = net["batch"]
@@ -205,15 +205,22 @@ def build_convpool(net, threads, info):
     return Runner(predict, train_epoch, model.count_params())
 
 
-def convpool_layers(net, Conv2D, Dense, Flatten, MaxPool2D):
-    """convpool layers for the specs (the classes passed in, so --profile and the worker share it)."""
+def build_convpool_direct(net, threads, info):
+    """convpool with every conv on its direct (exact-order) algorithms: no Winograd."""
+    return build_convpool(net, threads, info, algorithm="direct")
+
+
+def convpool_layers(net, Conv2D, Dense, Flatten, MaxPool2D, algorithm="auto"):
+    """convpool layers for the specs (the classes passed in, so --profile and the worker
+    share it); ``algorithm`` is the Conv2D layers' (auto: Winograd where it pays)."""
     layers = []
     c = net["input"][2]
     for i, spec in enumerate(net["layers"]):
         kind, name = spec[0], spec[1]
         if kind == "conv":
             _, _, f, k, s, p = spec
-            layers.append(Conv2D(f, k, strides=s, padding=p, activation="relu", name=name, seed=i))
+            layers.append(Conv2D(f, k, strides=s, padding=p, activation="relu", name=name, seed=i,
+                                 algorithm=algorithm))
             c = f
         elif kind == "dw":
             _, _, k, s, p = spec
@@ -360,9 +367,11 @@ def build_torch(net, threads, info):
     return Runner(predict, train_epoch, sum(p.numel() for p in model.parameters()))
 
 
-BUILDERS = {"convpool": build_convpool, "tensorflow": build_tensorflow, "torch": build_torch}
+BUILDERS = {"convpool": build_convpool, "convpool-direct": build_convpool_direct,
+            "tensorflow": build_tensorflow, "torch": build_torch}
 # Top-level modules each library needs (looked up, not imported, by the main process).
-MODULES = {"convpool": ["convpool"], "tensorflow": ["tensorflow", "keras"], "torch": ["torch"]}
+MODULES = {"convpool": ["convpool"], "convpool-direct": ["convpool"],
+           "tensorflow": ["tensorflow", "keras"], "torch": ["torch"]}
 
 
 def available_impls(requested):
@@ -597,7 +606,7 @@ def render(results, machine, versions, impls, args, command):
                 row += f"{r['median'][i]:>14.3f}" + (f"{sp:>8.2f}" if sp is not None else f"{'-':>8}")
             else:
                 row += f"{'-':>14}{'':>8}"
-        peers = [v for k, v in r["median"].items() if k != "convpool"]
+        peers = [v for k, v in r["median"].items() if not k.startswith("convpool")]
         if "convpool" in r["median"] and peers:
             row += f"{r['median']['convpool'] / min(peers):>22.2f}"
         lines.append(row.rstrip())

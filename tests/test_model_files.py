@@ -13,6 +13,7 @@ import pytest
 
 import convpool
 from convpool.layers import Activation, Conv2D, Dense, Dropout, Flatten, Input, MaxPool2D
+from convpool.models.saving import save_npz
 
 
 def _model():
@@ -45,13 +46,18 @@ def test_roundtrip_predicts_the_same_bits(tmp_path, rng):
 
 
 def test_save_suffixes(tmp_path):
+    """save() writes .npz for no suffix or .npz (Keras's .keras and .h5 go to
+    tests/test_keras_files.py); any other suffix is refused, never renamed, and
+    save_npz itself keeps refusing Keras's suffixes."""
     model = _model()
     model.save(tmp_path / "plain")  # no suffix: .npz added, as before
     assert (tmp_path / "plain.npz").exists()
+    for name in ("m.pt", "m.npy", "m.json"):
+        with pytest.raises(ValueError, match="saves models as .keras, .h5"):
+            model.save(tmp_path / name)
     for name in ("m.h5", "m.keras", "m.weights.h5"):
         with pytest.raises(ValueError, match="saves models as .npz files"):
-            model.save(tmp_path / name)
-        assert not (tmp_path / name).exists() and not (tmp_path / (name + ".npz")).exists()
+            save_npz(model, tmp_path / name)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.npz"]
 
 

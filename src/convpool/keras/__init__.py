@@ -14,15 +14,15 @@ Keras                                     convpool
 Everything here is the same object as convpool's own API (``keras.layers.Conv2D
 is convpool.Conv2D``): no second implementation.  The submodules are
 :mod:`.layers`, :mod:`.models`, :mod:`.activations`, :mod:`.optimizers`,
-:mod:`.losses`, :mod:`.metrics`, :mod:`.callbacks` and :mod:`.utils`, and
-:mod:`.initializers`.  README.md ("Keras scripts on convpool") lists what is
-covered and what is not yet.
+:mod:`.losses`, :mod:`.metrics`, :mod:`.callbacks`, :mod:`.saving`, :mod:`.utils`
+and :mod:`.initializers`.  README.md ("Keras scripts on convpool") lists what
+is covered and what is not yet.
 """
 
-from . import activations, callbacks, layers, losses, metrics, models, optimizers, utils
-from . import initializers
+from . import (activations, callbacks, initializers, layers, losses, metrics, models, optimizers,
+               saving, utils)
 from .layers import Input, Layer
 from .models import Model, Sequential
 
 __all__ = ["Input", "Layer", "Model", "Sequential", "activations", "callbacks", "initializers",
-           "layers", "losses", "metrics", "models", "optimizers", "utils"]
+           "layers", "losses", "metrics", "models", "optimizers", "saving", "utils"]

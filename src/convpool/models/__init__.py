@@ -10,12 +10,16 @@ whole input.
 The package is split as Keras's ``models``: :mod:`.sequential` (the stack),
 :mod:`.functional` (``Model(inputs, outputs)``, a graph of layers),
 :mod:`.base` (what the two share), :mod:`.training` (predict, evaluate,
-fit), :mod:`.summary` (the table) and :mod:`.saving` (``.npz`` files).
+fit), :mod:`.summary` (the table), :mod:`.saving` (``.npz`` files) and
+:mod:`.keras_format` (Keras's ``.keras`` and ``.h5`` files: :func:`load_model`,
+:func:`save_model`).
 """
 
 from .functional import Model
+from .keras_format import load_model, save_model
 from .saving import load
 from .sequential import Sequential
 from .summary import SummaryRow, SummaryTable
 
-__all__ = ["Model", "Sequential", "SummaryRow", "SummaryTable", "load"]
+__all__ = ["Model", "Sequential", "SummaryRow", "SummaryTable", "load", "load_model",
+           "save_model"]

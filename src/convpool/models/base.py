@@ -49,10 +49,11 @@ class ModelBase(Trainer):
         return [g for layer in self.layers for g in layer.grads]
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save the architecture and the weights to one ``.npz`` file (see :func:`load`)."""
-        from .saving import save_npz
+        """Save the architecture and the weights: ``.keras``, ``.h5`` or ``.npz`` by the
+        suffix (see :func:`convpool.keras.models.save_model`)."""
+        from .keras_format import save_model
 
-        save_npz(self, path)
+        save_model(self, path)
 
     @property
     def weights(self) -> list[NDArray[Any]]:

@@ -34,8 +34,8 @@ def save_npz(model: ModelBase, path: str | os.PathLike[str]) -> None:
         target += ".npz"
     elif suffix.lower() != ".npz":
         raise ValueError(f"convpool saves models as .npz files; {os.fspath(path)!r} has the "
-                         f"suffix {suffix!r} (Keras's .keras and .h5 formats are not "
-                         f"supported yet)")
+                         f"suffix {suffix!r} (Keras's .keras and .h5 files: model.save() or "
+                         f"convpool.keras.models.save_model)")
     # Any: numpy's stub types savez's **kwds against its allow_pickle (bool) too.
     arrays: dict[str, Any] = {f"weight_{i}": w for i, w in enumerate(model.weights)}
     folder = os.path.dirname(os.path.abspath(target))
