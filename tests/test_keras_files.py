@@ -116,6 +116,20 @@ def test_roundtrip_predicts_the_same_bits(tmp_path, rng, h5py, suffix):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_conv_algorithm_is_not_written_to_keras_files(tmp_path, rng, h5py, suffix):
+    """Conv2D's algorithm= (how convpool computes the same convolution) has no
+    Keras key: it is left out, and the loaded layer takes the default."""
+    model = convpool.Sequential([L.Input((8, 8, 16)),
+                                 L.Conv2D(16, 3, padding="same", algorithm="direct", seed=0)])
+    model.save(tmp_path / f"m{suffix}")
+    loaded = load_model(tmp_path / f"m{suffix}")
+    assert loaded.layers[0].algorithm == "auto"
+    x = rng.standard_normal((2, 8, 8, 16)).astype(np.float32)
+    direct = model.predict(x)
+    assert np.allclose(loaded.predict(x), direct, rtol=0, atol=2e-5 * np.abs(direct).max())
+
+
 def test_float64_weights_stay_float64(tmp_path, rng, h5py):
     model = convpool.Sequential([L.Input((6,)), L.Dense(3, dtype="float64", seed=0),
                                  L.Dense(2, dtype="float64", seed=1)])

@@ -1281,6 +1281,10 @@ def _layer_to_keras(layer: Layer, dtype: str, legacy: bool) -> tuple[_Spec, dict
     used = {"name", "dtype"}
     if spec.weighted:
         used.add("seed")  # the initializers' seed: the weights are saved themselves
+    # Conv2D's algorithm= chooses how convpool computes the same convolution
+    # (Winograd or direct, equal to rounding): not written; a loaded layer
+    # takes "auto".
+    used.add("algorithm")
     for key, want in spec.convpool_fixed.items():
         used.add(key)
         if ours.get(key, want) != want:
