@@ -135,35 +135,24 @@ void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, i
 
 /* ---- Winograd's kernel transform ------------------------------------------- */
 /* G of F(4x4, 3x3) with the points {0, -1, 1, 1/2, -2, inf}, its rows scaled
- * by powers of two so that B^T is integer (cp_tpl_winograd.h): U = G g G^T,
- * computed in double and rounded once. */
-static const double cp_wg_G[CP_WG_A][3] = {
-    {1.0 / 2, 0, 0},
-    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-    {1.0 / 6, 1.0 / 6, 1.0 / 6},
-    {-16.0 / 15, -8.0 / 15, -4.0 / 15},
-    {1.0 / 30, -1.0 / 15, 2.0 / 15},
-    {0, 0, 1.0 / 2},
-};
-
-/* U[6][6] of the 3x3 kernel k[kh * 3 + kw] of one (c, oc) pair. */
-static void cp_wg_kernel(const double k[9], double U[CP_WG_A][CP_WG_A])
+ * by powers of two so that B^T is integer (cp_tpl_winograd.h):
+ *     G = [1/2 0 0; -1/6 1/6 -1/6; 1/6 1/6 1/6; -16/15 -8/15 -4/15;
+ *          1/30 -1/15 2/15; 0 0 1/2],
+ * applied to three values g0, g1, g2 (a column, then a row of the 3x3
+ * kernel: U = G g G^T), in double; the caller rounds U once.  Vectorised
+ * over `n` kernels side by side (out[a * n + j] from g[i * n + j]). */
+static void cp_wg_g(const double *g0, const double *g1, const double *g2, int64_t n,
+                    double *out, int64_t stride)
 {
-    double t[CP_WG_A][3];
-    for (int a = 0; a < CP_WG_A; a++)
-        for (int kw = 0; kw < 3; kw++) {
-            double s = 0;
-            for (int kh = 0; kh < 3; kh++)
-                s += cp_wg_G[a][kh] * k[kh * 3 + kw];
-            t[a][kw] = s;
-        }
-    for (int a = 0; a < CP_WG_A; a++)
-        for (int b = 0; b < CP_WG_A; b++) {
-            double s = 0;
-            for (int kw = 0; kw < 3; kw++)
-                s += t[a][kw] * cp_wg_G[b][kw];
-            U[a][b] = s;
-        }
+    for (int64_t j = 0; j < n; j++) {
+        const double a = g0[j], b = g1[j], c = g2[j], ac = a + c;
+        out[j] = a / 2;
+        out[stride + j] = (b - ac) / 6;
+        out[2 * stride + j] = (ac + b) / 6;
+        out[3 * stride + j] = -(16 * a + 8 * b + 4 * c) / 15;
+        out[4 * stride + j] = (a - 2 * b + 4 * c) / 30;
+        out[5 * stride + j] = c / 2;
+    }
 }
 
 /* ---- the per-unit drivers, per dtype ----------------------------------------- */

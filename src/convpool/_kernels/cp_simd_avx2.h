@@ -10,7 +10,7 @@
  *                                               p aligned to CPV_W elements)
  *   cpv_loadu_n(p, n), cpv_storeu_n(p, v, n)    the first n lanes (0 <= n <= W;
  *                                               the others load as 0)
- *   cpv_fma(a, b, c) = a * b + c, rounded once; cpv_add(a, b)
+ *   cpv_fma(a, b, c) = a * b + c, rounded once; cpv_add(a, b), cpv_sub(a, b), cpv_mul(a, b)
  *   cpv_max(a, b)     = a > b ? a : b (b when either is NaN: x86's max)
  *   cpv_max_nan(a, b) = (b > a || b != b) ? b : a, the pools' NaN-keeping max
  *   CPV_MASK, cpv_upd(v, m) (lanes where v > m || v != v), cpv_eq(a, b),
@@ -99,6 +99,8 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define cpv_storeu_n(p, v, n) cp_avx2_storeu_n_f32(p, v, n)
 #define cpv_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define cpv_add(a, b) _mm256_add_ps(a, b)
+#define cpv_sub(a, b) _mm256_sub_ps(a, b)
+#define cpv_mul(a, b) _mm256_mul_ps(a, b)
 #define cpv_max(a, b) _mm256_max_ps(a, b)
 #define cpv_max_nan(a, b) cp_avx2_max_nan_f32(a, b)
 #define CPV_MASK __m256
@@ -131,6 +133,8 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define cpv_storeu_n(p, v, n) cp_avx2_storeu_n_f64(p, v, n)
 #define cpv_fma(a, b, c) _mm256_fmadd_pd(a, b, c)
 #define cpv_add(a, b) _mm256_add_pd(a, b)
+#define cpv_sub(a, b) _mm256_sub_pd(a, b)
+#define cpv_mul(a, b) _mm256_mul_pd(a, b)
 #define cpv_max(a, b) _mm256_max_pd(a, b)
 #define cpv_max_nan(a, b) cp_avx2_max_nan_f64(a, b)
 #define CPV_MASK __m256d

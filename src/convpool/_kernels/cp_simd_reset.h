@@ -17,6 +17,8 @@
 #undef cpv_storeu_n
 #undef cpv_fma
 #undef cpv_add
+#undef cpv_sub
+#undef cpv_mul
 #undef cpv_max
 #undef cpv_max_nan
 #undef CPV_MASK

@@ -18,20 +18,30 @@ void CP_CONV_F(cp_conv_pack)(const cp_conv_geom *g, const CP_T *kernel, CP_T *pa
         return;
     }
     if (g->algorithm == CP_CONV_WINOGRAD) {
+        /* A panel of NR output channels at a time, the channels as the
+         * vector lanes: k[t][j] (9 taps) -> T[a][kw][j] (columns) -> U[a][b][j]. */
         const int64_t C = g->c, OC = g->oc, E = CP_WG_A * CP_WG_A;
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t oc = 0; oc < g->panels * nr; oc++) {
-                double k[9] = {0}, U[CP_WG_A][CP_WG_A] = {{0}};
-                if (oc < OC) {
-                    for (int t = 0; t < 9; t++)
-                        k[t] = (double)kernel[(t * C + c) * OC + oc];
-                    cp_wg_kernel(k, U);
+        double k[9][CP_MAX_NR_BYTES / 4], T[CP_WG_A * 3][CP_MAX_NR_BYTES / 4],
+            U[E][CP_MAX_NR_BYTES / 4];
+        CP_ASSERT(nr <= CP_MAX_NR_BYTES / 4);
+        for (int64_t p = 0; p < g->panels; p++) {
+            const int64_t n = OC - p * nr < nr ? OC - p * nr : nr;
+            for (int64_t c = 0; c < C; c++) {
+                for (int t = 0; t < 9; t++)
+                    for (int64_t j = 0; j < n; j++)
+                        k[t][j] = (double)kernel[(t * C + c) * OC + p * nr + j];
+                for (int kw = 0; kw < 3; kw++) /* T[a * 3 + kw] = (G k[:, kw])[a] */
+                    cp_wg_g(k[kw], k[3 + kw], k[6 + kw], n, T[kw], 3 * (CP_MAX_NR_BYTES / 4));
+                for (int a = 0; a < CP_WG_A; a++) /* U[a * 6 + b] = (G T[a, :])[b] */
+                    cp_wg_g(T[a * 3], T[a * 3 + 1], T[a * 3 + 2], n, U[a * CP_WG_A],
+                            CP_MAX_NR_BYTES / 4);
+                for (int64_t e = 0; e < E; e++) {
+                    CP_T *dst = packed + ((e * g->panels + p) * C + c) * nr;
+                    for (int64_t j = 0; j < nr; j++)
+                        dst[j] = j < n ? (CP_T)U[e][j] : (CP_T)0;
                 }
-                const int64_t p = oc / nr, j = oc % nr;
-                for (int64_t e = 0; e < E; e++)
-                    packed[((e * g->panels + p) * C + c) * nr + j] =
-                        (CP_T)U[e / CP_WG_A][e % CP_WG_A];
             }
+        }
         return;
     }
     CP_ASSERT(nr == CP_TILE(cp_active, g->gemm)->nr);

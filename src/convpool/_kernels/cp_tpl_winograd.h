@@ -36,25 +36,82 @@
 #define CP_WG_F(name) CP_CAT(name, CP_SFX)
 #define CP_WG_TILE CP_CAT(cp_tile, CP_SFX)
 
-/* The 1-D input transform B^T d of six values (rows of 2 B^T, integers). */
-#define CP_WG_IN(d0, d1, d2, d3, d4, d5, v0, v1, v2, v3, v4, v5)                              \
+/* The transforms' vocabulary: the ISA's vectors of channels, or single
+ * channels in the baseline.  Only IEEE adds, subtracts and multiplies, each
+ * rounded: every variant computes the same bits. */
+#if CP_SIMD
+#define WG_V CPV
+#define WG_W CPV_W
+#define wg_load(p) cpv_loadu(p)
+#define wg_load_n(p, n) cpv_loadu_n(p, n)
+#define wg_store(p, v) cpv_storeu(p, v)
+#define wg_store_n(p, v, n) cpv_storeu_n(p, v, n)
+#define wg_set(s) cpv_set1(s)
+#define wg_add(a, b) cpv_add(a, b)
+#define wg_sub(a, b) cpv_sub(a, b)
+#define wg_mul(a, b) cpv_mul(a, b)
+#define wg_relu(v) cpv_max(cpv_zero(), v) /* a NaN v stays v */
+#else
+#define WG_V CP_T
+#define WG_W 1
+#define wg_load(p) (*(p))
+#define wg_load_n(p, n) (*(p))
+#define wg_store(p, v) (*(p) = (v))
+#define wg_store_n(p, v, n) (*(p) = (v))
+#define wg_set(s) ((CP_T)(s))
+#define wg_add(a, b) ((a) + (b))
+#define wg_sub(a, b) ((a) - (b))
+#define wg_mul(a, b) ((a) * (b))
+#define wg_relu(v) ((v) < 0 ? (CP_T)0 : (v))
+#endif
+
+/* For each vector of `n` channels [c, c + WG_W) (the last one partial, of
+ * `left` lanes): BODY with LOAD(p) and STORE(p, v) reading and writing them. */
+#define WG_EACH_VECTOR(n, BODY)                                                              \
     do {                                                                                     \
-        v0 = (CP_T)2 * (d0 + d4) + (CP_T)3 * (d3 - d1) - (CP_T)4 * d2;                       \
-        v1 = (CP_T)2 * (d1 + d4) + d3 - (CP_T)5 * d2;                                        \
-        v2 = (CP_T)2 * (d4 - d1) + d2 + (CP_T)5 * d3;                                        \
-        v3 = (d4 - d2) + (CP_T)2 * (d3 - d1);                                                \
-        v4 = (CP_T)2 * (d4 - d2) + (d1 - d3);                                                \
-        v5 = (CP_T)2 * (d1 + d5) + (CP_T)3 * (d4 - d2) - (CP_T)4 * d3;                       \
+        int64_t c = 0;                                                                       \
+        for (; c + WG_W <= (n); c += WG_W) {                                                 \
+            BODY(wg_load, wg_store)                                                          \
+        }                                                                                    \
+        if (c < (n)) {                                                                       \
+            const int64_t left = (n) - c;                                                    \
+            (void)left;                                                                      \
+            BODY(WG_LOAD_LEFT, WG_STORE_LEFT)                                                \
+        }                                                                                    \
+    } while (0)
+#define WG_LOAD_LEFT(p) wg_load_n(p, left)
+#define WG_STORE_LEFT(p, v) wg_store_n(p, v, left)
+
+/* The 1-D input transform B^T d of six vectors (rows of 2 B^T, integers):
+ *   v0 = 2 (d0 + d4) + 3 (d3 - d1) - 4 d2     v1 = 2 (d1 + d4) + d3 - 5 d2
+ *   v2 = 2 (d4 - d1) + d2 + 5 d3              v3 = (d4 - d2) + 2 (d3 - d1)
+ *   v4 = 2 (d4 - d2) + (d1 - d3)              v5 = 2 (d1 + d5) + 3 (d4 - d2) - 4 d3 */
+#define WG_IN(d, v)                                                                          \
+    do {                                                                                     \
+        const WG_V two = wg_set(2), three = wg_set(3), four = wg_set(4), five = wg_set(5);   \
+        const WG_V d31 = wg_sub(d[3], d[1]), d42 = wg_sub(d[4], d[2]);                       \
+        v[0] = wg_sub(wg_add(wg_mul(two, wg_add(d[0], d[4])), wg_mul(three, d31)),           \
+                      wg_mul(four, d[2]));                                                   \
+        v[1] = wg_sub(wg_add(wg_mul(two, wg_add(d[1], d[4])), d[3]), wg_mul(five, d[2]));    \
+        v[2] = wg_add(wg_add(wg_mul(two, wg_sub(d[4], d[1])), d[2]), wg_mul(five, d[3]));    \
+        v[3] = wg_add(d42, wg_mul(two, d31));                                                \
+        v[4] = wg_add(wg_mul(two, d42), wg_sub(d[1], d[3]));                                 \
+        v[5] = wg_sub(wg_add(wg_mul(two, wg_add(d[1], d[5])), wg_mul(three, d42)),           \
+                      wg_mul(four, d[3]));                                                   \
     } while (0)
 
-/* The 1-D output transform A^T m of six values. */
-#define CP_WG_OUT(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3)                                    \
+/* The 1-D output transform A^T m of six vectors:
+ *   o0 = m0 + (m1 + m2) + m3 + m4             o1 = (m2 - m1) + m3 / 2 - 2 m4
+ *   o2 = (m1 + m2) + m3 / 4 + 4 m4            o3 = (m2 - m1) + m3 / 8 - 8 m4 + m5 */
+#define WG_OUT(m, o)                                                                         \
     do {                                                                                     \
-        const CP_T s12_ = m1 + m2, d21_ = m2 - m1;                                           \
-        o0 = m0 + s12_ + m3 + m4;                                                            \
-        o1 = d21_ + (CP_T)0.5 * m3 - (CP_T)2 * m4;                                           \
-        o2 = s12_ + (CP_T)0.25 * m3 + (CP_T)4 * m4;                                          \
-        o3 = d21_ + (CP_T)0.125 * m3 - (CP_T)8 * m4 + m5;                                    \
+        const WG_V s12 = wg_add(m[1], m[2]), d21 = wg_sub(m[2], m[1]);                       \
+        o[0] = wg_add(wg_add(wg_add(m[0], s12), m[3]), m[4]);                                \
+        o[1] = wg_sub(wg_add(d21, wg_mul(wg_set(0.5), m[3])), wg_mul(wg_set(2), m[4]));      \
+        o[2] = wg_add(wg_add(s12, wg_mul(wg_set(0.25), m[3])), wg_mul(wg_set(4), m[4]));     \
+        o[3] = wg_add(wg_sub(wg_add(d21, wg_mul(wg_set(0.125), m[3])),                       \
+                             wg_mul(wg_set(8), m[4])),                                       \
+                      m[5]);                                                                 \
     } while (0)
 
 /* Elements of a scratch region, rounded up to whole CP_ALIGN lines. */
@@ -64,7 +121,7 @@ static inline int64_t CP_ISA_FN(CP_WG_F(cp_wg_lines))(int64_t elems)
     return (elems + per - 1) / per * per;
 }
 
-/* The transform of input tile `t` of the unit into V[e][t][:] (e = 6 i + j). */
+/* The transform of input tile `tile` (the unit's t-th) into V[e][t][:] (e = 6 i + j). */
 static void CP_ISA_FN(CP_WG_F(cp_wg_input))(const cp_conv_geom *g, const CP_T *CP_RESTRICT x,
                                             int64_t tile, int64_t t, int64_t block,
                                             CP_T *CP_RESTRICT V, CP_T *CP_RESTRICT D,
@@ -97,40 +154,34 @@ static void CP_ISA_FN(CP_WG_F(cp_wg_input))(const cp_conv_geom *g, const CP_T *C
     for (int64_t b = 0; b < CP_WG_A; b++) {
         const CP_T *CP_RESTRICT p = src + b * C;
         CP_T *CP_RESTRICT o = T + b * C;
-        for (int64_t c = 0; c < C; c++) {
-            const CP_T d0 = p[c], d1 = p[rs + c], d2 = p[2 * rs + c], d3 = p[3 * rs + c],
-                       d4 = p[4 * rs + c], d5 = p[5 * rs + c];
-            CP_T v0, v1, v2, v3, v4, v5;
-            CP_WG_IN(d0, d1, d2, d3, d4, d5, v0, v1, v2, v3, v4, v5);
-            o[c] = v0;
-            o[6 * C + c] = v1;
-            o[12 * C + c] = v2;
-            o[18 * C + c] = v3;
-            o[24 * C + c] = v4;
-            o[30 * C + c] = v5;
-        }
+#define WG_COLUMN(LOAD, STORE)                                                               \
+    WG_V d[6], v[6];                                                                         \
+    for (int a = 0; a < 6; a++)                                                              \
+        d[a] = LOAD(p + a * rs + c);                                                         \
+    WG_IN(d, v);                                                                             \
+    for (int i = 0; i < 6; i++)                                                              \
+        STORE(o + i * 6 * C + c, v[i]);
+        WG_EACH_VECTOR(C, WG_COLUMN);
+#undef WG_COLUMN
     }
     /* Rows: V[6 i + j][t][c] = (T[i] B)[j]. */
     const int64_t es = block * C; /* elements between V's transformed elements */
     for (int64_t i = 0; i < CP_WG_A; i++) {
         const CP_T *CP_RESTRICT q = T + i * CP_WG_A * C;
         CP_T *CP_RESTRICT o = V + (i * CP_WG_A) * es + t * C;
-        for (int64_t c = 0; c < C; c++) {
-            const CP_T d0 = q[c], d1 = q[C + c], d2 = q[2 * C + c], d3 = q[3 * C + c],
-                       d4 = q[4 * C + c], d5 = q[5 * C + c];
-            CP_T v0, v1, v2, v3, v4, v5;
-            CP_WG_IN(d0, d1, d2, d3, d4, d5, v0, v1, v2, v3, v4, v5);
-            o[c] = v0;
-            o[es + c] = v1;
-            o[2 * es + c] = v2;
-            o[3 * es + c] = v3;
-            o[4 * es + c] = v4;
-            o[5 * es + c] = v5;
-        }
+#define WG_ROW(LOAD, STORE)                                                                  \
+    WG_V d[6], v[6];                                                                         \
+    for (int b = 0; b < 6; b++)                                                              \
+        d[b] = LOAD(q + b * C + c);                                                          \
+    WG_IN(d, v);                                                                             \
+    for (int j = 0; j < 6; j++)                                                              \
+        STORE(o + j * es + c, v[j]);
+        WG_EACH_VECTOR(C, WG_ROW);
+#undef WG_ROW
     }
 }
 
-/* The output transform of tile `t` of the unit, channels [oc0, oc0 + nr);
+/* The output transform of tile `tile` (the unit's t-th), channels [oc0, oc0 + nr);
  * returns nonzero if it wrote a non-finite value. */
 static int CP_ISA_FN(CP_WG_F(cp_wg_output))(const cp_conv_geom *g, const CP_T *CP_RESTRICT M,
                                              int64_t tile, int64_t t, int64_t block,
@@ -146,46 +197,44 @@ static int CP_ISA_FN(CP_WG_F(cp_wg_output))(const cp_conv_geom *g, const CP_T *C
     /* Columns: T[i][b][j] = (A^T m[:, b])[i]. */
     for (int64_t b = 0; b < CP_WG_A; b++) {
         CP_T *CP_RESTRICT o = T + b * NR;
-        for (int64_t j = 0; j < NR; j++) {
-            const CP_T m0 = m[b * es + j], m1 = m[(6 + b) * es + j], m2 = m[(12 + b) * es + j],
-                       m3 = m[(18 + b) * es + j], m4 = m[(24 + b) * es + j],
-                       m5 = m[(30 + b) * es + j];
-            CP_T o0, o1, o2, o3;
-            CP_WG_OUT(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3);
-            o[j] = o0;
-            o[6 * NR + j] = o1;
-            o[12 * NR + j] = o2;
-            o[18 * NR + j] = o3;
-        }
+#define WG_MCOLUMN(LOAD, STORE)                                                              \
+    WG_V d[6], v[4];                                                                         \
+    for (int a = 0; a < 6; a++)                                                              \
+        d[a] = LOAD(m + (a * 6 + b) * es + c);                                               \
+    WG_OUT(d, v);                                                                            \
+    for (int i = 0; i < 4; i++)                                                              \
+        STORE(o + i * 6 * NR + c, v[i]);
+        WG_EACH_VECTOR(NR, WG_MCOLUMN);
+#undef WG_MCOLUMN
     }
-    /* Rows, then the bias and the ReLU, into the output pixels inside it. */
+    /* Rows, then the bias and the ReLU, into the output pixels inside it;
+     * `chk` sums v - v: 0, or NaN once an output is inf or NaN. */
     const int64_t rows = g->oh - oh0 < CP_WG_M ? g->oh - oh0 : CP_WG_M;
     const int64_t cols = g->ow - ow0 < CP_WG_M ? g->ow - ow0 : CP_WG_M;
     const int relu = (int)g->relu;
-    int bad = 0;
+    WG_V chk = wg_set(0);
     for (int64_t i = 0; i < rows; i++) {
         const CP_T *CP_RESTRICT q = T + i * CP_WG_A * NR;
         CP_T *CP_RESTRICT out = y + ((n * g->oh + oh0 + i) * g->ow + ow0) * g->oc + oc0;
-        CP_T row[CP_WG_M][CP_MAX_NR_BYTES / sizeof(CP_T)];
-        for (int64_t j = 0; j < NR; j++) {
-            const CP_T m0 = q[j], m1 = q[NR + j], m2 = q[2 * NR + j], m3 = q[3 * NR + j],
-                       m4 = q[4 * NR + j], m5 = q[5 * NR + j];
-            CP_T o0, o1, o2, o3;
-            CP_WG_OUT(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3);
-            row[0][j] = o0;
-            row[1][j] = o1;
-            row[2][j] = o2;
-            row[3][j] = o3;
-        }
-        for (int64_t k = 0; k < cols; k++) {
-            CP_T *CP_RESTRICT dst = out + k * g->oc;
-            for (int64_t j = 0; j < nr; j++) {
-                CP_T v = bias != NULL ? row[k][j] + bias[j] : row[k][j];
-                bad |= v - v != (CP_T)0; /* inf or NaN (before the ReLU: -inf too) */
-                dst[j] = relu && v < 0 ? (CP_T)0 : v; /* a NaN stays */
-            }
-        }
+#define WG_MROW(LOAD, STORE)                                                                 \
+    WG_V d[6], v[4];                                                                         \
+    for (int b = 0; b < 6; b++)                                                              \
+        d[b] = LOAD(q + b * NR + c);                                                         \
+    WG_OUT(d, v);                                                                            \
+    const WG_V bb = bias != NULL ? LOAD(bias + c) : wg_set(0);                               \
+    for (int k = 0; k < cols; k++) {                                                         \
+        WG_V o = bias != NULL ? wg_add(v[k], bb) : v[k];                                     \
+        chk = wg_add(chk, wg_sub(o, o));                                                     \
+        STORE(out + k * g->oc + c, relu ? wg_relu(o) : o);                                   \
     }
+        WG_EACH_VECTOR(nr, WG_MROW);
+#undef WG_MROW
+    }
+    CP_T lanes[CP_MAX_NR_BYTES / sizeof(CP_T)];
+    wg_store(lanes, chk);
+    int bad = 0;
+    for (int l = 0; l < WG_W; l++)
+        bad |= lanes[l] != lanes[l];
     return bad;
 }
 
@@ -224,7 +273,21 @@ static void CP_ISA_FN(CP_CAT(cp_winograd_unit, CP_SFX))(const cp_conv_geom *g, c
     }
 }
 
-#undef CP_WG_IN
-#undef CP_WG_OUT
+#undef WG_IN
+#undef WG_OUT
+#undef WG_EACH_VECTOR
+#undef WG_LOAD_LEFT
+#undef WG_STORE_LEFT
+#undef WG_V
+#undef WG_W
+#undef wg_load
+#undef wg_load_n
+#undef wg_store
+#undef wg_store_n
+#undef wg_set
+#undef wg_add
+#undef wg_sub
+#undef wg_mul
+#undef wg_relu
 #undef CP_WG_TILE
 #undef CP_WG_F
