@@ -120,6 +120,10 @@ STREAM_CONV = [
     ((2, 12, 60, 16), (1, 1, 16, 48), dict()),
     ((2, 5, 7, 8), (3, 3, 8, 16), dict(padding="same")),
     ((2, 12, 60, 8), (3, 3, 2, 16), dict(padding="same", groups=4)),
+    # depthwise with whole cache lines of channels (streamed), and without (not)
+    ((2, 12, 60, 64), (3, 3, 1, 64), dict(padding="same", groups=64)),
+    ((2, 12, 60, 16), (3, 3, 1, 16), dict(strides=2, groups=16)),
+    ((2, 12, 60, 24), (3, 3, 1, 24), dict(padding="same", groups=24)),
 ]
 
 

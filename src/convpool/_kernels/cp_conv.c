@@ -336,9 +336,12 @@ int cp_conv_plan(cp_conv_geom *g, int64_t itemsize, int64_t algorithm)
 
 void cp_conv_set_output(cp_conv_geom *g, const void *y, int64_t itemsize)
 {
-    g->stream = g->algorithm != CP_CONV_DEPTHWISE && g->algorithm != CP_CONV_WINOGRAD &&
-                g->n * g->oh * g->ow * g->oc * itemsize >= cp_stream_threshold &&
-                (uintptr_t)y % CP_ALIGN == 0 && g->ocg % g->nr == 0;
+    const int large = g->n * g->oh * g->ow * g->oc * itemsize >= cp_stream_threshold &&
+                      (uintptr_t)y % CP_ALIGN == 0;
+    if (g->algorithm == CP_CONV_DEPTHWISE) /* whole lines of channels per pixel */
+        g->stream = large && (g->c * itemsize) % CP_ALIGN == 0;
+    else
+        g->stream = large && g->algorithm != CP_CONV_WINOGRAD && g->ocg % g->nr == 0;
 }
 
 int64_t cp_conv_scratch_elems(const cp_conv_geom *g)

@@ -22,6 +22,12 @@ static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, c
     CP_ASSERT(taps <= CP_MAX_SEG && g->groups == C && g->oc == C);
     /* ReLU as max(lo, v): lo = 0, or -inf (a no-op) without it; a NaN v stays v */
     const CPV lo = g->relu ? cpv_zero() : cpv_set1(-(CP_T)INFINITY);
+    /* Non-temporal stores for outputs past the caches (cp_conv_set_output:
+     * y aligned and C a whole number of cache lines, so every store is
+     * aligned and no tail is left). */
+    const int stream = (int)g->stream;
+    CP_ASSERT(!stream ||
+              ((uintptr_t)y % CP_ALIGN == 0 && (C * (int64_t)sizeof(CP_T)) % CP_ALIGN == 0));
     const CP_T *xp[CP_MAX_SEG];
     for (int64_t ow = 0; ow < g->ow; ow++) {
         CP_T *const out = y + (row * g->ow + ow) * C;
@@ -42,10 +48,17 @@ static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, c
                 a2 = cpv_add(a2, cpv_loadu(bias + c + 2 * W));
                 a3 = cpv_add(a3, cpv_loadu(bias + c + 3 * W));
             }
-            cpv_storeu(out + c, cpv_max(lo, a0));
-            cpv_storeu(out + c + W, cpv_max(lo, a1));
-            cpv_storeu(out + c + 2 * W, cpv_max(lo, a2));
-            cpv_storeu(out + c + 3 * W, cpv_max(lo, a3));
+            if (stream) {
+                cpv_stream(out + c, cpv_max(lo, a0));
+                cpv_stream(out + c + W, cpv_max(lo, a1));
+                cpv_stream(out + c + 2 * W, cpv_max(lo, a2));
+                cpv_stream(out + c + 3 * W, cpv_max(lo, a3));
+            } else {
+                cpv_storeu(out + c, cpv_max(lo, a0));
+                cpv_storeu(out + c + W, cpv_max(lo, a1));
+                cpv_storeu(out + c + 2 * W, cpv_max(lo, a2));
+                cpv_storeu(out + c + 3 * W, cpv_max(lo, a3));
+            }
         }
         for (; c + W <= C; c += W) {
             CPV a0 = cpv_zero();
@@ -53,7 +66,10 @@ static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, c
                 a0 = cpv_fma(cpv_loadu(xp[t] + c), cpv_loadu(w + t * C + c), a0);
             if (bias != NULL)
                 a0 = cpv_add(a0, cpv_loadu(bias + c));
-            cpv_storeu(out + c, cpv_max(lo, a0));
+            if (stream)
+                cpv_stream(out + c, cpv_max(lo, a0));
+            else
+                cpv_storeu(out + c, cpv_max(lo, a0));
         }
 #if CPV_MASKED
         if (c < C) {
@@ -75,6 +91,8 @@ static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, c
         }
 #endif
     }
+    if (stream)
+        cpv_sfence();
 }
 
 #undef CP_DW_TAPS
