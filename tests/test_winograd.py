@@ -1,6 +1,7 @@
-"""Winograd F(4x4, 3x3): its error bound against float64, its bits (the same
-for any thread count, batch split, layout and SIMD variant), the choice of
-``algorithm="auto"``, the fallback on inf and NaN, and the argument checks."""
+"""Winograd F(4x4, 3x3), forward and backward: its error bound against
+float64, its bits (the same for any thread count, batch split, layout and
+SIMD variant), the choice of ``algorithm="auto"``, the fallback on inf and
+NaN, and the argument checks."""
 
 import numpy as np
 import pytest
@@ -191,19 +192,68 @@ def test_winograd_refuses_other_kernel_sizes_and_unknown_algorithms(rng):
 
 
 # ---- the backward pass and the layer --------------------------------------------------------
-def test_backward_input_gradient_by_winograd(rng):
-    """grad_x of a 3x3 stride-1 conv is a 3x3 stride-1 conv: Winograd computes
-    it within the bound; the kernel and bias gradients stay direct (bitwise)."""
-    x, kernel, _ = _layer(rng, 2, 12, 11, 32, 48)
-    gy = rng.standard_normal((2, 12, 11, 48)).astype(np.float32)
-    wino = convpool.conv2d_backward(gy, x, kernel, padding="same", algorithm="winograd")
-    direct = convpool.conv2d_backward(gy, x, kernel, padding="same", algorithm="direct")
+@pytest.mark.parametrize("n, h, w, c, oc, padding", [
+    (2, 12, 11, 32, 48, "same"), (3, 9, 14, 16, 20, "valid"), (1, 5, 5, 17, 33, "same"),
+    (40, 16, 16, 24, 24, ((1, 0), (2, 1))), (64, 32, 32, 32, 32, "same"),
+])
+def test_backward_by_winograd_within_the_bound(rng, n, h, w, c, oc, padding):
+    """grad_x of a 3x3 stride-1 conv is a 3x3 stride-1 conv, and the kernel
+    gradient sums V_e^T dM_e over the tiles: both by Winograd, within 2e-5 of
+    max|grad| against float64 (the kernel gradient's sum runs over up to 1024
+    tiles per pass); grad_bias is summed directly, within float32 rounding."""
+    x, kernel, _ = _layer(rng, n, h, w, c, oc)
+    oh, ow = convpool.conv2d(x[:1], kernel, padding=padding).shape[1:3]
+    gy = rng.standard_normal((n, oh, ow, oc)).astype(np.float32)
+    wino = convpool.conv2d_backward(gy, x, kernel, padding=padding, algorithm="winograd")
+    direct = convpool.conv2d_backward(gy, x, kernel, padding=padding, algorithm="direct")
     ref = reference.conv2d_backward(gy.astype(np.float64), x.astype(np.float64),
-                                    kernel.astype(np.float64), padding="same")[0]
-    assert _error(wino[0], ref) <= 2e-5
-    assert not np.array_equal(wino[0], direct[0])  # another algorithm did run
-    assert_bitwise_equal(wino[1], direct[1], "dw", what="grad_kernel")
-    assert_bitwise_equal(wino[2], direct[2], "db", what="grad_bias")
+                                    kernel.astype(np.float64), padding=padding)
+    assert _error(wino[0], ref[0]) <= 2e-5
+    assert _error(wino[1], ref[1]) <= 2e-5
+    assert _error(wino[2], ref[2]) <= 2e-6
+    assert not np.array_equal(wino[1], direct[1])  # another algorithm did run
+    auto = convpool.conv2d_backward(gy, x, kernel, padding=padding)
+    for a, b in zip(auto, wino):
+        assert_bitwise_equal(a, b, "auto", what="auto vs winograd backward")
+
+
+def test_backward_bits_are_the_same_for_any_thread_count_layout_and_simd_variant(rng):
+    x, kernel, _ = _layer(rng, 9, 14, 13, 24, 40)
+    gy = rng.standard_normal((9, 14, 13, 40)).astype(np.float32)
+    kw = dict(padding="same", algorithm="winograd")
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            convpool.set_num_threads(threads)
+            results.append(convpool.conv2d_backward(gy, x, kernel, **kw))
+    finally:
+        convpool.set_num_threads(None)
+    nchw = convpool.conv2d_backward(gy.transpose(0, 3, 1, 2), x.transpose(0, 3, 1, 2), kernel,
+                                    data_format="channels_first", **kw)
+    results.append((nchw[0].transpose(0, 2, 3, 1), nchw[1], nchw[2]))
+    old = _core.isa_selected()
+    try:
+        for name in ("avx2", "avx512"):
+            if name != old and name in _core.isa_names() and _core.isa_supported(name):
+                _core.isa_select(name)
+                results.append(convpool.conv2d_backward(gy, x, kernel, **kw))
+    finally:
+        _core.isa_select(old)
+    for got in results[1:]:
+        for a, b, what in zip(got, results[0], ("grad_x", "grad_kernel", "grad_bias")):
+            assert_bitwise_equal(a, b, "backward", what=what)
+
+
+@pytest.mark.parametrize("where", ["x", "grad_out"])
+def test_backward_inf_and_nan_get_the_direct_kernel_gradient(rng, where):
+    x, kernel, _ = _layer(rng, 2, 10, 10, 16, 16)
+    gy = rng.standard_normal((2, 10, 10, 16)).astype(np.float32)
+    (x if where == "x" else gy)[1, 4, 4, 3] = np.inf
+    wino = convpool.conv2d_backward(gy, x, kernel, padding="same", algorithm="winograd",
+                                    input_grad=False)
+    direct = convpool.conv2d_backward(gy, x, kernel, padding="same", algorithm="direct",
+                                      input_grad=False)
+    assert_bitwise_equal(wino[1], direct[1], where, what="grad_kernel with an inf")
 
 
 def test_conv2d_layer_takes_the_algorithm(rng):

@@ -661,9 +661,12 @@ def conv2d_backward(
         The forward call's.  Other than zeros, the gradient of each padded
         tap is added to the input pixel it read.
     algorithm : {"auto", "direct", "winograd"}, keyword-only
-        How grad_x is computed where it is a stride-1 convolution of
-        grad_out (a 3x3 stride-1 conv's is again one: see :func:`conv2d`).
-        The kernel and bias gradients are always direct.
+        As :func:`conv2d`'s, for grad_x where it is a stride-1 convolution of
+        grad_out (a 3x3 stride-1 conv's is again one) and for the kernel
+        gradient: Winograd's is ``dU_e = sum over tiles of V_e^T dM_e``
+        (``V`` the input tiles' transforms, ``dM = A dY A^T`` the grad_out
+        tiles'), then ``G^T dU G``: 36 GEMMs over the tiles instead of 9
+        over the pixels.  grad_bias is summed directly either way.
 
     Returns
     -------
@@ -723,16 +726,25 @@ def conv2d_backward(
                               None, grad_x, 1, 1, w.dh, w.dw, dx_pads[0], dx_pads[1],
                               call.groups, get_num_threads(), algorithm=algorithm,
                               op="conv2d_backward")
-        _core.conv2d_backward_nhwc(
-            gy,
-            to_nhwc(call.x, call.data_format, call.dtype),
-            kernel_ready(call.kernel),
-            None if dx_pads is not None else grad_x,
-            grad_kernel.reshape(-1),
-            grad_bias,
-            w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,
-            get_num_threads(),
-        )
+        xn = to_nhwc(call.x, call.data_format, call.dtype)
+        # The kernel gradient by Winograd where the forward call would take it
+        # (then an inf or NaN anywhere in the result is recomputed directly,
+        # as conv2d does), else the direct kernels (with col2im's grad_x).
+        winograd = (xn.size > 0 and _plan(call, algorithm)["algorithm"] == "winograd")
+        if winograd:
+            _core.conv2d_wgrad_winograd_nhwc(gy, xn, grad_kernel.reshape(-1), grad_bias,
+                                             w.pt, w.pl, get_num_threads())
+        if not winograd or not np.isfinite(grad_kernel).all():
+            _core.conv2d_backward_nhwc(
+                gy,
+                xn,
+                kernel_ready(call.kernel),
+                None if dx_pads is not None else grad_x,
+                grad_kernel.reshape(-1),
+                grad_bias,
+                w.sh, w.sw, w.dh, w.dw, w.pt, w.pl, call.groups,
+                get_num_threads(),
+            )
     else:  # nothing to multiply: no pixels, or no input channels
         grad_bias[...] = gy.sum(axis=(0, 1, 2))
         if grad_x is not None:

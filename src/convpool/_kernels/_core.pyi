@@ -97,6 +97,15 @@ def maxpool2d_direct_nhwc(
     pl: int,
     n_threads: int,
 ) -> None: ...
+def conv2d_wgrad_winograd_nhwc(
+    gy: NDArray[_F],
+    x: NDArray[_F],
+    gk: NDArray[_F],
+    gb: NDArray[_F],
+    pt: int,
+    pl: int,
+    n_threads: int,
+) -> None: ...
 def conv2d_backward_nhwc(
     gy: NDArray[_F],
     x: NDArray[_F],

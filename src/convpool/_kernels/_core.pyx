@@ -87,6 +87,29 @@ cdef extern from "cp_kernels.h" nogil:
         int64_t dw_gemm, dw_mr, dw_nr, dx_tile, wt_tile, chunks, chunk, dx_relu
 
     void cp_convbwd_plan(cp_convbwd_geom *b, int64_t itemsize)
+
+    ctypedef struct cp_wgw_geom:
+        cp_conv_geom f
+        int64_t tiles, passes, chunks, jobs
+        int64_t pass_ "pass"
+
+    int cp_wgw_plan(cp_wgw_geom *w, int64_t itemsize)
+    int64_t cp_wgw_v_elems(const cp_wgw_geom *w)
+    int64_t cp_wgw_m_elems(const cp_wgw_geom *w)
+    int64_t cp_wgw_du_elems(const cp_wgw_geom *w)
+    int64_t cp_wgw_scratch_elems(const cp_wgw_geom *w)
+    void cp_wgw_chunk_f32(const cp_wgw_geom *w, const float *x, const float *gy, float *vt,
+                          float *dm, float *bias_part, int64_t p, int64_t chunk,
+                          float *scratch)
+    void cp_wgw_chunk_f64(const cp_wgw_geom *w, const double *x, const double *gy,
+                          double *vt, double *dm, double *bias_part, int64_t p,
+                          int64_t chunk, double *scratch)
+    void cp_wgw_gemm_f32(const cp_wgw_geom *w, const float *vt, const float *dm, float *du,
+                         int64_t job, int first)
+    void cp_wgw_gemm_f64(const cp_wgw_geom *w, const double *vt, const double *dm,
+                         double *du, int64_t job, int first)
+    void cp_wgw_kernel_f32(const cp_wgw_geom *w, const float *du, float *gk, int64_t c)
+    void cp_wgw_kernel_f64(const cp_wgw_geom *w, const double *du, double *gk, int64_t c)
     int64_t cp_convbwd_dx_packed_elems(const cp_convbwd_geom *b)
     int64_t cp_convbwd_dx_scratch_elems(const cp_convbwd_geom *b)
     int64_t cp_convbwd_dw_scratch_elems(const cp_convbwd_geom *b)
@@ -289,6 +312,38 @@ cdef int _reserve(str op, object total, str detail) except -1:
             f"convpool.{op} needs {total} bytes of workspace ({detail}), more than the "
             f"limit of {_workspace_limit} bytes: raise it with convpool.set_workspace_limit")
     return 0
+
+
+# One workspace block kept between calls (taken and given back with the GIL
+# held; a call that finds it taken, by another thread, allocates its own).
+cdef char *_kept = NULL
+cdef int64_t _kept_bytes = 0
+# Blocks larger than this are freed after the call, not kept.
+cdef int64_t KEEP_MAX_BYTES = 256 * 1024 * 1024
+
+
+cdef char *_workspace_take(int64_t nbytes, str what) except NULL:
+    global _kept, _kept_bytes
+    cdef char *p
+    if _kept != NULL and _kept_bytes >= nbytes:
+        p = _kept
+        _kept = NULL
+        return p
+    return <char *> _alloc_or_raise(nbytes, what)
+
+
+cdef void _workspace_give(char *p, int64_t nbytes) noexcept:
+    """Keep ``p`` (of ``nbytes``, at least what its taker asked for) if it is
+    the largest block seen and small enough, else free it."""
+    global _kept, _kept_bytes
+    if p == NULL:
+        return
+    if nbytes <= KEEP_MAX_BYTES and (_kept == NULL or nbytes > _kept_bytes):
+        cp_aligned_free(_kept)
+        _kept = p
+        _kept_bytes = nbytes
+    else:
+        cp_aligned_free(p)
 
 
 cdef void *_alloc_or_raise(size_t nbytes, str what) except NULL:
@@ -641,6 +696,86 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
         cp_aligned_free(dx_scratch)
         cp_aligned_free(dw_scratch)
         cp_aligned_free(partials)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def conv2d_wgrad_winograd_nhwc(const floating[:, :, :, ::1] gy,
+                               const floating[:, :, :, ::1] x,
+                               floating[::1] gk,
+                               floating[::1] gb,
+                               Py_ssize_t pt, Py_ssize_t pl, int n_threads):
+    """Kernel and bias gradients of a 3x3 stride-1 conv by Winograd F(4x4, 3x3).
+
+    gy (N, OH, OW, OC), x (N, H, W, C); OUT: gk (3*3*C*OC,), the kernel's
+    layout flattened, and gb (OC,).  Every size > 0; the geometry is one
+    Winograd computes (3x3, stride 1, dilation 1, one group, zero pads).
+    """
+    cdef cp_wgw_geom w
+    w.f.n, w.f.h, w.f.w, w.f.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    w.f.kh, w.f.kw, w.f.oc = 3, 3, gy.shape[3]
+    w.f.oh, w.f.ow = gy.shape[1], gy.shape[2]
+    w.f.sh, w.f.sw, w.f.dh, w.f.dw, w.f.pt, w.f.pl, w.f.groups = 1, 1, 1, 1, pt, pl, 1
+    if cp_wgw_plan(&w, sizeof(floating)) != 0:
+        raise ValueError("Winograd cannot compute this weight gradient")
+    cdef int64_t oc = w.f.oc, rows = w.passes * w.chunks
+    cdef double work = 36.0 * w.f.c * w.f.panels * w.f.nr * w.tiles
+    cdef int nt_chunk = _team_size(n_threads, w.chunks, work)
+    cdef int nt_gemm = _team_size(n_threads, w.jobs, work)
+    cdef int nt_kernel = _team_size(n_threads, w.f.c, 324.0 * w.f.c * oc)
+    cdef int64_t stride = _lines(cp_wgw_scratch_elems(&w) * sizeof(floating))
+    cdef int64_t vt_bytes = _lines(cp_wgw_v_elems(&w) * sizeof(floating))
+    cdef int64_t dm_bytes = _lines(cp_wgw_m_elems(&w) * sizeof(floating))
+    cdef int64_t du_bytes = _lines(cp_wgw_du_elems(&w) * sizeof(floating))
+    cdef int64_t part_bytes = _lines(rows * oc * sizeof(floating))
+    nt = max(nt_chunk, nt_gemm, nt_kernel)
+    _reserve("conv2d_backward", vt_bytes + dm_bytes + du_bytes + part_bytes + nt * stride,
+             f"Winograd weight gradient: transformed input {vt_bytes} + transformed "
+             f"grad_out {dm_bytes} + {du_bytes} + partial sums {part_bytes} + {nt} threads x "
+             f"{stride}")
+    cdef int64_t total = vt_bytes + dm_bytes + du_bytes + part_bytes + nt * stride
+    # One block, kept for the next call of the same size or smaller (a
+    # training loop calls this once per layer and step): no page faults in
+    # the steady state.  Every byte the kernels read is written first.
+    cdef char *block = _workspace_take(total, "the Winograd weight gradient's workspace")
+    cdef floating *vt = <floating *> block
+    cdef floating *dm = <floating *> (block + vt_bytes)
+    cdef floating *du = <floating *> (block + vt_bytes + dm_bytes)
+    cdef floating *parts = <floating *> (block + vt_bytes + dm_bytes + du_bytes)
+    cdef char *scratch = block + vt_bytes + dm_bytes + du_bytes + part_bytes
+    cdef const floating *gyp = &gy[0, 0, 0, 0]
+    cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef floating *gkp = &gk[0]
+    cdef int64_t p, ch, job, c, r, o
+    cdef int first
+    try:
+        for p in range(w.passes):
+            for ch in prange(w.chunks, nogil=True, schedule="static", num_threads=nt_chunk):
+                if floating is float:
+                    cp_wgw_chunk_f32(&w, xp, gyp, vt, dm, parts + (p * w.chunks + ch) * oc, p,
+                                     ch, <float *> (scratch + threadid() * stride))
+                else:
+                    cp_wgw_chunk_f64(&w, xp, gyp, vt, dm, parts + (p * w.chunks + ch) * oc, p,
+                                     ch, <double *> (scratch + threadid() * stride))
+            first = p == 0
+            for job in prange(w.jobs, nogil=True, schedule="static", num_threads=nt_gemm):
+                if floating is float:
+                    cp_wgw_gemm_f32(&w, vt, dm, du, job, first)
+                else:
+                    cp_wgw_gemm_f64(&w, vt, dm, du, job, first)
+        for c in prange(w.f.c, nogil=True, schedule="static", num_threads=nt_kernel):
+            if floating is float:
+                cp_wgw_kernel_f32(&w, du, gkp, c)
+            else:
+                cp_wgw_kernel_f64(&w, du, gkp, c)
+        # The bias: the chunks' sums in order (pass by pass, chunk by chunk).
+        for o in range(oc):
+            gb[o] = 0
+        for r in range(rows):
+            for o in range(oc):
+                gb[o] = gb[o] + parts[r * oc + o]
+    finally:
+        _workspace_give(block, total)
 
 
 @cython.boundscheck(False)

@@ -53,6 +53,13 @@ static inline int cp_store_flags(const cp_conv_geom *g)
     return (g->stream ? CP_STORE_STREAM : 0) | (g->relu ? CP_STORE_RELU : 0);
 }
 
+/* Elements of a scratch region of `elems`, rounded up to whole CP_ALIGN lines. */
+static int64_t lines_of(int64_t elems, int64_t itemsize)
+{
+    const int64_t per = CP_ALIGN / itemsize;
+    return (elems + per - 1) / per * per;
+}
+
 /* ---- gathering patches ------------------------------------------------------ */
 /* The input index a tap at i (outside [0, n)) reads under a padding mode other
  * than zeros; Python checked that one reflection or wrap reaches [0, n). */
@@ -155,6 +162,59 @@ static void cp_wg_g(const double *g0, const double *g1, const double *g2, int64_
     }
 }
 
+/* The adjoint of cp_wg_g: g = G^T u of six values (out[k * stride + j]). */
+static void cp_wg_gt(const double *u, int64_t ustride, int64_t n, double *out, int64_t stride)
+{
+    for (int64_t j = 0; j < n; j++) {
+        const double u0 = u[j], u1 = u[ustride + j], u2 = u[2 * ustride + j],
+                     u3 = u[3 * ustride + j], u4 = u[4 * ustride + j], u5 = u[5 * ustride + j];
+        out[j] = u0 / 2 - u1 / 6 + u2 / 6 - 16 * u3 / 15 + u4 / 30;
+        out[stride + j] = u1 / 6 + u2 / 6 - 8 * u3 / 15 - u4 / 15;
+        out[2 * stride + j] = -u1 / 6 + u2 / 6 - 4 * u3 / 15 + 2 * u4 / 15 + u5 / 2;
+    }
+}
+
+/* ---- the Winograd weight gradient's plan ------------------------------------ */
+/* vt and dm of one pass fill at most this many bytes, and a pass holds at
+ * most CP_WGW_PASS_CHUNKS chunks (the GEMM's segments; fewer tiles per sum
+ * also keep its rounding error down).  The passes are cut by the geometry
+ * alone, so they never change a result's bits. */
+#define CP_WGW_PASS_BYTES (64 * 1024 * 1024)
+#define CP_WGW_PASS_CHUNKS 64
+
+int cp_wgw_plan(cp_wgw_geom *w, int64_t itemsize)
+{
+    w->f.pad_mode = CP_PAD_ZEROS;
+    if (cp_conv_plan(&w->f, itemsize, CP_CONV_WINOGRAD) != 0)
+        return -1;
+    const cp_conv_geom *g = &w->f;
+    const int64_t B = CP_WGW_CHUNK;
+    w->tiles = g->n * g->wg_th * g->wg_tw;
+    const int64_t per_tile = 36 * (g->c + g->panels * g->nr) * itemsize;
+    int64_t pass = CP_WGW_PASS_BYTES / per_tile / B * B;
+    if (pass > CP_WGW_PASS_CHUNKS * B)
+        pass = CP_WGW_PASS_CHUNKS * B;
+    if (pass < B)
+        pass = B;
+    if (pass > (w->tiles + B - 1) / B * B)
+        pass = (w->tiles + B - 1) / B * B;
+    w->pass = pass;
+    w->passes = (w->tiles + pass - 1) / pass;
+    w->chunks = pass / B;
+    w->jobs = 36 * g->panels;
+    return 0;
+}
+
+int64_t cp_wgw_v_elems(const cp_wgw_geom *w) { return 36 * w->f.c * w->pass; }
+int64_t cp_wgw_m_elems(const cp_wgw_geom *w) { return 36 * w->f.panels * w->pass * w->f.nr; }
+int64_t cp_wgw_du_elems(const cp_wgw_geom *w) { return 36 * w->f.c * w->f.panels * w->f.nr; }
+int64_t cp_wgw_scratch_elems(const cp_wgw_geom *w)
+{
+    const int64_t wide = w->f.c > w->f.nr ? w->f.c : w->f.nr;
+    return lines_of(36 * CP_WGW_CHUNK * w->f.c, w->f.itemsize) +
+           2 * lines_of(36 * wide, w->f.itemsize);
+}
+
 /* ---- the per-unit drivers, per dtype ----------------------------------------- */
 #define CP_TEMPLATE "cp_tpl_conv.h"
 #include "cp_each_dtype.h"
@@ -208,11 +268,6 @@ static int64_t im2col_tile(const cp_conv_geom *g) { return g->tile * g->k; }
 static int64_t winograd_units(const cp_conv_geom *g)
 {
     return (g->n * g->wg_th * g->wg_tw + g->wg_block - 1) / g->wg_block;
-}
-static int64_t lines_of(int64_t elems, int64_t itemsize)
-{
-    const int64_t per = CP_ALIGN / itemsize;
-    return (elems + per - 1) / per * per;
 }
 /* The flag, V, M, D and T of cp_tpl_winograd.h. */
 static int64_t winograd_scratch(const cp_conv_geom *g)

@@ -147,6 +147,14 @@ typedef struct {
     int64_t mr, nr;
 } cp_gemm_f64_tile;
 
+/* The per-chunk transforms of the Winograd weight gradient (cp_wgw_chunk_*). */
+typedef void (*cp_wgw_chunk_f32_fn)(const cp_wgw_geom *w, const float *x, const float *gy,
+                                    float *vt, float *dm, float *bias_part, int64_t pass,
+                                    int64_t chunk, float *scratch);
+typedef void (*cp_wgw_chunk_f64_fn)(const cp_wgw_geom *w, const double *x, const double *gy,
+                                    double *vt, double *dm, double *bias_part, int64_t pass,
+                                    int64_t chunk, double *scratch);
+
 /* Everything an ISA variant provides.  A NULL function falls back as noted. */
 typedef struct {
     const char *name;
@@ -159,6 +167,8 @@ typedef struct {
     cp_dw_row_f64_fn depthwise_f64;
     cp_conv_unit_f32_fn winograd_f32;
     cp_conv_unit_f64_fn winograd_f64;
+    cp_wgw_chunk_f32_fn wgw_chunk_f32;
+    cp_wgw_chunk_f64_fn wgw_chunk_f64;
     cp_pool_row_f32_fn maxpool_f32;
     cp_pool_row_f64_fn maxpool_f64;
     cp_pool_row_f32_fn avgpool_f32;

@@ -166,6 +166,47 @@ void cp_conv2d_nhwc_unit_f32(const cp_conv_geom *g, const float *x /* IN */,
 void cp_conv2d_nhwc_unit_f64(const cp_conv_geom *g, const double *x, const double *packed,
                              const double *bias, double *y, int64_t unit, double *scratch);
 
+/* ---- Winograd weight gradient -------------------------------------------- */
+/* The kernel gradient of a 3x3 stride-1 conv in Winograd's domain: with V
+ * the input tiles' transforms and dM = A dY A^T the output gradient tiles'
+ * (the adjoint of the output transform), dU_e = sum over tiles of
+ * V_e^T dM_e (one GEMM over the tiles per transformed element e), then
+ * grad_kernel = G^T dU G (the adjoint of the kernel transform).  The tiles
+ * are taken in passes of `pass` (fixed by the geometry), transformed in
+ * chunks of CP_WGW_CHUNK tiles, each chunk also summing grad_out for the
+ * bias: every sum runs in an order fixed by the geometry alone. */
+#define CP_WGW_CHUNK 16
+typedef struct {
+    cp_conv_geom f;            /* the forward geometry, planned as WINOGRAD */
+    int64_t tiles;             /* 4x4 output tiles of the batch */
+    int64_t pass;              /* tiles per pass: a multiple of CP_WGW_CHUNK */
+    int64_t passes;            /* ceil(tiles / pass) */
+    int64_t chunks;            /* CP_WGW_CHUNK-tile chunks per pass */
+    int64_t jobs;              /* GEMMs per pass: 36 * panels */
+} cp_wgw_geom;
+
+/* Plan (f's sizes set); returns -1 if Winograd cannot compute this geometry. */
+int cp_wgw_plan(cp_wgw_geom *w, int64_t itemsize);
+int64_t cp_wgw_v_elems(const cp_wgw_geom *w);       /* V^T of one pass: 36 * C * pass */
+int64_t cp_wgw_m_elems(const cp_wgw_geom *w);       /* dM of one pass: 36 * panels * pass * NR */
+int64_t cp_wgw_du_elems(const cp_wgw_geom *w);      /* dU: 36 * C * panels * NR */
+int64_t cp_wgw_scratch_elems(const cp_wgw_geom *w); /* per thread, for the chunks */
+/* Chunk `chunk` of pass `pass`: V^T and dM of its tiles, and into bias_part
+ * (OC values) the sum of their grad_out pixels. */
+void cp_wgw_chunk_f32(const cp_wgw_geom *w, const float *x, const float *gy, float *vt,
+                      float *dm, float *bias_part, int64_t pass, int64_t chunk, float *scratch);
+void cp_wgw_chunk_f64(const cp_wgw_geom *w, const double *x, const double *gy, double *vt,
+                      double *dm, double *bias_part, int64_t pass, int64_t chunk,
+                      double *scratch);
+/* GEMM `job` (e * panels + p) of a pass into dU (added to it unless first). */
+void cp_wgw_gemm_f32(const cp_wgw_geom *w, const float *vt, const float *dm, float *du,
+                     int64_t job, int first);
+void cp_wgw_gemm_f64(const cp_wgw_geom *w, const double *vt, const double *dm, double *du,
+                     int64_t job, int first);
+/* grad_kernel[:, :, c, :] = G^T dU[:, c, :] G (in double, rounded once). */
+void cp_wgw_kernel_f32(const cp_wgw_geom *w, const float *du, float *gk, int64_t c);
+void cp_wgw_kernel_f64(const cp_wgw_geom *w, const double *du, double *gk, int64_t c);
+
 /* ---- pooling ------------------------------------------------------------ */
 void cp_pool_plan(cp_pool_geom *g, int64_t itemsize);
 int64_t cp_pool_scratch_bytes(const cp_pool_geom *g, int64_t itemsize);

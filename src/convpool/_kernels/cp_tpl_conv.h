@@ -163,5 +163,52 @@ static void CP_CONV_F(run_depthwise)(const cp_conv_geom *g, const CP_T *x, const
     cp_active->CP_CONV_F(depthwise)(g, x, packed, bias, y, unit, scratch);
 }
 
+/* ---- the Winograd weight gradient (cp_kernels.h) ------------------------------ */
+void CP_CONV_F(cp_wgw_chunk)(const cp_wgw_geom *w, const CP_T *x, const CP_T *gy, CP_T *vt,
+                             CP_T *dm, CP_T *bias_part, int64_t pass, int64_t chunk,
+                             CP_T *scratch)
+{
+    cp_active->CP_CONV_F(wgw_chunk)(w, x, gy, vt, dm, bias_part, pass, chunk, scratch);
+}
+
+/* dU[e][c][p * NR + j] (+)= sum over the pass's tiles t of V_e[t][c] dm[e][p][t][j],
+ * the chunks' blocks of vt ([e][c][tile] each) as the micro-kernel's segments. */
+void CP_CONV_F(cp_wgw_gemm)(const cp_wgw_geom *w, const CP_T *vt, const CP_T *dm, CP_T *du,
+                            int64_t job, int first)
+{
+    const cp_conv_geom *g = &w->f;
+    const int64_t e = job / g->panels, p = job % g->panels, NR = g->nr, ocp = g->panels * NR;
+    const int64_t B = CP_WGW_CHUNK;
+    const CP_T *seg[CP_MAX_SEG];
+    CP_ASSERT(job >= 0 && job < w->jobs && w->chunks <= CP_MAX_SEG);
+    for (int64_t s = 0; s < w->chunks; s++)
+        seg[s] = vt + (s * 36 + e) * g->c * B;
+    CP_TILE(cp_active, g->gemm)
+        ->fn(g->c, w->chunks, seg, B, B, dm + (e * g->panels + p) * w->pass * NR,
+             du + e * g->c * ocp + p * NR, ocp, NR, NULL, first ? 0 : CP_STORE_ACCUM);
+}
+
+/* grad_kernel[kh][kw][c][:] = (G^T dU[:, c, :] G)[kh][kw], in double. */
+void CP_CONV_F(cp_wgw_kernel)(const cp_wgw_geom *w, const CP_T *du, CP_T *gk, int64_t c)
+{
+    const cp_conv_geom *g = &w->f;
+    const int64_t C = g->c, OC = g->oc, ocp = g->panels * g->nr;
+    enum { LANES = 64 };
+    double u[36][LANES], t[6 * 3][LANES], k[9][LANES];
+    for (int64_t o0 = 0; o0 < OC; o0 += LANES) {
+        const int64_t n = OC - o0 < LANES ? OC - o0 : LANES;
+        for (int e = 0; e < 36; e++)
+            for (int64_t j = 0; j < n; j++)
+                u[e][j] = (double)du[(e * C + c) * ocp + o0 + j];
+        for (int a = 0; a < 6; a++) /* t[a][kw] = (G^T u[a, :])[kw] */
+            cp_wg_gt(u[a * 6], LANES, n, t[a * 3], LANES);
+        for (int kw = 0; kw < 3; kw++) /* k[kh][kw] = (G^T t[:, kw])[kh] */
+            cp_wg_gt(t[kw], 3 * LANES, n, k[kw], 3 * LANES);
+        for (int tap = 0; tap < 9; tap++)
+            for (int64_t j = 0; j < n; j++)
+                gk[(tap * C + c) * OC + o0 + j] = (CP_T)k[tap][j];
+    }
+}
+
 #undef CP_TILE
 #undef CP_CONV_F

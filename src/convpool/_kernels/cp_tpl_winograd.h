@@ -273,6 +273,101 @@ static void CP_ISA_FN(CP_CAT(cp_winograd_unit, CP_SFX))(const cp_conv_geom *g, c
     }
 }
 
+/* ---- the weight gradient's transforms (cp_wgw_chunk_*) ------------------------------ */
+
+/* The adjoint of the 1-D output transform: m = A y of four vectors,
+ *   m0 = y0   m1 = (y0 - y1) + (y2 - y3)   m2 = (y0 + y1) + (y2 + y3)
+ *   m3 = y0 + y1 / 2 + y2 / 4 + y3 / 8   m4 = y0 - 2 y1 + 4 y2 - 8 y3   m5 = y3 */
+#define WG_OUT_ADJ(y, m)                                                                     \
+    do {                                                                                     \
+        m[0] = y[0];                                                                         \
+        m[1] = wg_add(wg_sub(y[0], y[1]), wg_sub(y[2], y[3]));                               \
+        m[2] = wg_add(wg_add(y[0], y[1]), wg_add(y[2], y[3]));                               \
+        m[3] = wg_add(wg_add(wg_add(y[0], wg_mul(wg_set(0.5), y[1])),                        \
+                             wg_mul(wg_set(0.25), y[2])),                                    \
+                      wg_mul(wg_set(0.125), y[3]));                                          \
+        m[4] = wg_sub(wg_add(wg_sub(y[0], wg_mul(wg_set(2), y[1])), wg_mul(wg_set(4), y[2])), \
+                      wg_mul(wg_set(8), y[3]));                                              \
+        m[5] = y[3];                                                                         \
+    } while (0)
+
+/* Chunk `chunk` of pass `pass` (see cp_kernels.h): each tile's input transform
+ * (cp_wg_input, into L [e][tile][c]), then L transposed into the chunk's own
+ * block of vt, [e][c][tile] (contiguous: the GEMM reads it as one segment);
+ * each tile's grad_out transform dM = A dY A^T into dm[e][panel][tile][NR];
+ * and the tiles' grad_out pixels summed, in order, into bias_part.  Tiles past
+ * the batch's last are zeros in vt and dm. */
+static void CP_ISA_FN(CP_CAT(cp_wgw_chunk, CP_SFX))(const cp_wgw_geom *w, const CP_T *x,
+                                                    const CP_T *gy, CP_T *vt, CP_T *dm,
+                                                    CP_T *bias_part, int64_t pass,
+                                                    int64_t chunk, CP_T *scratch)
+{
+    const cp_conv_geom *g = &w->f;
+    const int64_t C = g->c, OC = g->oc, NR = g->nr, P = w->pass, B = CP_WGW_CHUNK;
+    const int64_t wide = C > NR ? C : NR, per_image = g->wg_th * g->wg_tw;
+    CP_T *L = scratch;
+    CP_T *D = L + CP_ISA_FN(CP_WG_F(cp_wg_lines))(36 * B * C);
+    CP_T *T = D + CP_ISA_FN(CP_WG_F(cp_wg_lines))(36 * wide);
+    CP_ASSERT(g->algorithm == CP_CONV_WINOGRAD && chunk >= 0 && chunk < w->chunks);
+    /* (dm's lanes past OC in the last panel are never written: the GEMM's
+     * columns past OC read them and are never read.) */
+    memset(bias_part, 0, (size_t)OC * sizeof(CP_T));
+    for (int64_t tt = 0; tt < B; tt++) {
+        const int64_t slot = chunk * B + tt, tile = pass * P + slot;
+        if (tile >= w->tiles) {
+            for (int64_t e = 0; e < 36; e++) {
+                memset(L + (e * B + tt) * C, 0, (size_t)C * sizeof(CP_T));
+                for (int64_t p = 0; p < g->panels; p++)
+                    memset(dm + ((e * g->panels + p) * P + slot) * NR, 0,
+                           (size_t)NR * sizeof(CP_T));
+            }
+            continue;
+        }
+        CP_ISA_FN(CP_WG_F(cp_wg_input))(g, x, tile, tt, B, L, D, T);
+        const int64_t n = tile / per_image, r = tile % per_image;
+        const int64_t oh0 = r / g->wg_tw * CP_WG_M, ow0 = r % g->wg_tw * CP_WG_M;
+        const int64_t rows = g->oh - oh0 < CP_WG_M ? g->oh - oh0 : CP_WG_M;
+        const int64_t cols = g->ow - ow0 < CP_WG_M ? g->ow - ow0 : CP_WG_M;
+        const CP_T *src = gy + ((n * g->oh + oh0) * g->ow + ow0) * OC;
+#define WG_GY(LOAD, STORE)                                                                   \
+    WG_V yv[4][4], tm[6][4], acc = LOAD(bias_part + c);                                      \
+    for (int i = 0; i < 4; i++)                                                              \
+        for (int k = 0; k < 4; k++) {                                                        \
+            if (i < rows && k < cols) {                                                      \
+                yv[i][k] = LOAD(src + (i * g->ow + k) * OC + c);                             \
+                acc = wg_add(acc, yv[i][k]);                                                 \
+            } else {                                                                         \
+                yv[i][k] = wg_set(0);                                                        \
+            }                                                                                \
+        }                                                                                    \
+    STORE(bias_part + c, acc);                                                               \
+    for (int k = 0; k < 4; k++) { /* columns: tm[a][k] = (A dY[:, k])[a] */                  \
+        WG_V col[4] = {yv[0][k], yv[1][k], yv[2][k], yv[3][k]}, m[6];                        \
+        WG_OUT_ADJ(col, m);                                                                  \
+        for (int a = 0; a < 6; a++)                                                          \
+            tm[a][k] = m[a];                                                                 \
+    }                                                                                        \
+    const int64_t p = c / NR, j = c % NR;                                                    \
+    for (int a = 0; a < 6; a++) { /* rows: dM[6 a + b] = (tm[a] A^T)[b] */                   \
+        WG_V m[6];                                                                           \
+        WG_OUT_ADJ(tm[a], m);                                                                \
+        for (int b = 0; b < 6; b++)                                                          \
+            STORE(dm + (((a * 6 + b) * g->panels + p) * P + slot) * NR + j, m[b]);           \
+    }
+        WG_EACH_VECTOR(OC, WG_GY);
+#undef WG_GY
+    }
+    /* L[e][tt][c] -> vt[chunk][e][c][tt]. */
+    CP_T *CP_RESTRICT dst = vt + chunk * 36 * C * B;
+    for (int64_t e = 0; e < 36; e++)
+        for (int64_t c = 0; c < C; c++) {
+            const CP_T *CP_RESTRICT col = L + e * B * C + c;
+            for (int64_t tt = 0; tt < B; tt++)
+                dst[(e * C + c) * B + tt] = col[tt * C];
+        }
+}
+
+#undef WG_OUT_ADJ
 #undef WG_IN
 #undef WG_OUT
 #undef WG_EACH_VECTOR
