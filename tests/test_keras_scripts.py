@@ -7,6 +7,7 @@ downloaded here.  The test rewrites its import lines, checks that nothing
 else changed, runs it, and checks what it learned.
 """
 
+import os
 import re
 
 import numpy as np
@@ -141,6 +142,86 @@ autoencoder.fit(
 predictions = autoencoder.predict(test_data)
 '''
 
+# A MobileNet-style stack: a strided stem, a depthwise-separable block, each
+# convolution without bias and followed by BatchNormalization and ReLU, then
+# global average pooling (the shape of keras.applications' MobileNet blocks).
+MOBILENET_BLOCKS = '''
+import numpy as np
+import keras
+from keras import layers
+
+num_classes = 4
+input_shape = (16, 16, 3)
+
+(x_train, y_train), (x_test, y_test) = make_data()
+print("x_train shape:", x_train.shape)
+
+model = keras.Sequential(
+    [
+        keras.Input(shape=input_shape),
+        layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+        layers.DepthwiseConv2D(3, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+        layers.Conv2D(32, 1, use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(num_classes, activation="softmax"),
+    ]
+)
+model.summary()
+
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+history = model.fit(x_train, y_train, batch_size=16, epochs=10, validation_split=0.2)
+
+score = model.evaluate(x_test, y_test, verbose=0)
+print("Test loss:", score[0])
+print("Test accuracy:", score[1])
+'''
+
+# A functional conv net with BatchNormalization (momentum lowered for a small
+# dataset) and GlobalAveragePooling2D, RMSprop and the three usual callbacks;
+# the best checkpoint is loaded back.  checkpoint_path is set by the caller.
+BN_GAP_CALLBACKS = '''
+import keras
+from keras import layers
+
+(x_train, y_train), (x_val, y_val) = make_data()
+
+inputs = keras.Input(shape=(16, 16, 1))
+x = layers.Conv2D(16, 3, padding="same")(inputs)
+x = layers.BatchNormalization(momentum=0.9)(x)
+x = layers.Activation("relu")(x)
+x = layers.MaxPooling2D()(x)
+x = layers.Conv2D(32, 3, padding="same")(x)
+x = layers.BatchNormalization(momentum=0.9)(x)
+x = layers.Activation("relu")(x)
+x = layers.GlobalAveragePooling2D()(x)
+x = layers.Dropout(0.2)(x)
+outputs = layers.Dense(3, activation="softmax")(x)
+model = keras.Model(inputs, outputs, name="shapes")
+
+model.compile(
+    optimizer=keras.optimizers.RMSprop(learning_rate=1e-3),
+    loss="sparse_categorical_crossentropy",
+    metrics=["accuracy"],
+)
+callbacks = [
+    keras.callbacks.EarlyStopping(monitor="val_loss", patience=4, restore_best_weights=True),
+    keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
+    keras.callbacks.ModelCheckpoint(checkpoint_path, monitor="val_loss", save_best_only=True),
+]
+history = model.fit(x_train, y_train, batch_size=32, epochs=10,
+                    validation_data=(x_val, y_val), callbacks=callbacks, verbose=2)
+
+best_model = keras.models.load_model(checkpoint_path)
+val_loss, val_acc = model.evaluate(x_val, y_val, verbose=0)
+print("val accuracy", val_acc)
+'''
+
 _IMPORT = re.compile(r"^(\s*)(import keras\b|from tensorflow import keras\b|"
                      r"from (?:tensorflow\.)?keras(\.[\w.]+)? import )")
 
@@ -166,7 +247,8 @@ def _changed_lines(before, after):
 
 
 def test_port_changes_import_lines_only():
-    for script in (MNIST_CONVNET, BINARY_CLASSIFIER, AUTOENCODER):
+    for script in (MNIST_CONVNET, BINARY_CLASSIFIER, AUTOENCODER, MOBILENET_BLOCKS,
+                   BN_GAP_CALLBACKS):
         ported = port(script)
         changed = _changed_lines(script, ported)
         assert changed and all("import" in a and "convpool" in b for a, b in changed)
@@ -247,6 +329,91 @@ def test_functional_conv_autoencoder_runs_with_its_imports_rewritten(rng, capsys
     # these images is the same to two digits).
     baseline = float(np.mean((scope["train_data"].mean() - test_data) ** 2))
     assert float(np.mean((predictions - test_data) ** 2)) < 0.75 * baseline
+
+
+def _strokes(rng, n, size=16):
+    """Four classes of 16x16 RGB images: a 5 to 8 pixel stroke, horizontal, vertical,
+    diagonal or anti-diagonal, of a random colour at a random place, on noise."""
+    labels = rng.integers(0, 4, n)
+    images = rng.normal(0.0, 0.25, (n, size, size, 3)).astype(np.float32)
+    for i, label in enumerate(labels):
+        length = rng.integers(5, 9)
+        r, c = rng.integers(3, size - 9, 2)
+        t = np.arange(length)
+        rows, cols = [(r + 4 + 0 * t, c + t), (r + t, c + 4 + 0 * t), (r + t, c + t),
+                      (r + t, c + length - 1 - t)][label]
+        images[i, rows, cols] += rng.uniform(0.6, 1.2, 3).astype(np.float32)
+    return images, labels
+
+
+def _shapes(rng, n, size=16):
+    """Three classes of 16x16 grey images: a 5x5 outlined square, a filled 3x3
+    square or a plus sign, of random brightness at a random place, on noise."""
+    labels = rng.integers(0, 3, n)
+    images = rng.normal(0.0, 0.3, (n, size, size, 1)).astype(np.float32)
+    patches = np.zeros((3, 5, 5), np.float32)
+    patches[0, [0, -1], :] = 1
+    patches[0, :, [0, -1]] = 1
+    patches[1, 1:4, 1:4] = 1
+    patches[2, 2, :] = 1
+    patches[2, :, 2] = 1
+    for i, label in enumerate(labels):
+        r, c = rng.integers(0, size - 5, 2)
+        images[i, r : r + 5, c : c + 5, 0] += rng.uniform(1.2, 1.8) * patches[label]
+    return images, labels
+
+
+def test_mobilenet_style_depthwise_batchnorm_blocks_run_with_their_imports_rewritten(rng, capsys):
+    def make_data():
+        return _strokes(rng, 1200), _strokes(rng, 400)
+
+    scope = {"make_data": make_data}
+    exec(compile(port(MOBILENET_BLOCKS), "mobilenet_blocks.py", "exec"), scope)
+    printed = capsys.readouterr().out
+    model, history, score = scope["model"], scope["history"], scope["score"]
+    # 432 + 64 (BN) + 144 + 64 + 512 + 128 + 33 * 4, as tf.keras's summary counts them.
+    assert model.count_params() == 1476
+    assert "Total params: 1,476" in printed and "Epoch 10/10" in printed
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    # Chance is 0.25, and validation stays there until the BN moving statistics
+    # (momentum 0.99) catch up; tf.keras and convpool both reach 0.99 or more
+    # on these strokes by epoch 10.
+    assert score[1] >= 0.9, f"test accuracy {score[1]:.3f}"
+
+
+def test_batchnorm_gap_rmsprop_callbacks_and_checkpoint_run_with_their_imports_rewritten(
+        rng, capsys, tmp_path):
+    def make_data():
+        return _shapes(rng, 1000), _shapes(rng, 400)
+
+    checkpoint_path = str(tmp_path / "best.keras")
+    scope = {"make_data": make_data, "checkpoint_path": checkpoint_path}
+    exec(compile(port(BN_GAP_CALLBACKS), "bn_gap_callbacks.py", "exec"), scope)
+    printed = capsys.readouterr().out
+    model, history = scope["model"], scope["history"]
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy",
+                                    "learning_rate"}
+    assert 1 <= len(history.epoch) <= 10 and " - val_accuracy: " in printed
+
+    # The best epoch's model was saved and loads as a convpool model, and the
+    # model ends in that state (Keras 3's restore_best_weights restores at the
+    # end of training too): both predict alike, and the model's validation loss
+    # is the best one fit logged.  (On this data the last epoch is the best, in
+    # tf.keras too, so this checks the checkpoint more than the restoring.)
+    from convpool import keras
+
+    assert os.path.isfile(checkpoint_path)
+    best_model = keras.models.load_model(checkpoint_path)
+    x_val = scope["x_val"]
+    expected = model.predict(x_val, verbose=0)
+    np.testing.assert_allclose(best_model.predict(x_val, verbose=0), expected,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scope["best_model"].predict(x_val, verbose=0), expected,
+                               rtol=1e-5, atol=1e-6)
+    assert scope["val_loss"] == pytest.approx(min(history.history["val_loss"]), rel=1e-5)
+    # Chance is a third; tf.keras and convpool reach about 0.97 to 0.99 here.
+    assert scope["val_acc"] >= 0.9, f"validation accuracy {scope['val_acc']:.3f}"
 
 
 def test_fused_softmax_cross_entropy_is_stable_where_the_chain_rule_is_not(rng):
