@@ -66,7 +66,7 @@ from .. import activations
 from .. import layers as _layers
 from ..layers import Layer
 from .saving import load as _load_npz
-from .saving import save_npz
+from .saving import replace_atomically, save_npz
 
 __all__ = ["load_model", "save_model"]
 
@@ -1527,23 +1527,6 @@ def _to_keras(model: Any) -> _Saved:
 # =============================================================================
 # Writing the files
 # =============================================================================
-def _replace_atomically(target: str, suffix: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` beside ``target``, then rename it over ``target`` (an
-    earlier file survives a failed save; no temporary is left behind)."""
-    folder = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".convpool-", suffix=suffix + ".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write_v3_weights(h5py: Any, path: str, saved: _Saved, model_name: str) -> None:
     with h5py.File(path, "w") as f:
         layers = f.create_group("layers")
@@ -1577,7 +1560,7 @@ def _write_keras(model: Any, target: str) -> None:
         finally:
             os.unlink(weights_tmp)
 
-    _replace_atomically(target, ".keras", write)
+    replace_atomically(target, ".keras", write)
 
 
 def _set_names(h5py: Any, obj: Any, name: str, values: list[str]) -> None:
@@ -1620,7 +1603,7 @@ def _write_legacy(model: Any, target: str) -> None:
             _set_names(h5py, weights.create_group("top_level_model_weights"),
                        "weight_names", [])
 
-    _replace_atomically(target, ".h5", write)
+    replace_atomically(target, ".h5", write)
 
 
 def save_model(model: Any, filepath: str | os.PathLike[str], overwrite: bool = True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +17,25 @@ if TYPE_CHECKING:
     from .base import ModelBase
     from .functional import Model
     from .sequential import Sequential
+
+
+def replace_atomically(target: str, suffix: str, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` to a temporary file beside ``target``, synced, then
+    renamed over ``target``: an earlier file survives a failed save, and no
+    temporary is left behind.  ``suffix`` ends the temporary's name (before
+    ".tmp"); ``write`` must write exactly the path it is given."""
+    folder = os.path.dirname(os.path.abspath(target))
+    fd, tmp = tempfile.mkstemp(prefix=".convpool-", suffix=suffix + ".tmp", dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def save_npz(model: ModelBase, path: str | os.PathLike[str]) -> None:
@@ -38,19 +58,12 @@ def save_npz(model: ModelBase, path: str | os.PathLike[str]) -> None:
                          f"convpool.keras.models.save_model)")
     # Any: numpy's stub types savez's **kwds against its allow_pickle (bool) too.
     arrays: dict[str, Any] = {f"weight_{i}": w for i, w in enumerate(model.weights)}
-    folder = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".convpool-", suffix=".npz.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, config=np.array(json.dumps(model.get_config())), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file: savez would append ".npz" to the name
+            np.savez(f, config=np.array(json.dumps(model.get_config())), **arrays)
+
+    replace_atomically(target, ".npz", write)
 
 def load(path: str | os.PathLike[str]) -> Sequential | Model:
     """A model saved by :meth:`Sequential.save` or :meth:`Model.save`, with its weights.
