@@ -19,6 +19,8 @@
  *   CPV_MASKED        1 if n-lane loads and stores are native (masked) and
  *                     cheap, so templates use them for tails
  *   cpv_sfence()      orders non-temporal stores
+ *   CPT_W, cpt_transpose(src, ss, dst, ds)  a CPT_W x CPT_W block transposed,
+ *                     dst[j * ds + i] = src[i * ss + j] (cp_simd_transpose.h)
  * and a 4-lane vocabulary for the max-pool gradient of small-C images:
  *   CPQ, CPQ_MASK, cpq_loadu, cpq_storeu, cpq_storeu_n, cpq_zero, cpq_set1,
  *   cpq_upd(v, m) (mask of v > m || v != v), cpq_eq(a, b), cpq_blend(a, b, k)
@@ -27,6 +29,7 @@
 #include <string.h>
 
 #include "cp_simd_reset.h"
+#include "cp_simd_transpose.h"
 
 #define CPV_MASKED 0
 #define CPQ_MASKED 0
@@ -108,6 +111,8 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define cpv_eq(a, b) _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
 #define cpv_blend(a, b, k) _mm256_blendv_ps(a, b, k)
 #define cps_fma(a, b, c) __builtin_fmaf(a, b, c)
+#define CPT_W 8
+#define cpt_transpose(src, ss, dst, ds) cp_transpose8_f32(src, ss, dst, ds)
 #define CPQ __m128
 #define CPQ_MASK __m128
 #define cpq_loadu(p) _mm_loadu_ps(p)
@@ -142,6 +147,8 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define cpv_eq(a, b) _mm256_cmp_pd(a, b, _CMP_EQ_OQ)
 #define cpv_blend(a, b, k) _mm256_blendv_pd(a, b, k)
 #define cps_fma(a, b, c) __builtin_fma(a, b, c)
+#define CPT_W 4
+#define cpt_transpose(src, ss, dst, ds) cp_transpose4_f64(src, ss, dst, ds)
 #define CPQ __m256d
 #define CPQ_MASK __m256d
 #define cpq_loadu(p) _mm256_loadu_pd(p)

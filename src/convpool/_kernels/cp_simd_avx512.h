@@ -5,6 +5,7 @@
  * cp_isa_avx512.c before each dtype's templates.
  */
 #include "cp_simd_reset.h"
+#include "cp_simd_transpose.h"
 
 #define CPV_MASKED 1
 #define CPQ_MASKED 1
@@ -51,6 +52,8 @@ static inline __m512d cp_avx512_max_nan_f64(__m512d a, __m512d b)
 #define cpv_eq(a, b) _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ)
 #define cpv_blend(a, b, k) _mm512_mask_blend_ps(k, a, b)
 #define cps_fma(a, b, c) __builtin_fmaf(a, b, c)
+#define CPT_W 8
+#define cpt_transpose(src, ss, dst, ds) cp_transpose8_f32(src, ss, dst, ds)
 #define CPQ __m128
 #define CPQ_MASK __mmask8
 #define cpq_loadu(p) _mm_loadu_ps(p)
@@ -87,6 +90,8 @@ static inline __m512d cp_avx512_max_nan_f64(__m512d a, __m512d b)
 #define cpv_eq(a, b) _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ)
 #define cpv_blend(a, b, k) _mm512_mask_blend_pd(k, a, b)
 #define cps_fma(a, b, c) __builtin_fma(a, b, c)
+#define CPT_W 4
+#define cpt_transpose(src, ss, dst, ds) cp_transpose4_f64(src, ss, dst, ds)
 #define CPQ __m256d
 #define CPQ_MASK __mmask8
 #define cpq_loadu(p) _mm256_loadu_pd(p)

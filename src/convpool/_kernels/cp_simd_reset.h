@@ -26,6 +26,8 @@
 #undef cpv_eq
 #undef cpv_blend
 #undef cps_fma
+#undef CPT_W
+#undef cpt_transpose
 #undef cpq_loadu
 #undef cpq_storeu
 #undef cpq_storeu_n
