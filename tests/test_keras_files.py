@@ -69,7 +69,9 @@ def _cnn(rng, dtype=None):
         L.BatchNormalization(dtype=dtype),
         L.DepthwiseConv2D(3, depth_multiplier=2, dilation_rate=(1, 2), padding="same", seed=2,
                           dtype=dtype),
-        L.SeparableConv2D(5, (2, 3), strides=(2, 1), activation="swish", seed=3, dtype=dtype),
+        # Equal strides: TensorFlow's CPU depthwise kernel refuses unequal ones on
+        # some CPUs (InvalidArgumentError on Zen 3), and Keras runs this model.
+        L.SeparableConv2D(5, (2, 3), strides=2, activation="swish", seed=3, dtype=dtype),
         L.Conv2DTranspose(3, 2, strides=2, padding="same", seed=4, dtype=dtype),
         L.ZeroPadding2D(((1, 0), (0, 2))),
         L.UpSampling2D((1, 2)),
@@ -587,7 +589,7 @@ def _keras_cnn(keras, rng):
         layers.BatchNormalization(),
         layers.MaxPooling2D(2),
         layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu"),
-        layers.SeparableConv2D(8, 3, strides=(1, 2), padding="valid"),
+        layers.SeparableConv2D(8, 3, strides=2, padding="valid"),  # equal: see _cnn
         layers.BatchNormalization(center=False),
         layers.Dropout(0.25),
         layers.Conv2D(6, 1, activation="elu"),

@@ -382,17 +382,20 @@ def test_depthwise_conv2d_is_the_grouped_conv_of_its_keras_kernel(fmt, rng, tmp_
     assert model.count_params() == 3 * 3 * 3 * 2 + 6
 
 
-def test_separable_conv2d_is_depthwise_then_pointwise(rng, tmp_path):
+@pytest.mark.parametrize("padding, strides", [("same", 1), ("valid", (2, 1))])
+def test_separable_conv2d_is_depthwise_then_pointwise(rng, tmp_path, padding, strides):
+    """Keras's strides (unequal ones too) apply to the depthwise step."""
     from convpool import reference
     from convpool.layers import SeparableConv2D
 
-    layer = SeparableConv2D(5, 3, padding="same", depth_multiplier=2, activation="tanh", seed=0,
-                            dtype="float64")
+    layer = SeparableConv2D(5, 3, strides=strides, padding=padding, depth_multiplier=2,
+                            activation="tanh", seed=0, dtype="float64")
     x = rng.standard_normal((2, 6, 5, 3))
     y = layer.forward(x, training=True)
     dk, pk, b = layer.get_weights()
     assert (dk.shape, pk.shape, b.shape) == ((3, 3, 3, 2), (1, 1, 6, 5), (5,))
-    mid = reference.conv2d(x, dk.reshape(3, 3, 1, 6), None, padding="same", groups=3)
+    mid = reference.conv2d(x, dk.reshape(3, 3, 1, 6), None, strides=strides, padding=padding,
+                           groups=3)
     want = np.tanh(reference.conv2d(mid, pk, b))
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
     g = rng.standard_normal(y.shape)
