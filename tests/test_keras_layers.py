@@ -54,6 +54,18 @@ def test_activation_matches_its_formula(name, dtype, rng):
     assert np.array_equal(x, before)
 
 
+def test_gelu_keeps_the_normal_cdf_tail_for_very_negative_inputs():
+    """Phi(x) = erfc(-x / sqrt(2)) / 2: (1 + erf) / 2 would round to 0 below about -8."""
+    from math import erfc, sqrt
+
+    x = np.array([-10.0, -30.0, -0.5, 3.0])
+    want = x * np.array([0.5 * erfc(-v / sqrt(2)) for v in x])
+    y = activations.gelu(x)
+    # 1e-12: the oracle, CPython's own math.erfc, is good to about 1e-13 in the far tail.
+    np.testing.assert_allclose(y, want, rtol=1e-12, atol=0)
+    assert np.all(y[:3] < 0)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_activation_gradient_matches_central_differences(name, rng):
     """grad(g, x, y) against (f(x + h) - f(x - h)) / 2h of sum(g * f), in float64."""

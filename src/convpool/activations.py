@@ -34,6 +34,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._checks import as_array, compute_dtype
+from ._kernels import _core
+from ._threads import get_num_threads
 
 __all__ = [
     "Activation", "ACTIVATIONS", "get", "serialize", "linear", "relu", "sigmoid", "tanh",
@@ -117,11 +119,13 @@ def leaky_relu(x: ArrayLike, negative_slope: float = LEAKY_SLOPE) -> NDArray[Any
 
 
 def _phi(z: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The standard normal CDF, through erf (math.erf per element: NumPy has none)."""
-    erf = np.frompyfunc(math.erf, 1, 1)
-    values = np.asarray(erf(z / math.sqrt(2.0)), dtype=np.float64)
-    out: NDArray[np.float64] = 0.5 * (1.0 + values)
-    return out
+    """The standard normal CDF, ``erfc(-z / sqrt(2)) / 2``, in one compiled pass
+    (NumPy has no erf; the C library's erfc keeps Phi's tiny values for very
+    negative z, which ``(1 + erf) / 2`` rounds to 0)."""
+    flat = np.ascontiguousarray(z, dtype=np.float64).reshape(-1)
+    out = np.empty_like(flat)
+    _core.normal_cdf(flat, out, get_num_threads())
+    return out.reshape(np.shape(z))
 
 
 def gelu(x: ArrayLike, approximate: bool = False) -> NDArray[Any]:

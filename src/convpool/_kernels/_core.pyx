@@ -15,6 +15,7 @@ conv, see cp_conv.c; output rows for pooling) with a static schedule.
 cimport cython
 from cython cimport floating
 from cython.parallel cimport prange, threadid
+from libc.math cimport erfc
 from libc.stdint cimport int64_t
 
 cdef extern from "cp_kernels.h" nogil:
@@ -855,3 +856,28 @@ def relu_grad(const floating[::1] gy, const floating[::1] y, floating[::1] gx, i
             cp_relu_grad_f32(gyp, yp, gxp, blk * ELEMENTWISE_BLOCK, hi)
         else:
             cp_relu_grad_f64(gyp, yp, gxp, blk * ELEMENTWISE_BLOCK, hi)
+
+
+def normal_cdf(const double[::1] z, double[::1] out, int n_threads):
+    """out = Phi(z) = erfc(-z / sqrt(2)) / 2, elementwise: the standard normal
+    CDF through the C library's erfc (no cancellation for negative z, where
+    1 + erf would round to 0).
+
+    z, out: flat, the same length; out may be z itself (each element is read
+    before it is written).
+    """
+    cdef int64_t size = z.shape[0]
+    if size == 0:
+        return
+    cdef int64_t blocks = (size + ELEMENTWISE_BLOCK - 1) // ELEMENTWISE_BLOCK
+    cdef int nt = _team_size(n_threads, blocks, 20.0 * size)
+    cdef const double *zp = &z[0]
+    cdef double *op = &out[0]
+    cdef double inv_sqrt2 = 0.70710678118654752440
+    cdef int64_t blk, i, hi
+    for blk in prange(blocks, nogil=True, schedule="static", num_threads=nt):
+        hi = (blk + 1) * ELEMENTWISE_BLOCK
+        if hi > size:
+            hi = size
+        for i in range(blk * ELEMENTWISE_BLOCK, hi):
+            op[i] = 0.5 * erfc(-zp[i] * inv_sqrt2)
