@@ -119,8 +119,7 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> tuple[float, 
     # One float64 work array, updated in place: z - max, then log softmax,
     # then the gradient (no one-hot target is built for class indices).
     z = np.array(logits, dtype=np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
+    _log_softmax(z, out=z)
     if labels.shape == (n,):
         rows = np.arange(n)
         loss = float(-z[rows, labels].sum() / n)
@@ -235,10 +234,15 @@ def _sparse_labels(true: NDArray[Any], pred: NDArray[Any], shapes: str) -> NDArr
 _Core: TypeAlias = tuple[NDArray[np.float64], NDArray[np.float64] | None]
 
 
-def _log_softmax(z: NDArray[np.float64]) -> NDArray[np.float64]:
-    z = z - z.max(axis=-1, keepdims=True)
-    z -= np.log(np.exp(z).sum(axis=-1, keepdims=True))
-    return z
+def _log_softmax(z: NDArray[np.float64], *, out: NDArray[np.float64] | None = None
+                 ) -> NDArray[np.float64]:
+    """log softmax over the last axis, shifted by the row maximum first; into
+    ``out`` (which may be ``z`` itself) or a new array."""
+    if out is None:
+        out = np.empty_like(z)
+    np.subtract(z, z.max(axis=-1, keepdims=True), out=out)
+    out -= np.log(np.exp(out).sum(axis=-1, keepdims=True))
+    return out
 
 
 def _normalised_clipped(
