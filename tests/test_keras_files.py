@@ -69,8 +69,8 @@ def _cnn(rng, dtype=None):
         L.BatchNormalization(dtype=dtype),
         L.DepthwiseConv2D(3, depth_multiplier=2, dilation_rate=(1, 2), padding="same", seed=2,
                           dtype=dtype),
-        # Equal strides: TensorFlow's CPU depthwise kernel refuses unequal ones on
-        # some CPUs (InvalidArgumentError on Zen 3), and Keras runs this model.
+        # Equal strides: TensorFlow's CPU depthwise kernel refused unequal ones
+        # (InvalidArgumentError, TensorFlow 2.21 on Zen 3), and Keras runs this model.
         L.SeparableConv2D(5, (2, 3), strides=2, activation="swish", seed=3, dtype=dtype),
         L.Conv2DTranspose(3, 2, strides=2, padding="same", seed=4, dtype=dtype),
         L.ZeroPadding2D(((1, 0), (0, 2))),

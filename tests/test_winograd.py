@@ -200,7 +200,8 @@ def test_backward_by_winograd_within_the_bound(rng, n, h, w, c, oc, padding):
     """grad_x of a 3x3 stride-1 conv is a 3x3 stride-1 conv, and the kernel
     gradient sums V_e^T dM_e over the tiles: both by Winograd, within 2e-5 of
     max|grad| against float64 (the kernel gradient's sum runs over up to 256
-    tiles per pass, and (64, 32, 32, 32) takes 16 passes); grad_bias is summed directly, within float32 rounding."""
+    tiles per pass; (64, 32, 32, 32) takes 16 passes); grad_bias is summed
+    directly, within float32 rounding."""
     x, kernel, _ = _layer(rng, n, h, w, c, oc)
     oh, ow = convpool.conv2d(x[:1], kernel, padding=padding).shape[1:3]
     gy = rng.standard_normal((n, oh, ow, oc)).astype(np.float32)

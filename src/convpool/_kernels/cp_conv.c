@@ -178,10 +178,10 @@ static void cp_wg_gt(const double *u, int64_t ustride, int64_t n, double *out, i
 /* The tiles of a pass: vt and dm of one pass (about 36 (C + OC) values a
  * tile) fill about CP_WGW_PASS_BYTES, within [CP_WGW_PASS_MIN, CP_WGW_PASS_MAX]
  * chunks.  Small passes keep dm, which the chunks write in 36 x panels
- * streams and the GEMMs read back, near the cores: with passes of 64 chunks
- * (the first design) the weight gradient of (64, 32, 32, 32) -> 32 took
- * 1.3-2x as long on Zen 3 as with 8-16 chunks; fewer than 8 chunks
- * cost more in the passes' adds into dU and their barriers.  The pass is cut
+ * streams and the GEMMs read back, near the cores: with passes of up to 64
+ * chunks (the first design) the Winograd kernel gradient took 1.5-2.3x as
+ * long on Zen 3 (AVX2) for 32-64 channels, 1.15x for 128; passes of 4
+ * chunks cost more again, in the passes' adds into dU and their barriers.  The pass is cut
  * from the geometry alone (C and OC, not the ISA's NR), so it never changes a
  * result's bits between thread counts or ISAs. */
 #define CP_WGW_PASS_BYTES (4 * 1024 * 1024)

@@ -65,6 +65,7 @@ def save_npz(model: ModelBase, path: str | os.PathLike[str]) -> None:
 
     replace_atomically(target, ".npz", write)
 
+
 def load(path: str | os.PathLike[str]) -> Sequential | Model:
     """A model saved by :meth:`Sequential.save` or :meth:`Model.save`, with its weights.
 
