@@ -241,6 +241,26 @@ PLAN_CASES = [
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("oc", [64, 128])
+def test_plan_rows_or_gather_by_the_empty_tile_rows(isa, oc, dtype):
+    # 28 columns, 'same': 26 interior columns in tiles of MR pixels.  With 128
+    # or more output channels, GATHER is taken once more than 15% of the
+    # tiles' rows would be empty (MR = 12: 10 of 36); with fewer, ROWS.
+    xs, ks = (1, 6, 28, 8), (3, 3, 8, oc)
+    plan = convpool.conv2d_plan(np.zeros(xs, dtype), np.zeros(ks, dtype), padding="same",
+                                algorithm="direct")
+    mr = plan["tile"][0]
+    filled = -(-26 // mr) * mr
+    wasteful = oc >= 128 and 100 * (filled - 26) > 15 * filled
+    assert plan["algorithm"] == ("gather" if wasteful else "rows"), (isa, mr, plan)
+    xr = np.random.default_rng(0).standard_normal(xs).astype(dtype)
+    kr = np.random.default_rng(1).standard_normal(ks).astype(dtype)
+    assert_bitwise_equal(forced_conv(xr, kr, None, "rows", padding="same"),
+                         convpool.conv2d(xr, kr, padding="same", algorithm="direct"),
+                         (xs, ks), what="rows vs the direct plan")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
 @pytest.mark.parametrize("xs, ks, kw, algorithm", PLAN_CASES,
                          ids=[case_id(x=c[0], k=c[1], **c[2]) for c in PLAN_CASES])
 def test_plan_names_the_algorithm_and_tile(isa, xs, ks, kw, algorithm, dtype):

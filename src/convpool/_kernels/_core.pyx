@@ -59,8 +59,11 @@ cdef extern from "cp_kernels.h" nogil:
     int64_t cp_conv_scratch_elems(const cp_conv_geom *g)
     int cp_conv_nonfinite(const cp_conv_geom *g, const void *scratch)
     int64_t cp_conv_packed_elems(const cp_conv_geom *g)
-    void cp_conv_pack_f32(const cp_conv_geom *g, const float *kernel, float *packed)
-    void cp_conv_pack_f64(const cp_conv_geom *g, const double *kernel, double *packed)
+    int64_t cp_conv_pack_units(const cp_conv_geom *g)
+    void cp_conv_pack_f32(const cp_conv_geom *g, const float *kernel, float *packed,
+                          int64_t part) noexcept nogil
+    void cp_conv_pack_f64(const cp_conv_geom *g, const double *kernel, double *packed,
+                          int64_t part) noexcept nogil
     void cp_conv2d_nhwc_unit_f32(const cp_conv_geom *g, const float *x, const float *packed,
                                  const float *bias, float *y, int64_t unit, float *scratch)
     void cp_conv2d_nhwc_unit_f64(const cp_conv_geom *g, const double *x, const double *packed,
@@ -473,17 +476,26 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
         raise MemoryError(f"convpool could not allocate {nt * stride} bytes of im2col scratch")
 
     cdef const floating *xp = &x[0, 0, 0, 0]
+    cdef const floating *kp = &kernel[0, 0, 0, 0]
     cdef const floating *bp = NULL
     if bias is not None:
         bp = &bias[0]
     cdef floating *yp = &y[0, 0, 0, 0]
     cdef int64_t t
     cdef bint spread = False
+    # The packing is split by weight panel; its work is a copy per packed
+    # value, or about 40 operations for Winograd's kernel transform.
+    cdef int64_t pack_units = cp_conv_pack_units(&g)
+    cdef double pack_work = <double>cp_conv_packed_elems(&g)
+    if not cp_conv_algorithm_exact(g.algorithm):
+        pack_work *= 40
+    cdef int nt_pack = _team_size(n_threads, pack_units, pack_work)
     try:
-        if floating is float:
-            cp_conv_pack_f32(&g, &kernel[0, 0, 0, 0], packed)
-        else:
-            cp_conv_pack_f64(&g, &kernel[0, 0, 0, 0], packed)
+        for t in prange(pack_units, nogil=True, schedule="static", num_threads=nt_pack):
+            if floating is float:
+                cp_conv_pack_f32(&g, kp, packed, t)
+            else:
+                cp_conv_pack_f64(&g, kp, packed, t)
         for t in prange(units, nogil=True, schedule="static", num_threads=nt):
             if floating is float:
                 cp_conv2d_nhwc_unit_f32(&g, xp, packed, bp, yp, t,

@@ -155,9 +155,14 @@ int cp_conv_nonfinite(const cp_conv_geom *g, const void *scratch);
 /* Packed weight elements. */
 int64_t cp_conv_packed_elems(const cp_conv_geom *g);
 
+/* The weights are packed in cp_conv_pack_units(g) independent parts (a
+ * panel of one group each; one for DEPTHWISE), so threads can share the work:
+ * cp_conv_pack_* writes part `part`; all parts make the packed weights. */
+int64_t cp_conv_pack_units(const cp_conv_geom *g);
 void cp_conv_pack_f32(const cp_conv_geom *g, const float *kernel /* IN (KH,KW,CG,OC) */,
-                      float *packed /* OUT */);
-void cp_conv_pack_f64(const cp_conv_geom *g, const double *kernel, double *packed);
+                      float *packed /* OUT */, int64_t part);
+void cp_conv_pack_f64(const cp_conv_geom *g, const double *kernel, double *packed,
+                      int64_t part);
 
 /* Compute unit `unit` in [0, g->units) of the output. */
 void cp_conv2d_nhwc_unit_f32(const cp_conv_geom *g, const float *x /* IN */,

@@ -9,51 +9,53 @@
 
 /* packed[((grp * panels + p) * K + k) * NR + j] = kernel[k, grp * OCg + p * NR + j],
  * zero for p * NR + j >= OCg.  Depthwise keeps Keras's (KH, KW, 1, C) layout.
- * Winograd: packed[((e * panels + p) * C + c) * NR + j] = U_e of (c, p * NR + j). */
-void CP_CONV_F(cp_conv_pack)(const cp_conv_geom *g, const CP_T *kernel, CP_T *packed)
+ * Winograd: packed[((e * panels + p) * C + c) * NR + j] = U_e of (c, p * NR + j).
+ * Part `part` is panel part % panels of group part / panels (cp_conv_pack_units). */
+void CP_CONV_F(cp_conv_pack)(const cp_conv_geom *g, const CP_T *kernel, CP_T *packed,
+                             int64_t part)
 {
     const int64_t nr = g->nr;
+    CP_ASSERT(part >= 0 && part < cp_conv_pack_units(g));
     if (g->algorithm == CP_CONV_DEPTHWISE) {
         memcpy(packed, kernel, (size_t)(g->k * g->oc) * sizeof(CP_T));
         return;
     }
     if (g->algorithm == CP_CONV_WINOGRAD) {
-        /* A panel of NR output channels at a time, the channels as the
-         * vector lanes: k[t][j] (9 taps) -> T[a][kw][j] (columns) -> U[a][b][j]. */
-        const int64_t C = g->c, OC = g->oc, E = CP_WG_A * CP_WG_A;
+        /* The panel's NR output channels side by side, the lanes of the
+         * transform: k[t][j] (9 taps) -> T[a][kw][j] (columns) -> U[a][b][j]. */
+        const int64_t C = g->c, OC = g->oc, E = CP_WG_A * CP_WG_A, p = part;
         double k[9][CP_MAX_NR_BYTES / 4], T[CP_WG_A * 3][CP_MAX_NR_BYTES / 4],
             U[E][CP_MAX_NR_BYTES / 4];
-        CP_ASSERT(nr <= CP_MAX_NR_BYTES / 4);
-        for (int64_t p = 0; p < g->panels; p++) {
-            const int64_t n = OC - p * nr < nr ? OC - p * nr : nr;
-            for (int64_t c = 0; c < C; c++) {
-                for (int t = 0; t < 9; t++)
-                    for (int64_t j = 0; j < n; j++)
-                        k[t][j] = (double)kernel[(t * C + c) * OC + p * nr + j];
-                for (int kw = 0; kw < 3; kw++) /* T[a * 3 + kw] = (G k[:, kw])[a] */
-                    cp_wg_g(k[kw], k[3 + kw], k[6 + kw], n, T[kw], 3 * (CP_MAX_NR_BYTES / 4));
-                for (int a = 0; a < CP_WG_A; a++) /* U[a * 6 + b] = (G T[a, :])[b] */
-                    cp_wg_g(T[a * 3], T[a * 3 + 1], T[a * 3 + 2], n, U[a * CP_WG_A],
-                            CP_MAX_NR_BYTES / 4);
-                for (int64_t e = 0; e < E; e++) {
-                    CP_T *dst = packed + ((e * g->panels + p) * C + c) * nr;
-                    for (int64_t j = 0; j < nr; j++)
-                        dst[j] = j < n ? (CP_T)U[e][j] : (CP_T)0;
-                }
+        CP_ASSERT(nr <= CP_MAX_NR_BYTES / 4 && g->groups == 1);
+        const int64_t n = OC - p * nr < nr ? OC - p * nr : nr;
+        for (int64_t c = 0; c < C; c++) {
+            for (int t = 0; t < 9; t++)
+                for (int64_t j = 0; j < n; j++)
+                    k[t][j] = (double)kernel[(t * C + c) * OC + p * nr + j];
+            for (int kw = 0; kw < 3; kw++) /* T[a * 3 + kw] = (G k[:, kw])[a] */
+                cp_wg_g(k[kw], k[3 + kw], k[6 + kw], n, T[kw], 3 * (CP_MAX_NR_BYTES / 4));
+            for (int a = 0; a < CP_WG_A; a++) /* U[a * 6 + b] = (G T[a, :])[b] */
+                cp_wg_g(T[a * 3], T[a * 3 + 1], T[a * 3 + 2], n, U[a * CP_WG_A],
+                        CP_MAX_NR_BYTES / 4);
+            for (int64_t e = 0; e < E; e++) {
+                CP_T *dst = packed + ((e * g->panels + p) * C + c) * nr;
+                for (int64_t j = 0; j < nr; j++)
+                    dst[j] = j < n ? (CP_T)U[e][j] : (CP_T)0;
             }
         }
         return;
     }
     CP_ASSERT(nr == CP_TILE(cp_active, g->gemm)->nr);
-    for (int64_t grp = 0; grp < g->groups; grp++)
-        for (int64_t p = 0; p < g->panels; p++)
-            for (int64_t k = 0; k < g->k; k++) {
-                CP_T *dst = packed + ((grp * g->panels + p) * g->k + k) * nr;
-                for (int64_t j = 0; j < nr; j++) {
-                    const int64_t oc = p * nr + j;
-                    dst[j] = oc < g->ocg ? kernel[k * g->oc + grp * g->ocg + oc] : (CP_T)0;
-                }
-            }
+    const int64_t grp = part / g->panels, p = part % g->panels;
+    const int64_t n = g->ocg - p * nr < nr ? g->ocg - p * nr : nr;
+    for (int64_t k = 0; k < g->k; k++) {
+        CP_T *dst = packed + ((grp * g->panels + p) * g->k + k) * nr;
+        const CP_T *src = kernel + k * g->oc + grp * g->ocg + p * nr;
+        for (int64_t j = 0; j < n; j++)
+            dst[j] = src[j];
+        for (int64_t j = n; j < nr; j++)
+            dst[j] = (CP_T)0;
+    }
 }
 
 /* Flat pixels [p0, p0 + count), all groups, through the gathered tile. */
