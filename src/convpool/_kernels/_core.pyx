@@ -61,9 +61,9 @@ cdef extern from "cp_kernels.h" nogil:
     int64_t cp_conv_packed_elems(const cp_conv_geom *g)
     int64_t cp_conv_pack_units(const cp_conv_geom *g)
     void cp_conv_pack_f32(const cp_conv_geom *g, const float *kernel, float *packed,
-                          int64_t part) noexcept nogil
+                          int64_t part)
     void cp_conv_pack_f64(const cp_conv_geom *g, const double *kernel, double *packed,
-                          int64_t part) noexcept nogil
+                          int64_t part)
     void cp_conv2d_nhwc_unit_f32(const cp_conv_geom *g, const float *x, const float *packed,
                                  const float *bias, float *y, int64_t unit, float *scratch)
     void cp_conv2d_nhwc_unit_f64(const cp_conv_geom *g, const double *x, const double *packed,

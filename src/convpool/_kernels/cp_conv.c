@@ -150,8 +150,9 @@ void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, i
  * over `n` kernels side by side (out[a * n + j] from g[i * n + j]).  The
  * thirds, fifteenths and thirtieths are products with the double nearest
  * the fraction (a relative error under 2^-52 before U is rounded to the
- * dtype), not divisions: a division costs 4-16 times a product, and these
- * transforms ran 3 ms of every 256 -> 256 call. */
+ * dtype), not divisions: a division costs 4-16 times a product.  A
+ * (1, 8, 8, 256) -> 256 call, almost all of it this transform, took 3.0 ms
+ * with divisions and 2.15 ms with products (2-core Xeon, AVX-512). */
 #define CP_SIXTH (1.0 / 6.0)
 #define CP_FIFTEENTH (1.0 / 15.0)
 #define CP_THIRTIETH (1.0 / 30.0)
