@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import convpool
+from convpool import _random
 from convpool._kernels import _core
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,6 +38,13 @@ def _threads_restored():
     """No test may leak a thread-count override into the next one."""
     yield
     convpool.set_num_threads(None)
+
+
+@pytest.fixture(autouse=True)
+def _global_seed_cleared():
+    """No test may leak a ``convpool.utils.set_random_seed`` into the next one."""
+    yield
+    _random.set_global_seed(None)
 
 
 def _runnable(name: str) -> bool:

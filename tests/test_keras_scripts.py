@@ -13,6 +13,8 @@ import re
 import numpy as np
 import pytest
 
+from convpool.utils import set_random_seed
+
 # keras.io/examples/vision/mnist_convnet (Keras 3), its data lines replaced.
 MNIST_CONVNET = '''
 import numpy as np
@@ -255,6 +257,16 @@ def test_port_changes_import_lines_only():
         assert len(ported.splitlines()) == len(script.splitlines())
 
 
+@pytest.fixture(autouse=True)
+def _seeded(rng):
+    """Each script starts from a set_random_seed of its test's own, as a script
+    of its authors' would call keras.utils.set_random_seed: its weights,
+    dropout masks and shuffles are the same on every run.  Unseeded, the
+    MobileNet-style blocks' test accuracy was 0.94-1.0 in 60 runs here and
+    0.82 once in CI (a slow start while the BN moving statistics catch up)."""
+    set_random_seed(int(rng.integers(2**32)))
+
+
 def _digits(rng, n, size=28):
     """Ten classes of 28x28 uint8 glyphs: a bar at one of five positions, horizontal
     or vertical, with jitter and noise (a stand-in for MNIST, which cannot be
@@ -377,8 +389,8 @@ def test_mobilenet_style_depthwise_batchnorm_blocks_run_with_their_imports_rewri
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
     # Chance is 0.25, and validation stays there until the BN moving statistics
-    # (momentum 0.99) catch up; tf.keras and convpool both reach 0.99 or more
-    # on these strokes by epoch 10.
+    # (momentum 0.99) catch up; tf.keras and convpool both usually reach 0.99
+    # or more on these strokes by epoch 10 (see _seeded for the spread).
     assert score[1] >= 0.9, f"test accuracy {score[1]:.3f}"
 
 

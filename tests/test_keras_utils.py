@@ -1,5 +1,6 @@
 """to_categorical: values, shapes, the trailing-axis rule, checks, and (where
-Keras is importable) the same arrays as keras.utils.to_categorical."""
+Keras is importable) the same arrays as keras.utils.to_categorical;
+set_random_seed: the draws it makes repeatable, the seeds that still win, its checks."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 import convpool.utils
-from convpool.utils import to_categorical
+from convpool.layers import Conv2D, Dense, Dropout, Flatten
+from convpool.models import Sequential
+from convpool.utils import get_random_seed, set_random_seed, to_categorical
 
 
 def test_one_hot_rows():
@@ -80,3 +83,88 @@ def test_matches_keras(rng):
         ours = to_categorical(x, k)
         assert ours.shape == theirs.shape
         np.testing.assert_array_equal(ours, theirs)
+
+
+# ------------------------------------------------------------ set_random_seed
+def _draws():
+    """Everything a script draws without a seed of its own: two layers' weights,
+    a Dropout mask, fit's shuffle (seen in the trained weights) and NumPy's
+    legacy global generator."""
+    conv, dense = Conv2D(4, 3), Dense(2)
+    conv.build((None, 6, 6, 1))
+    dense.build((None, 3))
+    mask = Dropout(0.5).forward(np.ones((4, 8), np.float32), training=True)
+    model = Sequential([Conv2D(2, 3, seed=1), Flatten(), Dense(2, seed=2)],
+                       input_shape=(None, 3, 3, 1))
+    x = np.arange(8 * 9, dtype=np.float32).reshape(8, 3, 3, 1) / 72
+    model.fit(x, np.arange(8) % 2, epochs=1, batch_size=2, verbose=0)
+    return [*conv.get_weights(), *dense.get_weights(), mask, *model.get_weights(),
+            np.random.random(3)]
+
+
+def test_set_random_seed_repeats_every_unseeded_draw():
+    set_random_seed(3)
+    first = _draws()
+    assert get_random_seed() == 3
+    set_random_seed(3)
+    again = _draws()
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    set_random_seed(4)
+    other = _draws()
+    assert not np.array_equal(first[0], other[0])  # another seed, other weights
+    assert not np.array_equal(first[4], other[4])  # and another mask
+
+
+def test_successive_layers_draw_different_weights_after_set_random_seed():
+    set_random_seed(0)
+    a, b = Dense(5), Dense(5)
+    a.build((None, 5))
+    b.build((None, 5))
+    assert not np.array_equal(a.get_weights()[0], b.get_weights()[0])
+
+
+def test_an_explicit_seed_wins_over_set_random_seed():
+    def kernel(seed):
+        layer = Dense(3, seed=seed)
+        layer.build((None, 4))
+        return layer.get_weights()[0]
+
+    set_random_seed(11)
+    mine = kernel(5)
+    set_random_seed(12)
+    np.testing.assert_array_equal(kernel(5), mine)
+
+
+def test_without_set_random_seed_unseeded_layers_differ():
+    assert get_random_seed() is None  # the fixture clears it after every test
+    a, b = Dense(8), Dense(8)
+    a.build((None, 8))
+    b.build((None, 8))
+    assert not np.array_equal(a.get_weights()[0], b.get_weights()[0])
+
+
+@pytest.mark.parametrize(
+    "seed, exc, pattern",
+    [(-1, ValueError, r"seed must be an int in \[0, 2\*\*32\), got -1"),
+     (2**32, ValueError, r"seed must be an int in \[0, 2\*\*32\), got 4294967296"),
+     (1.5, TypeError, r"seed must be an int in \[0, 2\*\*32\)"),
+     (True, TypeError, r"seed must be an int"),
+     (None, TypeError, r"seed must be an int")],
+    ids=["negative", "too-large", "float", "bool", "none"],
+)
+def test_set_random_seed_bad_arguments(seed, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        set_random_seed(seed)
+    assert get_random_seed() is None
+
+
+def test_set_random_seed_takes_keras_arguments():
+    keras = pytest.importorskip("keras")
+    import inspect
+
+    assert (list(inspect.signature(set_random_seed).parameters)
+            == list(inspect.signature(keras.utils.set_random_seed).parameters))
+    import convpool.keras.utils as ku
+
+    assert ku.set_random_seed is set_random_seed and ku.get_random_seed is get_random_seed

@@ -57,6 +57,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from . import _random
 from ._checks import check_int, check_number
 
 __all__ = [
@@ -267,7 +268,7 @@ class _Random(Initializer):
     def _generator(self, rng: np.random.Generator | None) -> np.random.Generator:
         if self.seed is not None:
             return np.random.default_rng(self.seed)
-        return rng if rng is not None else np.random.default_rng()
+        return rng if rng is not None else _random.generator(None)
 
     def get_config(self) -> dict[str, Any]:
         return {"seed": self.seed}

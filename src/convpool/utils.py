@@ -1,4 +1,4 @@
-"""Utilities, as ``keras.utils``: :func:`to_categorical`.
+"""Utilities, as ``keras.utils``: :func:`to_categorical`, :func:`set_random_seed`.
 
 Examples
 --------
@@ -13,14 +13,65 @@ array([[1., 0., 0.],
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _random
 from ._checks import as_array, check_int
 
-__all__ = ["to_categorical"]
+__all__ = ["get_random_seed", "set_random_seed", "to_categorical"]
+
+
+def set_random_seed(seed: int) -> None:
+    """Make a script's random draws repeatable, as ``keras.utils.set_random_seed``.
+
+    Seeds Python's :mod:`random`, NumPy's global generator
+    (``numpy.random.seed``) and convpool's: from this call on, every layer,
+    initializer, Dropout and ``fit`` created without a ``seed`` of its own
+    takes the next generator of ``numpy.random.SeedSequence(seed)``.  A script
+    that creates its layers and calls ``fit`` in the same order therefore
+    draws the same weights, masks and shuffles on every run.  An explicit
+    ``seed=`` argument still wins.
+
+    Parameters
+    ----------
+    seed : int
+        In [0, 2**32), the range ``numpy.random.seed`` accepts.
+
+    Raises
+    ------
+    TypeError
+        If seed is not an int.
+    ValueError
+        If seed is out of range.
+
+    Examples
+    --------
+    >>> from convpool.layers import Dense
+    >>> set_random_seed(7)
+    >>> a = Dense(3)
+    >>> a.build((None, 2))
+    >>> set_random_seed(7)
+    >>> b = Dense(3)
+    >>> b.build((None, 2))
+    >>> bool((a.get_weights()[0] == b.get_weights()[0]).all())
+    True
+    """
+    seed = check_int(seed, "seed", minimum=0, requirement="an int in [0, 2**32)")
+    if seed >= 2**32:
+        raise ValueError(f"seed must be an int in [0, 2**32), got {seed}")
+    random.seed(seed)
+    np.random.seed(seed)
+    _random.set_global_seed(seed)
+
+
+def get_random_seed() -> int | None:
+    """The seed of the last :func:`set_random_seed`, or None, as
+    ``keras.utils.get_random_seed``."""
+    return _random.global_seed()
 
 
 def to_categorical(x: ArrayLike, num_classes: int | None = None) -> NDArray[np.float32]:

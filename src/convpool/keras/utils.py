@@ -1,5 +1,5 @@
-"""``keras.utils``: :func:`to_categorical`."""
+"""``keras.utils``: :func:`to_categorical`, :func:`set_random_seed`, :func:`get_random_seed`."""
 
-from ..utils import to_categorical
+from ..utils import get_random_seed, set_random_seed, to_categorical
 
-__all__ = ["to_categorical"]
+__all__ = ["get_random_seed", "set_random_seed", "to_categorical"]

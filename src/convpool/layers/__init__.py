@@ -10,7 +10,9 @@ by default.
 Weights are created at the first call (or :meth:`Layer.build`) from the
 input's shape by the layer's initializers (:mod:`convpool.initializers`;
 default Glorot-uniform kernels, zero biases), drawn from
-``numpy.random.default_rng(seed)``.  Their dtype is ``dtype`` when given, else
+``numpy.random.default_rng(seed)`` (for ``seed=None``, the next generator of
+:func:`convpool.utils.set_random_seed`'s seed when one is set, else fresh
+entropy).  Their dtype is ``dtype`` when given, else
 the compute dtype of the first input (float64 for float64 input, float32
 otherwise); a later call in the other float dtype uses a cast copy.
 

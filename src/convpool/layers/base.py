@@ -12,7 +12,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .. import activations, initializers
+from .. import _random, activations, initializers
 from .._checks import (
     as_array,
     cast_weights,
@@ -131,7 +131,7 @@ def _draw_weights(layer: Layer, inits: dict[str, _WeightInit], shapes: list[tupl
                   dtype: np.dtype[np.floating[Any]]) -> None:
     """``layer``'s weights, in :attr:`Layer.weights`' order, each drawn by its
     initializer from one generator seeded by the layer's seed."""
-    rng = np.random.default_rng(layer.seed)
+    rng = _random.generator(layer.seed)
     for name, shape in zip(layer._weight_names, shapes):
         layer._weights[name] = inits[name].draw(shape, dtype, rng)
 

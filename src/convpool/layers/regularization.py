@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .. import _random
 from .._checks import check_number, compute_dtype
 from .base import Layer, Shape, ShapeLike
 
@@ -53,7 +54,7 @@ class Dropout(Layer):
                 raise TypeError(f"noise_shape must be a tuple of ints or None, got {noise_shape!r}")
             noise_shape = tuple(None if d is None else int(d) for d in noise_shape)
         self.noise_shape: tuple[int | None, ...] | None = noise_shape
-        self._rng = np.random.default_rng(seed)
+        self._rng = _random.generator(seed)
         self._mask: NDArray[Any] | None = None
 
     def compute_output_shape(self, input_shape: ShapeLike) -> Shape:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .. import _random
 from .._checks import as_array, check_bool, check_int, check_number
 from ..layers import Layer
 from ..optimizers import Adam
@@ -242,7 +243,9 @@ class Trainer:
             uncompiled model defaults to ``Adam()`` and softmax cross-entropy
             on logits).  Keep passing the same optimizer to continue training.
         seed : int, keyword-only, optional
-            The shuffling seed.
+            The shuffling seed; by default the next generator of
+            :func:`convpool.utils.set_random_seed`'s seed when one is set,
+            else fresh entropy.
         class_weight, sample_weight, steps_per_epoch, validation_steps : None
             Keras's arguments, not supported (a ValueError if given).
 
@@ -287,7 +290,7 @@ class Trainer:
         val_batch = batch_size if validation_batch_size is None else check_int(
             validation_batch_size, "validation_batch_size")
         spec = self._training_spec(loss, (None,) + tuple(self.compute_output_shape(x.shape))[1:])
-        rng = np.random.default_rng(seed)
+        rng = _random.generator(seed)
         n = x.shape[0]
         steps = -(-n // batch_size) if n else 0
         self.stop_training = False
