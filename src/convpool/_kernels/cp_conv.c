@@ -120,16 +120,18 @@ static void gather_patch(const cp_conv_geom *g, const char *x, int64_t itemsize,
     }
 }
 
-/* The patches of flat output pixels [p0, p0 + count) for group grp: scratch[i * K + k]. */
+/* The patches of flat output pixels [p0, p0 + count) for group grp:
+ * scratch[i * ld + k], k < K (ld >= K; the elements between are not written). */
 void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, int64_t p0,
-                        int64_t count, int64_t grp, char *scratch)
+                       int64_t count, int64_t grp, char *scratch, int64_t ld)
 {
+    CP_ASSERT(ld >= g->k);
     const int64_t per_image = g->oh * g->ow;
     int64_t n = p0 / per_image;
     int64_t oh = (p0 % per_image) / g->ow;
     int64_t ow = p0 % g->ow;
     for (int64_t i = 0; i < count; i++) {
-        gather_patch(g, x, itemsize, n, oh, ow, grp, scratch + i * g->k * itemsize);
+        gather_patch(g, x, itemsize, n, oh, ow, grp, scratch + i * ld * itemsize);
         if (++ow == g->ow) {
             ow = 0;
             if (++oh == g->oh) {

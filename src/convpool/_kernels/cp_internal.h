@@ -137,6 +137,13 @@ typedef void (*cp_wgrad_f64_fn)(const cp_convbwd_geom *b, const double *gy, cons
  * once per vector of output channels costs more than its packing). */
 #define CP_WGRAD_DIRECT_MAX_OC 32
 
+/* dst[j * ds + i] = src[i * ss + j] for i < rows, j < cols (strides in
+ * elements; the regions must not overlap).  Pure data movement. */
+typedef void (*cp_transpose_f32_fn)(const float *src, int64_t rows, int64_t cols, int64_t ss,
+                                    float *dst, int64_t ds);
+typedef void (*cp_transpose_f64_fn)(const double *src, int64_t rows, int64_t cols, int64_t ss,
+                                    double *dst, int64_t ds);
+
 /* One micro-kernel: its function and register tile. */
 typedef struct {
     cp_gemm_f32_fn fn;
@@ -181,6 +188,8 @@ typedef struct {
     cp_wgrad_f64_fn wgrad_direct_f64;
     cp_wgrad_f32_fn wgrad_depthwise_f32; /* NULL: the GEMM path for depthwise too */
     cp_wgrad_f64_fn wgrad_depthwise_f64;
+    cp_transpose_f32_fn transpose_f32;  /* NULL: the scalar loop (cp_transpose_scalar_*) */
+    cp_transpose_f64_fn transpose_f64;
 } cp_isa_config;
 
 #define CP_ISA_DECLARE_(name) extern const cp_isa_config cp_isa_config__##name;
@@ -201,8 +210,9 @@ static inline const cp_gemm_f64_tile *cp_tile_f64(const cp_isa_config *cfg, int6
 }
 
 /* im2col: the patches of flat output pixels [p0, p0 + count) for group grp,
- * scratch[i * K + k], zeros for taps in the padding (cp_conv.c). */
+ * scratch[i * ld + k] for k < K (ld >= K), zeros for taps in the padding
+ * (cp_conv.c). */
 void cp_gather_patches(const cp_conv_geom *g, const char *x, int64_t itemsize, int64_t p0,
-                       int64_t count, int64_t grp, char *scratch);
+                       int64_t count, int64_t grp, char *scratch, int64_t ld);
 
 #endif /* CP_INTERNAL_H */

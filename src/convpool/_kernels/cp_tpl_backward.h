@@ -110,6 +110,20 @@ void CP_CAT(cp_conv2d_bwd_data_row, CP_SFX)(const cp_convbwd_geom *b, const CP_T
         }
 }
 
+/* dst[j * ds + i] = src[i * ss + j] for i < rows, j < cols: the ISA's
+ * blocked transpose where it has one, else this loop. */
+static void CP_CAT(transpose, CP_SFX)(const CP_T *src, int64_t rows, int64_t cols, int64_t ss,
+                                      CP_T *dst, int64_t ds)
+{
+    if (cp_active->CP_CAT(transpose, CP_SFX) != NULL) {
+        cp_active->CP_CAT(transpose, CP_SFX)(src, rows, cols, ss, dst, ds);
+        return;
+    }
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            dst[j * ds + i] = src[i * ss + j];
+}
+
 void CP_CAT(cp_conv2d_bwd_weight_chunk, CP_SFX)(const cp_convbwd_geom *b, const CP_T *gy,
                                          const CP_T *x, CP_T *partial, int64_t chunk,
                                          CP_T *scratch)
@@ -137,24 +151,28 @@ void CP_CAT(cp_conv2d_bwd_weight_chunk, CP_SFX)(const cp_convbwd_geom *b, const 
         return;
     }
     memset(patch, 0, (size_t)(kpanels * NR) * sizeof(CP_T)); /* the tail stays zero */
+    if (kpanels == 1) /* ... and so do the panel's columns past K */
+        memset(bpack, 0, (size_t)(b->wt_tile * NR) * sizeof(CP_T));
     for (int64_t p0 = begin; p0 < end; p0 += b->wt_tile) {
         const int64_t cnt = end - p0 < b->wt_tile ? end - p0 : b->wt_tile;
         for (int64_t grp = 0; grp < g->groups; grp++) {
             /* dW_grp^CP_T (OCg x K) += grad_out_tile^CP_T @ patches: A = grad_out^CP_T */
             /* (OCg rows over the tile's pixels), B = the patches in panels.   */
-            for (int64_t i = 0; i < cnt; i++) {
-                /* one patch (zero padded to whole panels), then its panels */
-                cp_gather_patches(g, (const char *)x, sizeof(CP_T), p0 + i, 1, grp,
-                                  (char *)patch);
-                for (int64_t pk = 0; pk < kpanels; pk++)
-                    memcpy(bpack + (pk * cnt + i) * NR, patch + pk * NR,
-                           NR * sizeof(CP_T));
+            if (kpanels == 1) { /* the panel is the tile's patches, rows NR apart */
+                cp_gather_patches(g, (const char *)x, sizeof(CP_T), p0, cnt, grp,
+                                  (char *)bpack, NR);
+            } else {
+                for (int64_t i = 0; i < cnt; i++) {
+                    /* one patch (zero padded to whole panels), then its panels */
+                    cp_gather_patches(g, (const char *)x, sizeof(CP_T), p0 + i, 1, grp,
+                                      (char *)patch, K);
+                    for (int64_t pk = 0; pk < kpanels; pk++)
+                        memcpy(bpack + (pk * cnt + i) * NR, patch + pk * NR,
+                               NR * sizeof(CP_T));
+                }
             }
-            for (int64_t i = 0; i < cnt; i++) {
-                const CP_T *src = gy + (p0 + i) * g->oc + grp * g->ocg;
-                for (int64_t oc = 0; oc < g->ocg; oc++)
-                    gt[oc * cnt + i] = src[oc];
-            }
+            CP_CAT(transpose, CP_SFX)(gy + p0 * g->oc + grp * g->ocg, cnt, g->ocg, g->oc, gt,
+                                      cnt);
             const CP_T *seg[1] = {gt};
             for (int64_t pk = 0; pk < kpanels; pk++) {
                 const int64_t nr = K - pk * NR < NR ? K - pk * NR : NR;

@@ -66,7 +66,8 @@ static void CP_CONV_F(gathered)(const cp_conv_geom *g, const CP_T *x, const CP_T
     const CP_T *seg[1] = {scratch};
     const int64_t NR = g->nr;
     for (int64_t grp = 0; grp < g->groups; grp++) {
-        cp_gather_patches(g, (const char *)x, sizeof(CP_T), p0, count, grp, (char *)scratch);
+        cp_gather_patches(g, (const char *)x, sizeof(CP_T), p0, count, grp, (char *)scratch,
+                          g->k);
         for (int64_t p = 0; p < g->panels; p++) {
             const int64_t oc0 = grp * g->ocg + p * NR;
             const int64_t nr = g->ocg - p * NR < NR ? g->ocg - p * NR : NR;

@@ -5,7 +5,7 @@
  * and the static kernels the config points at: cp_dwconv2d_nhwc_<sfx>__<isa>,
  * cp_{max,avg}pool2d_nhwc_<sfx>__<isa>, cp_maxpool2d_bwd_run_<sfx>__<isa>,
  * cp_maxpool2d_direct_<sfx>__<isa>, cp_winograd_unit_<sfx>__<isa>,
- * cp_wgrad_direct_<sfx>__<isa>.
+ * cp_wgrad_direct_<sfx>__<isa>, cp_transpose_<sfx>__<isa>.
  */
 #define CP_SIMD 1
 #include CP_SIMD_HEADER
@@ -43,6 +43,7 @@ static const CP_CAT(CP_CAT(cp_gemm, CP_SFX), tile)
                             CP_NARROW_NV * CPV_W},
 };
 
+#include "cp_tpl_transpose.h"
 #include "cp_tpl_depthwise.h"
 #include "cp_tpl_winograd.h"
 #include "cp_tpl_stream.h"

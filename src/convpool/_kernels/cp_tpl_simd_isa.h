@@ -42,6 +42,8 @@ const cp_isa_config CP_ISA_FN(cp_isa_config) = {
     .wgrad_direct_f64 = CP_ISA_FN(cp_wgrad_direct_f64),
     .wgrad_depthwise_f32 = CP_ISA_FN(cp_wgrad_depthwise_f32),
     .wgrad_depthwise_f64 = CP_ISA_FN(cp_wgrad_depthwise_f64),
+    .transpose_f32 = CP_ISA_FN(cp_transpose_f32),
+    .transpose_f64 = CP_ISA_FN(cp_transpose_f64),
 };
 
 #undef CP_STR

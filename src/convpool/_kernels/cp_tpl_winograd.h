@@ -357,26 +357,18 @@ static void CP_ISA_FN(CP_CAT(cp_wgw_chunk, CP_SFX))(const cp_wgw_geom *w, const 
         WG_EACH_VECTOR(OC, WG_GY);
 #undef WG_GY
     }
-    /* L[e][tt][c] -> vt[chunk][e][c][tt]: square blocks of CPT_W channels by
-     * CPT_W tiles in registers, the channels past the last block one by one. */
+    /* L[e][tt][c] -> vt[chunk][e][c][tt] (the ISA's blocked transpose) */
     CP_T *CP_RESTRICT dst = vt + chunk * 36 * C * B;
-#if CP_SIMD
-    _Static_assert(CP_WGW_CHUNK % CPT_W == 0, "a chunk is whole transpose blocks");
-    const int64_t cb = C / CPT_W * CPT_W;
-#else
-    const int64_t cb = 0;
-#endif
     for (int64_t e = 0; e < 36; e++) {
         const CP_T *CP_RESTRICT le = L + e * B * C;
         CP_T *CP_RESTRICT de = dst + e * C * B;
 #if CP_SIMD
-        for (int64_t c = 0; c < cb; c += CPT_W)
-            for (int64_t tt = 0; tt < B; tt += CPT_W)
-                cpt_transpose(le + tt * C + c, C, de + c * B + tt, B);
-#endif
-        for (int64_t c = cb; c < C; c++)
-            for (int64_t tt = 0; tt < B; tt++)
+        CP_ISA_FN(CP_CAT(cp_transpose, CP_SFX))(le, B, C, C, de, B);
+#else
+        for (int64_t tt = 0; tt < B; tt++)
+            for (int64_t c = 0; c < C; c++)
                 de[c * B + tt] = le[tt * C + c];
+#endif
     }
 }
 
