@@ -83,7 +83,8 @@ def test_cache_limit_and_disable(rng, small_cache):
     state = convpool.get_buffer_cache()
     assert 0 < state["cached_bytes"] <= 16 << 20
     convpool.set_buffer_cache(0)
-    assert convpool.get_buffer_cache() == {"max_bytes": 0, "cached_bytes": 0, "buffers": 0}
+    assert convpool.get_buffer_cache() == {"max_bytes": 0, "cached_bytes": 0, "buffers": 0,
+                                           "workspace_bytes": 0, "workspace_blocks": 0}
     y = convpool.max_pool2d(x, 2)  # without the cache: a plain aligned array
     del y
     gc.collect()
@@ -234,3 +235,63 @@ def test_training_and_predict_reach_a_fault_free_steady_state(rng):
     # 9,000 pages.  A few faults may come from the interpreter's own allocations.
     assert sorted(per_epoch)[1] < 64, f"page faults per steady-state epoch: {per_epoch}"
     assert rss_pages() - rss < 256, f"RSS grew by {rss_pages() - rss} pages in 3 epochs"
+
+
+# ------------------------------------------------------------- kept workspace
+def _alternating_layers(rng):
+    """Backward passes of two conv layers of different sizes, as a training
+    step calls them, and their float64 references."""
+    calls = []
+    for h, c, oc in [(16, 16, 16), (8, 16, 32)]:
+        x = rng.standard_normal((4, h, h, c)).astype(np.float32)
+        k = (rng.standard_normal((3, 3, c, oc)) * 0.2).astype(np.float32)
+        g = rng.standard_normal((4, h, h, oc)).astype(np.float32)
+        calls.append((g, x, k))
+    return calls
+
+
+def test_workspace_blocks_are_kept_and_reused(rng):
+    """After one round of calls, repeating them allocates no fresh workspace
+    block (each takes a kept one), and the results are the same bits as the
+    first round's, computed in fresh (zeroed) blocks."""
+    calls = _alternating_layers(rng)
+
+    def round_():
+        return [convpool.conv2d_backward(g, x, k, padding="same") for g, x, k in calls]
+
+    first = round_()
+    before = convpool.get_buffer_cache()
+    allocations = _core_stats()["allocations"]
+    for _ in range(3):
+        again = round_()
+        for a, b in zip(first, again):
+            for u, v in zip(a, b):
+                np.testing.assert_array_equal(u, v)
+    assert _core_stats()["allocations"] == allocations
+    assert convpool.get_buffer_cache()["workspace_blocks"] == before["workspace_blocks"] > 0
+    for (g, x, k), (gx, gk, gb) in zip(calls, first):
+        want = reference.conv2d_backward(g.astype(np.float64), x.astype(np.float64),
+                                         k.astype(np.float64), padding="same")
+        np.testing.assert_allclose(gk, want[1], rtol=2e-4, atol=2e-4 * np.abs(want[1]).max())
+
+
+def test_set_buffer_cache_zero_frees_the_workspace_blocks(rng):
+    old = convpool.get_buffer_cache()["max_bytes"]
+    try:
+        g, x, k = _alternating_layers(rng)[0]
+        convpool.conv2d_backward(g, x, k, padding="same")
+        assert convpool.get_buffer_cache()["workspace_bytes"] > 0
+        convpool.set_buffer_cache(0)
+        assert convpool.get_buffer_cache()["workspace_bytes"] == 0
+        allocations = _core_stats()["allocations"]
+        convpool.conv2d_backward(g, x, k, padding="same")  # nothing kept: fresh blocks
+        assert _core_stats()["allocations"] > allocations
+        assert convpool.get_buffer_cache()["workspace_blocks"] == 0
+    finally:
+        convpool.set_buffer_cache(old)
+
+
+def _core_stats():
+    from convpool._kernels import _core
+
+    return _core.workspace_stats()

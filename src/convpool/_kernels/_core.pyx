@@ -5,9 +5,10 @@ Private.  Every function here trusts its arguments: shapes agree, sizes are
 positive, geometry is valid, arrays are C-contiguous NHWC and ``y`` does not
 overlap the inputs.  ``convpool.functional`` checks all of that first.
 
-Each call allocates everything it needs (packed weights, one scratch block per
-thread) *before* the parallel loop, so an allocation failure raises
-MemoryError with nothing written; then it releases the GIL and runs one
+Each call takes everything it needs (packed weights, one scratch block per
+thread) *before* the parallel loop, from the workspace blocks kept between
+calls or freshly allocated, so an allocation failure raises MemoryError with
+nothing written; then it releases the GIL and runs one
 ``prange`` over independent units of work (output rows or pixel tiles for
 conv, see cp_conv.c; output rows for pooling) with a static schedule.
 """
@@ -17,6 +18,7 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport erfc
 from libc.stdint cimport int64_t
+from libc.string cimport memset
 
 cdef extern from "cp_kernels.h" nogil:
     ctypedef struct cp_conv_geom:
@@ -318,36 +320,109 @@ cdef int _reserve(str op, object total, str detail) except -1:
     return 0
 
 
-# One workspace block kept between calls (taken and given back with the GIL
-# held; a call that finds it taken, by another thread, allocates its own).
-cdef char *_kept = NULL
-cdef int64_t _kept_bytes = 0
-# Blocks larger than this are freed after the call, not kept.
+# Workspace blocks kept between calls, so that a training loop, whose calls
+# come back with the same few sizes every step, stops mapping fresh memory
+# after its first step.  (A fresh block costs a page fault per page as it is
+# zeroed: a CIFAR-sized net's backward pass of one (64, 8, 8, 64) -> 128 3x3
+# layer took 3.6 ms called alone and 6.5 ms between the other layers' calls,
+# each freeing and mapping its blocks again; 2-core Xeon.)  Blocks are taken
+# and given back with the GIL held; a call that finds none large enough
+# allocates its own.  At most KEEP_BLOCKS blocks of at most KEEP_MAX_BYTES
+# each and _keep_total_bytes in all (convpool.set_buffer_cache) are kept,
+# the largest first.
+DEF KEEP_BLOCKS = 16
+cdef char *_kept[KEEP_BLOCKS]
+cdef int64_t _kept_bytes[KEEP_BLOCKS]
 cdef int64_t KEEP_MAX_BYTES = 256 * 1024 * 1024
+cdef int64_t _keep_total_bytes = 1024 * 1024 * 1024
+cdef int64_t _kept_total = 0
+cdef int64_t _fresh_blocks = 0  # blocks allocated because none kept was large enough
 
 
-cdef char *_workspace_take(int64_t nbytes, str what) except NULL:
-    global _kept, _kept_bytes
+cdef char *_workspace_take(int64_t nbytes, str what, int64_t *got, bint zero=True) except NULL:
+    """A block of at least ``nbytes`` (its real size in ``*got``): the smallest
+    kept one that is large enough, else a new one.  ``zero``: its first
+    ``nbytes`` are zero, as a new block's (cp_aligned_alloc) are."""
+    global _kept_total
+    cdef int i, best = -1
     cdef char *p
-    if _kept != NULL and _kept_bytes >= nbytes:
-        p = _kept
-        _kept = NULL
+    for i in range(KEEP_BLOCKS):
+        if (_kept[i] != NULL and _kept_bytes[i] >= nbytes
+                and (best < 0 or _kept_bytes[i] < _kept_bytes[best])):
+            best = i
+    if best >= 0:
+        p = _kept[best]
+        got[0] = _kept_bytes[best]
+        _kept_total -= got[0]
+        _kept[best] = NULL
+        if zero:
+            memset(p, 0, <size_t>nbytes)
         return p
-    return <char *> _alloc_or_raise(nbytes, what)
+    global _fresh_blocks
+    got[0] = nbytes
+    p = <char *> _alloc_or_raise(nbytes, what)
+    _fresh_blocks += 1
+    return p
 
 
 cdef void _workspace_give(char *p, int64_t nbytes) noexcept:
-    """Keep ``p`` (of ``nbytes``, at least what its taker asked for) if it is
-    the largest block seen and small enough, else free it."""
-    global _kept, _kept_bytes
+    """Keep ``p`` (``nbytes``: the size _workspace_take reported) if there is
+    room, making room by freeing smaller kept blocks; else free it."""
+    global _kept_total
+    cdef int i, slot, smallest
     if p == NULL:
         return
-    if nbytes <= KEEP_MAX_BYTES and (_kept == NULL or nbytes > _kept_bytes):
-        cp_aligned_free(_kept)
-        _kept = p
-        _kept_bytes = nbytes
-    else:
+    if nbytes > KEEP_MAX_BYTES:
         cp_aligned_free(p)
+        return
+    while True:
+        slot = -1
+        smallest = -1
+        for i in range(KEEP_BLOCKS):
+            if _kept[i] == NULL:
+                if slot < 0:
+                    slot = i
+            elif smallest < 0 or _kept_bytes[i] < _kept_bytes[smallest]:
+                smallest = i
+        if slot >= 0 and _kept_total + nbytes <= _keep_total_bytes:
+            _kept[slot] = p
+            _kept_bytes[slot] = nbytes
+            _kept_total += nbytes
+            return
+        if smallest < 0 or _kept_bytes[smallest] >= nbytes:
+            cp_aligned_free(p)  # nothing smaller to make room with
+            return
+        _kept_total -= _kept_bytes[smallest]
+        cp_aligned_free(_kept[smallest])
+        _kept[smallest] = NULL
+
+
+def workspace_stats():
+    """The workspace blocks kept between calls: ``{"blocks", "bytes",
+    "max_bytes", "allocations"}`` (allocations: blocks allocated so far
+    because no kept one was large enough)."""
+    cdef int i, count = 0
+    for i in range(KEEP_BLOCKS):
+        if _kept[i] != NULL:
+            count += 1
+    return {"blocks": count, "bytes": _kept_total, "max_bytes": _keep_total_bytes,
+            "allocations": _fresh_blocks}
+
+
+def set_workspace_keep(int64_t max_bytes):
+    """Keep at most ``max_bytes`` of workspace blocks between calls (0: none),
+    freeing the smallest kept blocks until they fit."""
+    global _keep_total_bytes, _kept_total
+    cdef int i, smallest
+    _keep_total_bytes = max_bytes
+    while _kept_total > _keep_total_bytes:
+        smallest = -1
+        for i in range(KEEP_BLOCKS):
+            if _kept[i] != NULL and (smallest < 0 or _kept_bytes[i] < _kept_bytes[smallest]):
+                smallest = i
+        _kept_total -= _kept_bytes[smallest]
+        cp_aligned_free(_kept[smallest])
+        _kept[smallest] = NULL
 
 
 cdef void *_alloc_or_raise(size_t nbytes, str what) except NULL:
@@ -469,11 +544,15 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
     cdef int64_t packed_bytes = _lines(cp_conv_packed_elems(&g) * sizeof(floating))
     _reserve(op, packed_bytes + nt * stride,
              f"packed kernel {packed_bytes} + {nt} threads x {stride} scratch")
-    cdef floating *packed = <floating *> _alloc_or_raise(packed_bytes, "packed weights")
-    cdef char *scratch = <char *> cp_aligned_alloc(nt * stride)
-    if scratch == NULL:
-        cp_aligned_free(packed)
-        raise MemoryError(f"convpool could not allocate {nt * stride} bytes of im2col scratch")
+    cdef int64_t packed_got, scratch_got
+    cdef floating *packed = <floating *> _workspace_take(packed_bytes, "packed weights",
+                                                         &packed_got)
+    cdef char *scratch
+    try:
+        scratch = _workspace_take(nt * stride, "im2col scratch", &scratch_got)
+    except MemoryError:
+        _workspace_give(<char *> packed, packed_got)
+        raise
 
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *kp = &kernel[0, 0, 0, 0]
@@ -506,8 +585,8 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
         for t in range(nt):
             spread = spread or cp_conv_nonfinite(&g, scratch + t * stride)
     finally:
-        cp_aligned_free(scratch)
-        cp_aligned_free(packed)
+        _workspace_give(scratch, scratch_got)
+        _workspace_give(<char *> packed, packed_got)
     if spread:
         # Winograd wrote an inf or NaN, which its transforms may have spread
         # to outputs whose window does not hold one: the direct algorithms'
@@ -551,7 +630,8 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
             f"{g.c} channels), more than the limit of {_workspace_limit} bytes")
     stride = _lines(stride)
     _reserve(op, nt * <object>stride, f"{nt} threads x {stride} scratch")
-    cdef char *scratch = <char *> _alloc_or_raise(nt * stride, "pooling scratch")
+    cdef int64_t scratch_got
+    cdef char *scratch = _workspace_take(nt * stride, "pooling scratch", &scratch_got)
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef floating *yp = &y[0, 0, 0, 0]
     cdef int64_t r
@@ -568,7 +648,7 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
                 else:
                     cp_avgpool2d_nhwc_row_f64(&g, xp, yp, r, <double *> (scratch + threadid() * stride))
     finally:
-        cp_aligned_free(scratch)
+        _workspace_give(scratch, scratch_got)
 
 
 @cython.boundscheck(False)
@@ -653,6 +733,7 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
     cdef char *dx_scratch = NULL
     cdef char *dw_scratch = NULL
     cdef floating *partials = NULL
+    cdef int64_t packed_got = 0, dx_got = 0, dw_got = 0, part_got = 0
     cdef const floating *gyp = &gy[0, 0, 0, 0]
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef floating *gxp = NULL
@@ -669,12 +750,13 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
     try:
         # Everything is allocated before any gradient is written.
         if want_dx:
-            packed = <floating *> _alloc_or_raise(dx_packed, "packed weights")
-            dx_scratch = <char *> _alloc_or_raise(nt_dx * dx_stride, "col2im scratch")
+            packed = <floating *> _workspace_take(dx_packed, "packed weights", &packed_got)
+            dx_scratch = _workspace_take(nt_dx * dx_stride, "col2im scratch", &dx_got)
             gxp = &gx[0, 0, 0, 0]
         if want_dw:
-            dw_scratch = <char *> _alloc_or_raise(nt_dw * dw_stride, "im2col scratch")
-            partials = <floating *> _alloc_or_raise(part_bytes, "partial weight gradients")
+            dw_scratch = _workspace_take(nt_dw * dw_stride, "im2col scratch", &dw_got)
+            partials = <floating *> _workspace_take(part_bytes, "partial weight gradients",
+                                                    &part_got)
             if gk is not None:
                 gkp = &gk[0]
             if gb is not None:
@@ -705,10 +787,10 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
                 else:
                     cp_conv2d_bwd_weight_reduce_f64(&b, partials, gkp, gbp, k)
     finally:
-        cp_aligned_free(packed)
-        cp_aligned_free(dx_scratch)
-        cp_aligned_free(dw_scratch)
-        cp_aligned_free(partials)
+        _workspace_give(<char *> packed, packed_got)
+        _workspace_give(dx_scratch, dx_got)
+        _workspace_give(dw_scratch, dw_got)
+        _workspace_give(<char *> partials, part_got)
 
 
 @cython.boundscheck(False)
@@ -750,7 +832,9 @@ def conv2d_wgrad_winograd_nhwc(const floating[:, :, :, ::1] gy,
     # One block, kept for the next call of the same size or smaller (a
     # training loop calls this once per layer and step): no page faults in
     # the steady state.  Every byte the kernels read is written first.
-    cdef char *block = _workspace_take(total, "the Winograd weight gradient's workspace")
+    cdef int64_t got
+    cdef char *block = _workspace_take(total, "the Winograd weight gradient's workspace", &got,
+                                       False)
     cdef floating *vt = <floating *> block
     cdef floating *dm = <floating *> (block + vt_bytes)
     cdef floating *du = <floating *> (block + vt_bytes + dm_bytes)
@@ -788,7 +872,7 @@ def conv2d_wgrad_winograd_nhwc(const floating[:, :, :, ::1] gy,
             for o in range(oc):
                 gb[o] = gb[o] + parts[r * oc + o]
     finally:
-        _workspace_give(block, total)
+        _workspace_give(block, got)
 
 
 @cython.boundscheck(False)
@@ -818,7 +902,8 @@ def pool2d_backward_nhwc(const floating[:, :, :, ::1] x,
     cdef int64_t stride = _lines(cp_poolbwd_scratch_bytes(&g))
     _reserve("max_pool2d_backward" if is_max else "avg_pool2d_backward", nt * stride,
              f"{nt} threads x {stride} scratch")
-    cdef char *scratch = <char *> _alloc_or_raise(nt * stride, "pooling scratch")
+    cdef int64_t scratch_got
+    cdef char *scratch = _workspace_take(nt * stride, "pooling scratch", &scratch_got)
     cdef const floating *xp = &x[0, 0, 0, 0]
     cdef const floating *gyp = &gy[0, 0, 0, 0]
     cdef floating *gxp = &gx[0, 0, 0, 0]
@@ -836,7 +921,7 @@ def pool2d_backward_nhwc(const floating[:, :, :, ::1] x,
                 else:
                     cp_avgpool2d_bwd_unit_f64(&g, gyp, gxp, u, scratch + threadid() * stride)
     finally:
-        cp_aligned_free(scratch)
+        _workspace_give(scratch, scratch_got)
 
 
 # Elements per unit of the elementwise kernels (a few pages: enough work per
