@@ -219,8 +219,9 @@ def test_backward_by_winograd_within_the_bound(rng, n, h, w, c, oc, padding):
 
 
 def test_backward_bits_are_the_same_for_any_thread_count_layout_and_simd_variant(rng):
-    # 20 images of 16 tiles: two passes of the kernel gradient (256 tiles at
-    # most); 40 output channels fill the AVX2 and AVX-512 panels differently.
+    # 20 images of 16 tiles: three passes of the kernel gradient (128 tiles
+    # each for 24 -> 40 channels, the last one partial); 40 output channels
+    # fill the AVX2 and AVX-512 panels differently.
     x, kernel, _ = _layer(rng, 20, 14, 13, 24, 40)
     gy = rng.standard_normal((20, 14, 13, 40)).astype(np.float32)
     kw = dict(padding="same", algorithm="winograd")

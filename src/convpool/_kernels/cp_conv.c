@@ -189,16 +189,24 @@ static void cp_wg_gt(const double *u, int64_t ustride, int64_t n, double *out, i
 
 /* ---- the Winograd weight gradient's plan ------------------------------------ */
 /* The tiles of a pass: vt and dm of one pass (about 36 (C + OC) values a
- * tile) fill about CP_WGW_PASS_BYTES, within [CP_WGW_PASS_MIN, CP_WGW_PASS_MAX]
- * chunks.  Small passes keep dm, which the chunks write in 36 x panels
- * streams and the GEMMs read back, near the cores: with passes of up to 64
- * chunks (the first design) the Winograd kernel gradient took 1.5-2.3x as
- * long on Zen 3 (AVX2) for 32-64 channels, 1.15x for 128; passes of 4
- * chunks cost more again, in the passes' adds into dU and their barriers.  The pass is cut
- * from the geometry alone (C and OC, not the ISA's NR), so it never changes a
- * result's bits between thread counts or ISAs. */
-#define CP_WGW_PASS_BYTES (4 * 1024 * 1024)
-#define CP_WGW_PASS_MIN 8
+ * tile) fill about CP_WGW_PASS_BYTES, in a multiple of CP_WGW_PASS_STEP
+ * chunks within [CP_WGW_PASS_MIN, CP_WGW_PASS_MAX].  Small passes keep dm,
+ * which the chunks write in 36 x panels streams and the GEMMs read back, near
+ * the cores.  Measured on a 2-core Xeon (AVX-512, 2 MB of L2 a core), weight
+ * gradients of (64, H, H, C) -> OC, 2 threads, by chunks per pass:
+ *     (16, 64 -> 64):  4: 2.5 ms, 8: 2.6, 12: 3.1, 16: 3.0
+ *     (8, 64 -> 128):  4: 1.45 ms, 12: 2.1, 16 (one pass): 1.35-1.5
+ *     (32, 32 -> 32):  4: 3.85 ms, 8: 3.7-4.3, 16: 3.7
+ * (the previous rule, 4 MB in 8-16 chunks, took 3.2, 1.75 and 3.7 ms; on
+ * Zen 3, passes of up to 64 chunks, the first design, took 1.5-2.3x as long
+ * as 8-16 for 32-64 channels).  A multiple of 4 chunks shares the chunk stage
+ * evenly between 2 or 4 threads (7 or 9 chunks left a thread idle an eighth
+ * of it).  The pass is cut from the geometry alone (C and OC, not the ISA's
+ * NR nor the thread count), so it never changes a result's bits between
+ * thread counts or ISAs. */
+#define CP_WGW_PASS_BYTES (1280 * 1024)
+#define CP_WGW_PASS_STEP 4
+#define CP_WGW_PASS_MIN 4
 #define CP_WGW_PASS_MAX 16
 
 int cp_wgw_plan(cp_wgw_geom *w, int64_t itemsize)
@@ -210,7 +218,8 @@ int cp_wgw_plan(cp_wgw_geom *w, int64_t itemsize)
     const int64_t B = CP_WGW_CHUNK;
     w->tiles = g->n * g->wg_th * g->wg_tw;
     const int64_t per_tile = 36 * (g->c + g->oc) * itemsize;
-    int64_t pass = CP_WGW_PASS_BYTES / per_tile / B * B;
+    const int64_t step = CP_WGW_PASS_STEP * B;
+    int64_t pass = CP_WGW_PASS_BYTES / per_tile / step * step;
     if (pass > CP_WGW_PASS_MAX * B)
         pass = CP_WGW_PASS_MAX * B;
     if (pass < CP_WGW_PASS_MIN * B)
