@@ -219,3 +219,41 @@ def test_trajectories_match_keras(dtype):
             else:  # the same operations in the same order: the same bits
                 np.testing.assert_array_equal(w, theirs_w, err_msg=f"{name} {kwargs} step {step}")
         assert w.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_compiled_step_gives_the_numpy_steps_bits(dtype, rng):
+    """Adam's compiled pass (contiguous arrays) against its NumPy code (the
+    same operations, taken for any other layout): the same bits over steps,
+    with gradients spanning many magnitudes, zeros and a large learning rate."""
+    shape = (3, 3, 5, 37)
+    w0 = rng.standard_normal(shape).astype(dtype)
+    grads = [(rng.standard_normal(shape) * 10.0 ** rng.integers(-8, 3, shape)).astype(dtype)
+             for _ in range(5)]
+    grads[2][0] = 0
+    fast, slow = Adam(0.3), Adam(0.3)
+    w_fast, w_slow = w0.copy(), w0.copy()
+    for g in grads:
+        fast.apply([w_fast], [g])
+        slow.iterations += 1  # as apply does, then the NumPy code's step
+        if slow._state is None:
+            slow._state = [slow._new_state(w_slow)]
+        lr_t = float(slow.learning_rate * np.sqrt(1 - slow.beta_2 ** slow.iterations)
+                     / (1 - slow.beta_1 ** slow.iterations))
+        slow._update_numpy(w_slow, g, slow._state[0], lr_t)
+        np.testing.assert_array_equal(w_fast, w_slow)
+        np.testing.assert_array_equal(fast._state[0][0], slow._state[0][0])
+        np.testing.assert_array_equal(fast._state[0][1], slow._state[0][1])
+    assert not np.array_equal(w_fast, w0)
+
+
+def test_adam_on_a_strided_weight_takes_the_numpy_steps(rng):
+    """A non-contiguous weight (a view) is updated in place, as a contiguous one."""
+    base = rng.standard_normal((8, 6)).astype(np.float32)
+    view = base[:, ::2]
+    g = rng.standard_normal(view.shape).astype(np.float32)
+    want = view.copy()
+    Adam(0.1).apply([want], [g])
+    Adam(0.1).apply([view], [g])
+    np.testing.assert_array_equal(view, want)
+    np.testing.assert_array_equal(base[:, ::2], want)

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._checks import check_bool, check_number
+from ._threads import get_num_threads
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "Adagrad", "get"]
 
@@ -206,10 +207,28 @@ class Adam(Optimizer):
         return [np.zeros_like(w), np.zeros_like(w), np.empty_like(w), np.empty_like(w)]
 
     def _update(self, w: NDArray[Any], g: NDArray[Any], state: list[NDArray[Any]]) -> None:
-        m, v, a, b = state  # moments, and two scratch arrays: no temporaries
+        m, v = state[0], state[1]
         t = self.iterations
-        # Python floats (weak scalars): the arithmetic stays in w's dtype.
         lr_t = float(self.learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t))
+        if (w.dtype in (np.float32, np.float64) and g.dtype == w.dtype
+                and all(a.flags.c_contiguous for a in (w, g, m, v))
+                and not np.shares_memory(w, g)):
+            # One compiled pass, the NumPy code's operations in its order
+            # (the same bits; a CIFAR-sized net's 12 weight arrays took 0.8
+            # ms a step through NumPy's dozen calls each).
+            from ._kernels import _core
+
+            _core.adam_update(w.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                              self.beta_1, 1 - self.beta_1, self.beta_2, 1 - self.beta_2,
+                              self.epsilon, lr_t, get_num_threads())
+            return
+        self._update_numpy(w, g, state, lr_t)
+
+    def _update_numpy(self, w: NDArray[Any], g: NDArray[Any], state: list[NDArray[Any]],
+                      lr_t: float) -> None:
+        """The step through NumPy (any layout), the compiled pass's reference."""
+        m, v, a, b = state  # moments, and two scratch arrays: no temporaries
+        # Python floats (weak scalars): the arithmetic stays in w's dtype.
         m *= self.beta_1
         np.multiply(g, 1 - self.beta_1, out=a)
         m += a

@@ -140,6 +140,11 @@ cdef extern from "cp_kernels.h" nogil:
 
     void cp_relu_grad_f32(const float *gy, const float *y, float *gx, int64_t lo, int64_t hi)
     void cp_relu_grad_f64(const double *gy, const double *y, double *gx, int64_t lo, int64_t hi)
+    void cp_adam_update_f32(float *w, const float *g, float *m, float *v, int64_t lo, int64_t hi,
+                            float b1, float c1, float b2, float c2, float eps, float lr_t)
+    void cp_adam_update_f64(double *w, const double *g, double *m, double *v, int64_t lo,
+                            int64_t hi, double b1, double c1, double b2, double c2, double eps,
+                            double lr_t)
     int64_t cp_poolbwd_units(const cp_pool_geom *g)
     int64_t cp_poolbwd_scratch_bytes(const cp_pool_geom *g)
     void cp_maxpool2d_bwd_unit_f32(const cp_pool_geom *g, const float *x, const float *gy,
@@ -953,6 +958,36 @@ def relu_grad(const floating[::1] gy, const floating[::1] y, floating[::1] gx, i
             cp_relu_grad_f32(gyp, yp, gxp, blk * ELEMENTWISE_BLOCK, hi)
         else:
             cp_relu_grad_f64(gyp, yp, gxp, blk * ELEMENTWISE_BLOCK, hi)
+
+
+def adam_update(floating[::1] w, const floating[::1] g, floating[::1] m, floating[::1] v,
+                double b1, double c1, double b2, double c2, double eps, double lr_t,
+                int n_threads):
+    """One Adam step in place on flat w, m, v (the same length as g; no two
+    share memory); the scalars are rounded to w's dtype first, as NumPy
+    rounds Python floats (cp_adam_update_*)."""
+    cdef int64_t size = w.shape[0]
+    if size == 0:
+        return
+    cdef int64_t blocks = (size + ELEMENTWISE_BLOCK - 1) // ELEMENTWISE_BLOCK
+    cdef int nt = _team_size(n_threads, blocks, 8.0 * size)
+    cdef floating *wp = &w[0]
+    cdef const floating *gp = &g[0]
+    cdef floating *mp = &m[0]
+    cdef floating *vp = &v[0]
+    cdef floating fb1 = <floating>b1, fc1 = <floating>c1, fb2 = <floating>b2
+    cdef floating fc2 = <floating>c2, feps = <floating>eps, flr = <floating>lr_t
+    cdef int64_t blk, hi
+    for blk in prange(blocks, nogil=True, schedule="static", num_threads=nt):
+        hi = (blk + 1) * ELEMENTWISE_BLOCK
+        if hi > size:
+            hi = size
+        if floating is float:
+            cp_adam_update_f32(wp, gp, mp, vp, blk * ELEMENTWISE_BLOCK, hi, fb1, fc1, fb2, fc2,
+                               feps, flr)
+        else:
+            cp_adam_update_f64(wp, gp, mp, vp, blk * ELEMENTWISE_BLOCK, hi, fb1, fc1, fb2, fc2,
+                               feps, flr)
 
 
 def normal_cdf(const double[::1] z, double[::1] out, int n_threads):

@@ -26,6 +26,7 @@
  *     cells.  One unit = a band of input rows that no other unit's windows
  *     reach (stride >= pool height), else one input row.
  */
+#include <math.h>
 #include <string.h>
 
 #include "cp_internal.h"

@@ -279,6 +279,14 @@ void cp_conv2d_bwd_weight_reduce_f64(const cp_convbwd_geom *b, const double *par
 void cp_relu_grad_f32(const float *gy, const float *y, float *gx, int64_t lo, int64_t hi);
 void cp_relu_grad_f64(const double *gy, const double *y, double *gx, int64_t lo, int64_t hi);
 
+/* One Adam step on elements [lo, hi) of w, with its moments m and v (see
+ * cp_tpl_backward.h for the operations; c1 = 1 - b1, c2 = 1 - b2). */
+void cp_adam_update_f32(float *w, const float *g, float *m, float *v, int64_t lo, int64_t hi,
+                        float b1, float c1, float b2, float c2, float eps, float lr_t);
+void cp_adam_update_f64(double *w, const double *g, double *m, double *v, int64_t lo,
+                        int64_t hi, double b1, double c1, double b2, double c2, double eps,
+                        double lr_t);
+
 int64_t cp_poolbwd_units(const cp_pool_geom *g);
 int64_t cp_poolbwd_scratch_bytes(const cp_pool_geom *g);
 void cp_maxpool2d_bwd_unit_f32(const cp_pool_geom *g, const float *x, const float *gy, float *gx,

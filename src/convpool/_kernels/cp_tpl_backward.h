@@ -377,3 +377,30 @@ void CP_CAT(cp_relu_grad, CP_SFX)(const CP_T *CP_RESTRICT gy, const CP_T *CP_RES
         gx[i] = v > 0 ? g : (CP_T)0;
     }
 }
+
+/* One Adam step on elements [lo, hi), the operations of Adam._update's
+ * NumPy code in its order, each rounded to CP_T (no fused multiply-add:
+ * -ffp-contract=off), so both give the same bits:
+ *     m = m * b1 + g * c1;  v = v * b2 + (g * g) * c2;
+ *     w = w - (m * lr_t) / (sqrt(v) + eps)
+ * (c1 = 1 - b1 and c2 = 1 - b2 as the caller rounded them).  w, g, m and v
+ * do not overlap. */
+void CP_CAT(cp_adam_update, CP_SFX)(CP_T *CP_RESTRICT w, const CP_T *CP_RESTRICT g,
+                                    CP_T *CP_RESTRICT m, CP_T *CP_RESTRICT v, int64_t lo,
+                                    int64_t hi, CP_T b1, CP_T c1, CP_T b2, CP_T c2, CP_T eps,
+                                    CP_T lr_t)
+{
+    for (int64_t i = lo; i < hi; i++) {
+        const CP_T gi = g[i];
+        const CP_T mi = m[i] * b1 + gi * c1;
+        const CP_T vi = v[i] * b2 + (gi * gi) * c2;
+#if CP_F64
+        const CP_T root = sqrt(vi);
+#else
+        const CP_T root = sqrtf(vi); /* in float: sqrt() would widen the rest to double */
+#endif
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i] - (mi * lr_t) / (root + eps);
+    }
+}
