@@ -139,10 +139,18 @@ def test_pre_activation_backward_skips_the_activation(rng):
     g = rng.standard_normal((3, 4))
     gx = layer.backward(g, pre_activation=True)
     np.testing.assert_allclose(gx, g @ layer.kernel.T, rtol=1e-12)
-    relu = Dense(4, activation="relu", seed=0)
-    relu.forward(x.astype(np.float32), training=True)
+    relu = Dense(4, activation="relu", seed=0, dtype="float64")
+    relu.forward(x, training=True)
+    # the gradient before the fused ReLU: no mask (and the next call masks again)
+    np.testing.assert_allclose(relu.backward(g, pre_activation=True), g @ relu.kernel.T,
+                               rtol=1e-12)
+    relu.forward(x, training=True)
+    masked = np.where(relu._saved[1] > 0, g, 0)
+    np.testing.assert_allclose(relu.backward(g), masked @ relu.kernel.T, rtol=1e-12)
+    linear = Dense(4, seed=0)
+    linear.forward(x.astype(np.float32), training=True)
     with pytest.raises(ValueError, match="pre_activation=True needs"):
-        relu.backward(g.astype(np.float32), pre_activation=True)
+        linear.backward(g.astype(np.float32), pre_activation=True)
 
 
 def test_dropout_training_and_inference(rng):

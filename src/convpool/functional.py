@@ -933,6 +933,7 @@ def _pool_backward(
     is_max: bool,
     count_include_pad: bool,
     divisor: int = 0,
+    through_relu: bool = False,
 ) -> NDArray[Any]:
     gy = grad_out_nhwc(grad_out, call)
     xn = to_nhwc(call.x, call.data_format, call.dtype)
@@ -945,7 +946,10 @@ def _pool_backward(
         nn = np.arange(n)[:, None, None, None]
         cc = np.arange(c)[None, None, None, :]
         np.add.at(grad, (nn, idx, cc), gy)  # overlapping windows add, in order
-        return from_nhwc(grad.reshape(xn.shape), call.data_format)
+        grad = grad.reshape(xn.shape)
+        if through_relu:
+            grad = _relu_grad(grad, xn)
+        return from_nhwc(grad, call.data_format)
     grad_x = _memory.empty(xn.shape, call.dtype)  # every element is written by the kernel
     if not gy.size:
         grad_x[...] = 0
@@ -959,6 +963,7 @@ def _pool_backward(
             count_include_pad,
             get_num_threads(),
             w.pb, w.pr, divisor,
+            through_relu,
         )
     return from_nhwc(grad_x, call.data_format)
 
@@ -1077,6 +1082,7 @@ def max_pool2d_backward(
     *,
     dilation_rate: IntPair = 1,
     ceil_mode: bool | np.bool_ = False,
+    through_relu: bool = False,
 ) -> FloatArray:
     """Gradient of :func:`max_pool2d` with respect to its input.
 
@@ -1089,6 +1095,11 @@ def max_pool2d_backward(
     grad_out : array_like of the forward output's shape
     x, pool_size, strides, padding, data_format, dilation_rate, ceil_mode :
         The forward call's arguments.
+    through_relu : bool, keyword-only, default False
+        ``x`` is the output of a ReLU (a conv or Dense layer's fused
+        activation), and the gradient goes on through it: the result is the
+        gradient with respect to the ReLU's input, ``where(x > 0, grad_x, 0)``,
+        computed in the same pass (the same bits as the two steps).
 
     Returns
     -------
@@ -1105,7 +1116,8 @@ def max_pool2d_backward(
            [0., 1., 0., 1.]], dtype=float32)
     """
     call = PoolCall(x, pool_size, strides, padding, data_format, dilation_rate, ceil_mode)
-    return _pool_backward(grad_out, call, True, False)
+    return _pool_backward(grad_out, call, True, False,
+                          through_relu=check_bool(through_relu, "through_relu"))
 
 
 def avg_pool2d_backward(

@@ -143,6 +143,7 @@ def pool2d_backward_nhwc(
     pb: int,
     pr: int,
     divisor: int,
+    relu: bool = ...,
 ) -> None: ...
 def relu_grad(gy: NDArray[_F], y: NDArray[_F], gx: NDArray[_F], n_threads: int) -> None: ...
 def adam_update(

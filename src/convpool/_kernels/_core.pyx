@@ -29,7 +29,7 @@ cdef extern from "cp_kernels.h" nogil:
 
     ctypedef struct cp_pool_geom:
         int64_t n, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl
-        int64_t pb, pr, count_include_pad, divisor, tile, stream
+        int64_t pb, pr, count_include_pad, divisor, tile, stream, relu
 
     int CP_ALIGN, CP_CONV_ALGORITHMS, CP_GEMM_KINDS, CP_STORE_STREAM, CP_STORE_RELU
     int CP_CONV_AUTO, CP_CONV_AUTO_DIRECT
@@ -617,6 +617,7 @@ def pool2d_nhwc(const floating[:, :, :, ::1] x,
     dw dilate the window (each must hold an input cell: Python checks).
     """
     cdef cp_pool_geom g
+    g.relu = 0
     g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     g.oh, g.ow = y.shape[1], y.shape[2]
     g.kh, g.kw, g.sh, g.sw, g.pt, g.pl = kh, kw, sh, sw, pt, pl
@@ -671,6 +672,7 @@ def maxpool2d_direct_nhwc(const floating[:, :, :, ::1] x,
     real cell (Python checks the pads).
     """
     cdef cp_pool_geom g
+    g.relu = 0
     g.n, g.h, g.w, g.c = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     g.oh, g.ow = y.shape[1], y.shape[2]
     g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl = kh, kw, sh, sw, dh, dw, pt, pl
@@ -888,12 +890,15 @@ def pool2d_backward_nhwc(const floating[:, :, :, ::1] x,
                          bint is_max,
                          Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                          Py_ssize_t pt, Py_ssize_t pl, bint count_include_pad, int n_threads,
-                         Py_ssize_t pb, Py_ssize_t pr, Py_ssize_t divisor):
+                         Py_ssize_t pb, Py_ssize_t pr, Py_ssize_t divisor,
+                         bint relu=False):
     """Gradient of max (``is_max``) or average pooling (x is then not read), NHWC.
 
     gy (N, OH, OW, C), gx (N, H, W, C): OUT.  pb, pr, divisor: as in pool2d_nhwc.
+    relu (max only): x is a ReLU's output, and the gradient goes on through it.
     """
     cdef cp_pool_geom g
+    g.relu = 0
     g.n, g.h, g.w, g.c = gx.shape[0], gx.shape[1], gx.shape[2], gx.shape[3]
     g.oh, g.ow = gy.shape[1], gy.shape[2]
     g.kh, g.kw, g.sh, g.sw, g.pt, g.pl = kh, kw, sh, sw, pt, pl
@@ -902,6 +907,7 @@ def pool2d_backward_nhwc(const floating[:, :, :, ::1] x,
     g.dh, g.dw = 1, 1
     g.tile = g.ow
     g.stream = 0
+    g.relu = relu and is_max
     cdef int64_t units = cp_poolbwd_units(&g)
     cdef int nt = _team_size(n_threads, units, <double>g.n * g.h * g.w * g.c * g.kh * g.kw)
     cdef int64_t stride = _lines(cp_poolbwd_scratch_bytes(&g))

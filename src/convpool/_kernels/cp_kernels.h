@@ -100,6 +100,9 @@ typedef struct {
     int64_t divisor;           /* avg only: > 0 divides every window by this (divisor_override) */
     int64_t tile;              /* output pixels per horizontal tile */
     int64_t stream;            /* write the output with non-temporal stores */
+    int64_t relu;              /* max gradient only: x is a ReLU's output and the gradient
+                                * goes on through it (a window's passes only where its
+                                * maximum is > 0): the ReLU's input gradient */
 } cp_pool_geom;
 
 /* ---- memory ---------------------------------------------------------- */

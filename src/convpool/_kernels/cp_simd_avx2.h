@@ -13,7 +13,7 @@
  *   cpv_fma(a, b, c) = a * b + c, rounded once; cpv_add(a, b), cpv_sub(a, b), cpv_mul(a, b)
  *   cpv_max(a, b)     = a > b ? a : b (b when either is NaN: x86's max)
  *   cpv_max_nan(a, b) = (b > a || b != b) ? b : a, the pools' NaN-keeping max
- *   CPV_MASK, cpv_upd(v, m) (lanes where v > m || v != v), cpv_eq(a, b),
+ *   CPV_MASK, cpv_upd(v, m) (lanes where v > m || v != v), cpv_eq(a, b), cpv_gt(a, b),
  *   cpv_blend(a, b, k) (k ? b : a): the max-pool gradient's winner search
  *   cps_fma(a, b, c)  the scalar fused multiply-add
  *   CPV_MASKED        1 if n-lane loads and stores are native (masked) and
@@ -23,7 +23,7 @@
  *                     dst[j * ds + i] = src[i * ss + j] (cp_simd_transpose.h)
  * and a 4-lane vocabulary for the max-pool gradient of small-C images:
  *   CPQ, CPQ_MASK, cpq_loadu, cpq_storeu, cpq_storeu_n, cpq_zero, cpq_set1,
- *   cpq_upd(v, m) (mask of v > m || v != v), cpq_eq(a, b), cpq_blend(a, b, k)
+ *   cpq_upd(v, m) (mask of v > m || v != v), cpq_eq(a, b), cpq_gt(a, b), cpq_blend(a, b, k)
  *   (k ? b : a), CPQ_MASKED.
  */
 #include <string.h>
@@ -109,6 +109,7 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define CPV_MASK __m256
 #define cpv_upd(v, m) _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q))
 #define cpv_eq(a, b) _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
+#define cpv_gt(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
 #define cpv_blend(a, b, k) _mm256_blendv_ps(a, b, k)
 #define cps_fma(a, b, c) __builtin_fmaf(a, b, c)
 #define CPT_W 8
@@ -122,6 +123,7 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define cpq_set1(s) _mm_set1_ps(s)
 #define cpq_upd(v, m) _mm_or_ps(_mm_cmp_ps(v, m, _CMP_GT_OQ), _mm_cmp_ps(v, v, _CMP_UNORD_Q))
 #define cpq_eq(a, b) _mm_cmp_ps(a, b, _CMP_EQ_OQ)
+#define cpq_gt(a, b) _mm_cmp_ps(a, b, _CMP_GT_OQ)
 #define cpq_blend(a, b, k) _mm_blendv_ps(a, b, k)
 #else
 #define CPV __m256d
@@ -145,6 +147,7 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define CPV_MASK __m256d
 #define cpv_upd(v, m) _mm256_or_pd(_mm256_cmp_pd(v, m, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q))
 #define cpv_eq(a, b) _mm256_cmp_pd(a, b, _CMP_EQ_OQ)
+#define cpv_gt(a, b) _mm256_cmp_pd(a, b, _CMP_GT_OQ)
 #define cpv_blend(a, b, k) _mm256_blendv_pd(a, b, k)
 #define cps_fma(a, b, c) __builtin_fma(a, b, c)
 #define CPT_W 4
@@ -159,5 +162,6 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define cpq_upd(v, m)                                                                        \
     _mm256_or_pd(_mm256_cmp_pd(v, m, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q))
 #define cpq_eq(a, b) _mm256_cmp_pd(a, b, _CMP_EQ_OQ)
+#define cpq_gt(a, b) _mm256_cmp_pd(a, b, _CMP_GT_OQ)
 #define cpq_blend(a, b, k) _mm256_blendv_pd(a, b, k)
 #endif

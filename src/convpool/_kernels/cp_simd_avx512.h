@@ -50,6 +50,7 @@ static inline __m512d cp_avx512_max_nan_f64(__m512d a, __m512d b)
 #define cpv_upd(v, m)                                                                        \
     ((__mmask16)(_mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)))
 #define cpv_eq(a, b) _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ)
+#define cpv_gt(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
 #define cpv_blend(a, b, k) _mm512_mask_blend_ps(k, a, b)
 #define cps_fma(a, b, c) __builtin_fmaf(a, b, c)
 #define CPT_W 8
@@ -64,6 +65,7 @@ static inline __m512d cp_avx512_max_nan_f64(__m512d a, __m512d b)
 #define cpq_upd(v, m)                                                                        \
     ((__mmask8)(_mm_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm_cmp_ps_mask(v, v, _CMP_UNORD_Q)))
 #define cpq_eq(a, b) _mm_cmp_ps_mask(a, b, _CMP_EQ_OQ)
+#define cpq_gt(a, b) _mm_cmp_ps_mask(a, b, _CMP_GT_OQ)
 #define cpq_blend(a, b, k) _mm_mask_blend_ps(k, a, b)
 #else
 #define CPV __m512d
@@ -88,6 +90,7 @@ static inline __m512d cp_avx512_max_nan_f64(__m512d a, __m512d b)
 #define cpv_upd(v, m)                                                                        \
     ((__mmask8)(_mm512_cmp_pd_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)))
 #define cpv_eq(a, b) _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ)
+#define cpv_gt(a, b) _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ)
 #define cpv_blend(a, b, k) _mm512_mask_blend_pd(k, a, b)
 #define cps_fma(a, b, c) __builtin_fma(a, b, c)
 #define CPT_W 4
@@ -102,5 +105,6 @@ static inline __m512d cp_avx512_max_nan_f64(__m512d a, __m512d b)
 #define cpq_upd(v, m)                                                                        \
     ((__mmask8)(_mm256_cmp_pd_mask(v, m, _CMP_GT_OQ) | _mm256_cmp_pd_mask(v, v, _CMP_UNORD_Q)))
 #define cpq_eq(a, b) _mm256_cmp_pd_mask(a, b, _CMP_EQ_OQ)
+#define cpq_gt(a, b) _mm256_cmp_pd_mask(a, b, _CMP_GT_OQ)
 #define cpq_blend(a, b, k) _mm256_mask_blend_pd(k, a, b)
 #endif

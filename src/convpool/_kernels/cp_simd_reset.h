@@ -24,6 +24,7 @@
 #undef CPV_MASK
 #undef cpv_upd
 #undef cpv_eq
+#undef cpv_gt
 #undef cpv_blend
 #undef cps_fma
 #undef CPT_W
@@ -35,6 +36,7 @@
 #undef cpq_set1
 #undef cpq_upd
 #undef cpq_eq
+#undef cpq_gt
 #undef cpq_blend
 #undef cpv_sfence
 

@@ -305,13 +305,17 @@ void CP_CAT(cp_maxpool2d_bwd_unit, CP_SFX)(const cp_pool_geom *g, const CP_T *x,
                         }
                     }
             }
+            /* Through a ReLU (g->relu): a winner that is not > 0 gets +0s,
+             * so the sum is relu_grad's of the pool gradient, bit for bit. */
             if (g->sh >= g->kh) { /* band: every window lies in this unit */
                 for (int64_t c = 0; c < C; c++)
-                    gxn[at[c]] = gxn[at[c]] + grad[c];
+                    gxn[at[c]] = gxn[at[c]] +
+                                 (g->relu && !(xn[at[c]] > 0) ? (CP_T)0 : grad[c]);
             } else { /* one input row: only the winners in it */
                 for (int64_t c = 0; c < C; c++)
                     if (at[c] >= lo * rs && at[c] < hi * rs)
-                        gxn[at[c]] = gxn[at[c]] + grad[c];
+                        gxn[at[c]] = gxn[at[c]] +
+                                     (g->relu && !(xn[at[c]] > 0) ? (CP_T)0 : grad[c]);
             }
         }
     }

@@ -9,7 +9,8 @@
  * scalar rule (v > m || v != v) lane by lane, then every cell of the window
  * is stored: grad_out at the winner, 0 elsewhere.  The windows tile the
  * input, so each cell is stored once and nothing is added: the bits are the
- * portable loop's.
+ * portable loop's.  With g->relu the winner's gradient passes only where the
+ * maximum is > 0 (a NaN passes nothing), as relu_grad after the pool's.
  *   - C <= 4: the window's channels in the lanes of a 4-lane vector.  Without
  *     masks a 4-lane store spills past a C < 4 pixel into cells written after
  *     it, and stores that would spill past the run go through a buffer; with
@@ -44,7 +45,9 @@ static void CP_ISA_FN(CP_CAT(cp_maxpool2d_bwd_run, CP_SFX))(const cp_pool_geom *
                         idx = cpv_blend(idx, cpv_set1((CP_T)k), upd);
                     }
                 const CP_T *const gp = grad + o * C + c0;
-                const CPV gv = nl == CPV_W ? cpv_loadu(gp) : cpv_loadu_n(gp, nl);
+                CPV gv = nl == CPV_W ? cpv_loadu(gp) : cpv_loadu_n(gp, nl);
+                if (g->relu) /* through the ReLU: only where the winner is > 0 */
+                    gv = cpv_blend(cpv_zero(), gv, cpv_gt(m, cpv_zero()));
                 k = 0;
                 for (int64_t r = 0; r < g->kh; r++)
                     for (int64_t s = 0; s < g->kw; s++, k++) {
@@ -72,7 +75,9 @@ static void CP_ISA_FN(CP_CAT(cp_maxpool2d_bwd_run, CP_SFX))(const cp_pool_geom *
                 m = cpq_blend(m, v, upd);
                 idx = cpq_blend(idx, cpq_set1((CP_T)k), upd);
             }
-        const CPQ gv = cpq_loadu(grad + o * C);
+        CPQ gv = cpq_loadu(grad + o * C);
+        if (g->relu)
+            gv = cpq_blend(cpq_zero(), gv, cpq_gt(m, cpq_zero()));
         k = 0;
         for (int64_t r = 0; r < g->kh; r++)
             for (int64_t s = 0; s < g->kw; s++, k++) {

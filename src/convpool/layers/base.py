@@ -517,6 +517,8 @@ class _KernelBias:
         #: ... and what runs after it (None when nothing does).
         self._post = act if act.name not in ("linear", "relu") else None
         self._pre_out: NDArray[Any] | None = None  # the kernel's output, when _post needs it
+        #: The ReLU _backward applies to grad_out (None when grad_out is already past it).
+        self._grad_relu: str | None = self._fused
 
     def _activate(self, z: NDArray[Any], training: bool) -> NDArray[Any]:
         if self._post is None:
@@ -526,10 +528,14 @@ class _KernelBias:
 
     def _activation_backward(self, grad_out: NDArray[Any], y: NDArray[Any],
                              pre_activation: bool) -> NDArray[Any]:
+        # A fused ReLU is applied by _backward's kernel, unless grad_out is
+        # already the gradient before it (a max pool after the layer took it
+        # through the ReLU: Sequential.backward).
+        self._grad_relu = None if pre_activation else self._fused
         if self._post is None or pre_activation:
-            if pre_activation and self._post is None:
+            if pre_activation and self._post is None and self._fused is None:
                 raise ValueError(f"layer {getattr(self, 'name', '?')!r}: pre_activation=True "
-                                 f"needs a softmax, sigmoid or other post-kernel activation")
+                                 f"needs an activation (this layer has none)")
             return grad_out
         z = self._pre_out
         self._pre_out = None

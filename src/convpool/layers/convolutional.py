@@ -254,8 +254,8 @@ bias_constraint : None
             groups=self.groups,
             data_format=self.data_format,
             input_grad=input_grad,
-            activation=self._fused,
-            output=y if self._fused else None,
+            activation=self._grad_relu,
+            output=y if self._grad_relu else None,
             padding_mode=self.padding_mode,
             algorithm=self.algorithm,
         )
@@ -435,7 +435,7 @@ bias_constraint : None
     def _backward(
         self, grad_out: NDArray[Any], x: NDArray[Any], y: NDArray[Any], input_grad: bool
     ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
-        if self._fused is not None:
+        if self._grad_relu is not None:
             grad_out = functional._relu_grad(grad_out, y)
         grad_x, grad_kernel, grad_bias = functional.conv2d_transpose_backward(
             grad_out, x, self._weight("kernel", grad_out.dtype), input_grad=input_grad,
@@ -564,8 +564,8 @@ bias_constraint : None
         kernel = self._weights["kernel"]
         k, args = _grouped_conv(self, self._weight("kernel", grad_out.dtype))
         grad_x, grad_kernel, grad_bias = functional.conv2d_backward(
-            grad_out, x, k, input_grad=input_grad, activation=self._fused,
-            output=y if self._fused else None, **args)
+            grad_out, x, k, input_grad=input_grad, activation=self._grad_relu,
+            output=y if self._grad_relu else None, **args)
         grad_kernel = grad_kernel.reshape(kernel.shape)
         return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
 
@@ -702,7 +702,7 @@ depthwise_constraint, pointwise_constraint, bias_constraint : None
         dtype = grad_out.dtype
         g_mid, g_point, g_bias = functional.conv2d_backward(
             grad_out, mid, self._weight("pointwise_kernel", dtype), data_format=self.data_format,
-            activation=self._fused, output=y if self._fused else None)
+            activation=self._grad_relu, output=y if self._grad_relu else None)
         k, args = self._depthwise(dtype)
         assert g_mid is not None
         grad_x, g_depth, _ = functional.conv2d_backward(g_mid, x, k, input_grad=input_grad,

@@ -143,7 +143,7 @@ bias_constraint : None
     ) -> tuple[NDArray[Any] | None, list[NDArray[Any]]]:
         grad_x, grad_kernel, grad_bias = functional.dense_backward(
             grad_out, x, self._weight("kernel", grad_out.dtype), input_grad=input_grad,
-            activation=self._fused, output=y if self._fused else None,
+            activation=self._grad_relu, output=y if self._grad_relu else None,
         )
         return grad_x, [grad_kernel, grad_bias] if self.use_bias else [grad_kernel]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from .. import functional
 from .._checks import (
@@ -115,8 +115,38 @@ class MaxPool2D(_Pool2D):
         if not input_grad:
             return None, []
         return functional.max_pool2d_backward(
-            grad_out, x, self.pool_size, self.strides, self.padding, data_format=self.data_format
+            grad_out, x, self.pool_size, self.strides, self.padding, data_format=self.data_format,
+            through_relu=self._through_relu,
         ), []
+
+    #: backward() also takes the gradient through the ReLU that produced x
+    #: (set around one call by Sequential.backward; see backward_through_relu).
+    _through_relu = False
+
+    def backward_through_relu(self, grad_out: ArrayLike) -> NDArray[Any]:
+        """:meth:`backward`, and on through the ReLU whose output this layer pooled.
+
+        The previous layer's fused ReLU (a Conv2D or Dense with
+        ``activation="relu"``) is applied in the same pass; give the result
+        to that layer's ``backward(..., pre_activation=True)``.
+        :meth:`Sequential.backward` pairs them so.
+
+        Parameters
+        ----------
+        grad_out : array_like of the output's shape
+
+        Returns
+        -------
+        ndarray of the input's shape
+            ``where(x > 0, grad_x, 0)`` for the input x of the last forward.
+        """
+        self._through_relu = True
+        try:
+            grad = self.backward(grad_out)
+        finally:
+            self._through_relu = False
+        assert grad is not None
+        return grad
 
 
 class AvgPool2D(_Pool2D):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from numpy.typing import ArrayLike, NDArray
 
@@ -12,6 +12,9 @@ from ..layers import Layer, OptionalPair, Shape, ShapeLike, SymbolicTensor
 from ..layers.base import _default_name
 from .base import ModelBase
 from .summary import SummaryTable
+
+if TYPE_CHECKING:
+    from ..layers import MaxPool2D
 
 
 class Sequential(ModelBase):
@@ -162,10 +165,19 @@ class Sequential(ModelBase):
         """
         grad: ArrayLike | None = grad_out
         last = len(self.layers) - 1
+        past_relu = False  # grad is already through layer i's fused ReLU
         for i in range(last, -1, -1):
+            layer = self.layers[i]
+            if _pools_a_relu(self.layers, i) and not (pre_activation and i == last):
+                # A max pool after a layer's fused ReLU takes the gradient
+                # through both in one pass (the same bits as two).
+                grad = cast("MaxPool2D", layer).backward_through_relu(cast("ArrayLike", grad))
+                past_relu = True
+                continue
             # None only from the first layer (input_grad=False), the last step.
-            grad = self.layers[i].backward(cast("ArrayLike", grad), input_grad=i > 0,
-                                           pre_activation=pre_activation and i == last)
+            grad = layer.backward(cast("ArrayLike", grad), input_grad=i > 0,
+                                  pre_activation=past_relu or (pre_activation and i == last))
+            past_relu = False
 
     # ---- saving -----------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -227,3 +239,15 @@ class Sequential(ModelBase):
             table.trainable_params += sum(int(w.size) for w in layer.trainable_weights)
             shape = out_shape
         return table
+
+
+def _pools_a_relu(layers: list[Layer], i: int) -> bool:
+    """Whether layers[i] is a max pool of the output of a Conv2D or Dense
+    layer's fused ReLU (and not the first layer)."""
+    from ..layers import Conv2D, Dense, MaxPool2D
+
+    if i == 0 or type(layers[i]) is not MaxPool2D:
+        return False
+    prev = layers[i - 1]
+    return type(prev) in (Conv2D, Dense) and getattr(prev, "_fused", None) == "relu"
+
