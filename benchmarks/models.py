@@ -698,8 +698,10 @@ def profile_net(net_name, threads, steps, warmup):
     fit's step: ``out = model.forward(x[idx], training=True)`` (each layer's
     ``forward(x, training=True)``); ``value, grad = loss_fn(out, y[idx])``;
     ``model.backward(grad)`` (each layer's ``backward(grad, input_grad=i > 0)``,
-    last to first); ``optimizer.apply(model.weights, model.grads)``; then its
-    running accuracy.  Each piece is timed on its own; the medians over
+    last to first, a max pool after a fused ReLU taking the gradient through
+    it and the layer before it then ``pre_activation=True``);
+    ``optimizer.apply(model.weights, model.grads)``; then its running
+    accuracy.  Each piece is timed on its own; the medians over
     ``steps`` steps (after ``warmup`` untimed ones) are returned.
     """
     import convpool
@@ -719,6 +721,8 @@ def profile_net(net_name, threads, steps, warmup):
     optimizer = Adam(learning_rate=1e-3)
     loss_fn = LOSSES["softmax_cross_entropy"]  # fit's default loss
     accuracy = getattr(cp_models, "_accuracy", None)  # fit's running metric, where it still is
+    # Sequential.backward's pairing of a max pool with the ReLU before it, where it exists
+    pools_a_relu = getattr(getattr(cp_models, "sequential", None), "_pools_a_relu", None)
     layers = model.layers
     fwd = [[] for _ in layers]
     bwd = [[] for _ in layers]
@@ -746,9 +750,15 @@ def profile_net(net_name, threads, steps, warmup):
         _value, grad = loss_fn(out, yb)
         b = clock()
         g = grad
+        past_relu = False
         for i in range(len(layers) - 1, -1, -1):
             c = clock()
-            g = layers[i].backward(g, input_grad=i > 0)
+            if pools_a_relu is not None and pools_a_relu(layers, i):
+                g = layers[i].backward_through_relu(g)  # as Sequential.backward pairs them
+                past_relu = True
+            else:
+                g = layers[i].backward(g, input_grad=i > 0, pre_activation=past_relu)
+                past_relu = False
             d = clock()
             if keep:
                 bwd[i].append(d - c)
