@@ -28,8 +28,9 @@ Workspace
 ---------
 Besides its result, a call takes a workspace, all of it before any output
 is written: from the workspace blocks kept from earlier calls (the smallest
-one large enough, its bytes zeroed where the kernels expect a fresh block's
-zeros), else freshly allocated, and kept again afterwards (at most 16
+one large enough; zeroed where a kernel reads what it did not write, as
+the Winograd kernels' overflow flag, and not where every element read is
+written first, as packed weights and partial sums), else freshly allocated, and kept again afterwards (at most 16
 blocks, each at most 256 MiB, in all at most 1 GiB or the limit
 ``set_buffer_cache`` set last; larger blocks replace smaller ones).  So a training loop maps no new
 workspace after its first step: a (64, 8, 8, 64) -> 128 3x3 layer's backward

@@ -550,8 +550,9 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
     _reserve(op, packed_bytes + nt * stride,
              f"packed kernel {packed_bytes} + {nt} threads x {stride} scratch")
     cdef int64_t packed_got, scratch_got
+    # (the packing writes every element of its panels: no zeroing)
     cdef floating *packed = <floating *> _workspace_take(packed_bytes, "packed weights",
-                                                         &packed_got)
+                                                         &packed_got, False)
     cdef char *scratch
     try:
         scratch = _workspace_take(nt * stride, "im2col scratch", &scratch_got)
@@ -757,13 +758,16 @@ def conv2d_backward_nhwc(const floating[:, :, :, ::1] gy,
     try:
         # Everything is allocated before any gradient is written.
         if want_dx:
-            packed = <floating *> _workspace_take(dx_packed, "packed weights", &packed_got)
-            dx_scratch = _workspace_take(nt_dx * dx_stride, "col2im scratch", &dx_got)
+            # (written before read: the packing writes every element, each
+            # tile's GEMM its columns, each chunk its partial and scratch)
+            packed = <floating *> _workspace_take(dx_packed, "packed weights", &packed_got,
+                                                  False)
+            dx_scratch = _workspace_take(nt_dx * dx_stride, "col2im scratch", &dx_got, False)
             gxp = &gx[0, 0, 0, 0]
         if want_dw:
-            dw_scratch = _workspace_take(nt_dw * dw_stride, "im2col scratch", &dw_got)
+            dw_scratch = _workspace_take(nt_dw * dw_stride, "im2col scratch", &dw_got, False)
             partials = <floating *> _workspace_take(part_bytes, "partial weight gradients",
-                                                    &part_got)
+                                                    &part_got, False)
             if gk is not None:
                 gkp = &gk[0]
             if gb is not None:
