@@ -57,6 +57,21 @@ def test_through_relu_rejects_a_non_bool(rng):
         convpool.max_pool2d_backward(np.ones((1, 2, 2, 1), np.float32), x, 2, through_relu=1)
 
 
+def _assert_backward_is_layer_by_layer(model, x, g):
+    """model.backward's weight gradients against every layer's own backward,
+    last to first, bit for bit; returns the former."""
+    model.forward(x, training=True)
+    model.backward(g)
+    fused = [np.copy(w) for w in model.grads]
+    model.forward(x, training=True)
+    grad = g
+    for i in range(len(model.layers) - 1, -1, -1):
+        grad = model.layers[i].backward(grad, input_grad=i > 0)
+    for a, b in zip(fused, model.grads):
+        np.testing.assert_array_equal(a, b)
+    return fused
+
+
 def _net(dtype):
     return Sequential([Conv2D(6, 3, padding="same", activation="relu", seed=1, dtype=dtype),
                        MaxPool2D(2),
@@ -73,16 +88,7 @@ def test_sequential_backward_pairs_pools_with_relus_bitwise(rng, dtype):
     before them) gives the bits of every layer's own backward, last to first."""
     x = rng.standard_normal((5, 12, 12, 3)).astype(dtype)
     g = rng.standard_normal((5, 4)).astype(dtype)
-    model = _net(dtype)
-    model.forward(x, training=True)
-    model.backward(g)
-    fused = [np.copy(w) for w in model.grads]
-    model.forward(x, training=True)
-    grad = g
-    for i in range(len(model.layers) - 1, -1, -1):
-        grad = model.layers[i].backward(grad, input_grad=i > 0)
-    for a, b in zip(fused, model.grads):
-        np.testing.assert_array_equal(a, b)
+    fused = _assert_backward_is_layer_by_layer(_net(dtype), x, g)
     assert any(np.any(w != 0) for w in fused)
 
 
@@ -91,12 +97,4 @@ def test_a_max_pool_after_a_linear_layer_is_not_paired(rng):
                        input_shape=(None, 8, 8, 2))
     x = rng.standard_normal((2, 8, 8, 2)).astype(np.float32)
     g = rng.standard_normal((2, 3)).astype(np.float32)
-    model.forward(x, training=True)
-    model.backward(g)
-    fused = [np.copy(w) for w in model.grads]
-    model.forward(x, training=True)
-    grad = g
-    for i in range(len(model.layers) - 1, -1, -1):
-        grad = model.layers[i].backward(grad, input_grad=i > 0)
-    for a, b in zip(fused, model.grads):
-        np.testing.assert_array_equal(a, b)
+    _assert_backward_is_layer_by_layer(model, x, g)

@@ -28,17 +28,19 @@ Workspace
 ---------
 Besides its result, a call takes a workspace, all of it before any output
 is written: from the workspace blocks kept from earlier calls (the smallest
-one large enough; zeroed where a kernel reads what it did not write, as
-the Winograd kernels' overflow flag, and not where every element read is
-written first, as packed weights and partial sums), else freshly allocated, and kept again afterwards (at most 16
-blocks, each at most 256 MiB, in all at most 1 GiB or the limit
-``set_buffer_cache`` set last; larger blocks replace smaller ones).  So a training loop maps no new
-workspace after its first step: a (64, 8, 8, 64) -> 128 3x3 layer's backward
-pass took 3.4 ms called alone and 6.5 ms between the other layers' calls
-when every call allocated its blocks afresh (page faults), 3.8 ms with the
-blocks kept (2-core Xeon, AVX-512).  The workspace of one call is at most
-``get_workspace_limit()`` bytes (1 GiB by default), else MemoryError saying
-how many bytes it needed, with nothing written.  With b the item size (4 or 8), T threads, every part rounded up to
+one large enough; zeroed where a kernel reads what it did not write, as the
+Winograd kernels' overflow flag, and not where every element read is
+written first, as packed weights and partial sums), else freshly
+allocated, and kept again afterwards (at most 16 blocks, each at most 256
+MiB, in all at most 1 GiB or the limit ``set_buffer_cache`` set last;
+larger blocks replace smaller ones).  So a training loop maps no new
+workspace after its first step: a (64, 8, 8, 64) -> 128 3x3 layer's
+backward pass took 3.6 ms called alone and 6.5 ms between the other layers'
+calls when every call allocated its blocks afresh (page faults), 3.8 ms
+with the blocks kept (2-core Intel Xeon, AVX-512).  The workspace of one
+call is at most ``get_workspace_limit()`` bytes (1 GiB by default), else
+MemoryError saying how many bytes it needed, with nothing written.  With b
+the item size (4 or 8), T threads, every part rounded up to
 64 bytes, K = KH * KW * C_in / groups, and MR x NR the micro-kernel tile of
 the selected SIMD variant (``conv2d_plan`` reports it: float32 6x16 on AVX2,
 12x32 on AVX-512; always MR <= 12 and NR <= 128 / b):

@@ -348,7 +348,7 @@ cdef char *_workspace_take(int64_t nbytes, str what, int64_t *got, bint zero=Tru
     """A block of at least ``nbytes`` (its real size in ``*got``): the smallest
     kept one that is large enough, else a new one.  ``zero``: its first
     ``nbytes`` are zero, as a new block's (cp_aligned_alloc) are."""
-    global _kept_total
+    global _kept_total, _fresh_blocks
     cdef int i, best = -1
     cdef char *p
     for i in range(KEEP_BLOCKS):
@@ -363,7 +363,6 @@ cdef char *_workspace_take(int64_t nbytes, str what, int64_t *got, bint zero=Tru
         if zero:
             memset(p, 0, <size_t>nbytes)
         return p
-    global _fresh_blocks
     got[0] = nbytes
     p = <char *> _alloc_or_raise(nbytes, what)
     _fresh_blocks += 1
@@ -382,24 +381,36 @@ cdef void _workspace_give(char *p, int64_t nbytes) noexcept:
         return
     while True:
         slot = -1
-        smallest = -1
         for i in range(KEEP_BLOCKS):
             if _kept[i] == NULL:
-                if slot < 0:
-                    slot = i
-            elif smallest < 0 or _kept_bytes[i] < _kept_bytes[smallest]:
-                smallest = i
+                slot = i
+                break
         if slot >= 0 and _kept_total + nbytes <= _keep_total_bytes:
             _kept[slot] = p
             _kept_bytes[slot] = nbytes
             _kept_total += nbytes
             return
+        smallest = _smallest_kept()
         if smallest < 0 or _kept_bytes[smallest] >= nbytes:
             cp_aligned_free(p)  # nothing smaller to make room with
             return
-        _kept_total -= _kept_bytes[smallest]
-        cp_aligned_free(_kept[smallest])
-        _kept[smallest] = NULL
+        _drop_kept(smallest)
+
+
+cdef int _smallest_kept() noexcept:
+    """The slot of the smallest kept block, or -1."""
+    cdef int i, smallest = -1
+    for i in range(KEEP_BLOCKS):
+        if _kept[i] != NULL and (smallest < 0 or _kept_bytes[i] < _kept_bytes[smallest]):
+            smallest = i
+    return smallest
+
+
+cdef void _drop_kept(int slot) noexcept:
+    global _kept_total
+    _kept_total -= _kept_bytes[slot]
+    cp_aligned_free(_kept[slot])
+    _kept[slot] = NULL
 
 
 def workspace_stats():
@@ -417,17 +428,10 @@ def workspace_stats():
 def set_workspace_keep(int64_t max_bytes):
     """Keep at most ``max_bytes`` of workspace blocks between calls (0: none),
     freeing the smallest kept blocks until they fit."""
-    global _keep_total_bytes, _kept_total
-    cdef int i, smallest
+    global _keep_total_bytes
     _keep_total_bytes = max_bytes
     while _kept_total > _keep_total_bytes:
-        smallest = -1
-        for i in range(KEEP_BLOCKS):
-            if _kept[i] != NULL and (smallest < 0 or _kept_bytes[i] < _kept_bytes[smallest]):
-                smallest = i
-        _kept_total -= _kept_bytes[smallest]
-        cp_aligned_free(_kept[smallest])
-        _kept[smallest] = NULL
+        _drop_kept(_smallest_kept())
 
 
 cdef void *_alloc_or_raise(size_t nbytes, str what) except NULL:
@@ -902,7 +906,6 @@ def pool2d_backward_nhwc(const floating[:, :, :, ::1] x,
     relu (max only): x is a ReLU's output, and the gradient goes on through it.
     """
     cdef cp_pool_geom g
-    g.relu = 0
     g.n, g.h, g.w, g.c = gx.shape[0], gx.shape[1], gx.shape[2], gx.shape[3]
     g.oh, g.ow = gy.shape[1], gy.shape[2]
     g.kh, g.kw, g.sh, g.sw, g.pt, g.pl = kh, kw, sh, sw, pt, pl

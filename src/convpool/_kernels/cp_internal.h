@@ -188,7 +188,7 @@ typedef struct {
     cp_wgrad_f64_fn wgrad_direct_f64;
     cp_wgrad_f32_fn wgrad_depthwise_f32; /* NULL: the GEMM path for depthwise too */
     cp_wgrad_f64_fn wgrad_depthwise_f64;
-    cp_transpose_f32_fn transpose_f32;  /* NULL: the scalar loop (cp_transpose_scalar_*) */
+    cp_transpose_f32_fn transpose_f32;  /* every compiled variant has one */
     cp_transpose_f64_fn transpose_f64;
 } cp_isa_config;
 

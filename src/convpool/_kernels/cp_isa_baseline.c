@@ -33,4 +33,6 @@ const cp_isa_config cp_isa_config__baseline = {
     .avgpool_f64 = cp_avgpool2d_nhwc_f64__baseline,
     .maxpool_direct_f32 = cp_maxpool2d_direct_f32__baseline,
     .maxpool_direct_f64 = cp_maxpool2d_direct_f64__baseline,
+    .transpose_f32 = cp_transpose_f32__baseline,
+    .transpose_f64 = cp_transpose_f64__baseline,
 };

@@ -110,20 +110,6 @@ void CP_CAT(cp_conv2d_bwd_data_row, CP_SFX)(const cp_convbwd_geom *b, const CP_T
         }
 }
 
-/* dst[j * ds + i] = src[i * ss + j] for i < rows, j < cols: the ISA's
- * blocked transpose where it has one, else this loop. */
-static void CP_CAT(transpose, CP_SFX)(const CP_T *src, int64_t rows, int64_t cols, int64_t ss,
-                                      CP_T *dst, int64_t ds)
-{
-    if (cp_active->CP_CAT(transpose, CP_SFX) != NULL) {
-        cp_active->CP_CAT(transpose, CP_SFX)(src, rows, cols, ss, dst, ds);
-        return;
-    }
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++)
-            dst[j * ds + i] = src[i * ss + j];
-}
-
 void CP_CAT(cp_conv2d_bwd_weight_chunk, CP_SFX)(const cp_convbwd_geom *b, const CP_T *gy,
                                          const CP_T *x, CP_T *partial, int64_t chunk,
                                          CP_T *scratch)
@@ -171,8 +157,8 @@ void CP_CAT(cp_conv2d_bwd_weight_chunk, CP_SFX)(const cp_convbwd_geom *b, const 
                                NR * sizeof(CP_T));
                 }
             }
-            CP_CAT(transpose, CP_SFX)(gy + p0 * g->oc + grp * g->ocg, cnt, g->ocg, g->oc, gt,
-                                      cnt);
+            cp_active->CP_CAT(transpose, CP_SFX)(gy + p0 * g->oc + grp * g->ocg, cnt, g->ocg,
+                                                 g->oc, gt, cnt);
             const CP_T *seg[1] = {gt};
             for (int64_t pk = 0; pk < kpanels; pk++) {
                 const int64_t nr = K - pk * NR < NR ? K - pk * NR : NR;

@@ -83,6 +83,16 @@ static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, c
 #undef CP_DW_CHUNK
 #undef CP_DW_TAPS
 
+/* The strided transpose (cp_transpose_*_fn), one element at a time. */
+static void CP_ISA_FN(CP_CAT(cp_transpose, CP_SFX))(const CP_T *src, int64_t rows,
+                                                    int64_t cols, int64_t ss, CP_T *dst,
+                                                    int64_t ds)
+{
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            dst[j * ds + i] = src[i * ss + j];
+}
+
 #include "cp_tpl_winograd.h"
 #include "cp_tpl_stream.h"
 #define CP_POOL_MAX 1

@@ -362,13 +362,7 @@ static void CP_ISA_FN(CP_CAT(cp_wgw_chunk, CP_SFX))(const cp_wgw_geom *w, const 
     for (int64_t e = 0; e < 36; e++) {
         const CP_T *CP_RESTRICT le = L + e * B * C;
         CP_T *CP_RESTRICT de = dst + e * C * B;
-#if CP_SIMD
         CP_ISA_FN(CP_CAT(cp_transpose, CP_SFX))(le, B, C, C, de, B);
-#else
-        for (int64_t tt = 0; tt < B; tt++)
-            for (int64_t c = 0; c < C; c++)
-                de[c * B + tt] = le[tt * C + c];
-#endif
     }
 }
 

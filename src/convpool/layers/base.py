@@ -389,7 +389,9 @@ class Layer:
         pre_activation : bool, keyword-only, default False
             ``grad_out`` is already the gradient with respect to the value
             before the layer's ``activation`` (a loss fused with a final
-            softmax or sigmoid computes it directly, stably).
+            softmax or sigmoid computes it directly, stably; a max pool after
+            a fused ReLU takes it through the ReLU, see
+            :meth:`MaxPool2D.backward_through_relu`).
 
         Returns
         -------

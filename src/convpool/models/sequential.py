@@ -150,7 +150,9 @@ class Sequential(ModelBase):
         """Back-propagate through every layer of the last ``forward(x, training=True)``.
 
         The weights' gradients go to each layer's ``.grads`` (and :attr:`grads`);
-        the first layer's input gradient is not computed.
+        the first layer's input gradient is not computed.  A MaxPool2D after
+        a Conv2D or Dense with ``activation="relu"`` takes the gradient
+        through that ReLU in its own pass (the same bits as layer by layer).
 
         Parameters
         ----------
