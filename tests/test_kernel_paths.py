@@ -84,6 +84,12 @@ DW_CASES = [
     dict(c=64, kernel=(3, 3), strides=1, padding="same", dilation=1),
     dict(c=37, kernel=(3, 2), strides=2, padding=((2, 1), (0, 3)), dilation=(1, 2)),
     dict(c=13, kernel=(5, 5), strides=(2, 1), padding="valid", dilation=1),
+    # the column-reuse blocks (3 or 5 wide, stride 1 or 2, dilation 1), with a
+    # channel tail past the last whole vector and rows of zero padding
+    dict(c=35, kernel=(3, 3), strides=1, padding="same", dilation=1, width=31),
+    dict(c=48, kernel=(3, 3), strides=2, padding="same", dilation=1),
+    dict(c=40, kernel=(5, 5), strides=(1, 2), padding="same", dilation=1),
+    dict(c=32, kernel=(3, 3), strides=1, padding="same", dilation=(2, 1)),
 ]
 
 
@@ -96,7 +102,7 @@ def test_depthwise_path_equals_gemm_path(cfg, dtype, rng):
     c = cfg["c"]
     kw = dict(strides=cfg["strides"], padding=cfg["padding"], dilation_rate=cfg["dilation"],
               groups=c)
-    x = _data(rng, (2, 11, 29, c), dtype)
+    x = _data(rng, (2, 11, cfg.get("width", 29), c), dtype)
     kernel = _data(rng, cfg["kernel"] + (1, c), dtype)
     bias = _data(rng, (c,), dtype)
     results = every_algorithm(x, kernel, bias, **kw)

@@ -18,6 +18,10 @@
  *   cps_fma(a, b, c)  the scalar fused multiply-add
  *   CPV_MASKED        1 if n-lane loads and stores are native (masked) and
  *                     cheap, so templates use them for tails
+ *   CPV_NREG          the vector registers (16, or 32 with AVX-512)
+ *   cpv_reg(v)        keeps v in a register: the uses after it read the register
+ *                     instead of each folding its own load from memory (GCC
+ *                     re-loads a value used by several FMAs otherwise)
  *   cpv_sfence()      orders non-temporal stores
  *   CPT_W, cpt_transpose(src, ss, dst, ds)  a CPT_W x CPT_W block transposed,
  *                     dst[j * ds + i] = src[i * ss + j] (cp_simd_transpose.h)
@@ -33,6 +37,8 @@
 
 #define CPV_MASKED 0
 #define CPQ_MASKED 0
+#define CPV_NREG 16
+#define cpv_reg(v) __asm__("" : "+x"(v))
 #define cpv_sfence() _mm_sfence()
 
 #ifndef CP_SIMD_AVX2_HELPERS

@@ -9,6 +9,12 @@
 
 #define CPV_MASKED 1
 #define CPQ_MASKED 1
+#define CPV_NREG 32
+#if CP_ISA_EMULATED /* SIMDe's vectors are not register operands */
+#define cpv_reg(v) ((void)0)
+#else
+#define cpv_reg(v) __asm__("" : "+v"(v))
+#endif
 #define cpv_sfence() _mm_sfence()
 
 #ifndef CP_SIMD_AVX512_HELPERS

@@ -2,6 +2,8 @@
 #undef CPV
 #undef CPV_W
 #undef CPV_MASKED
+#undef CPV_NREG
+#undef cpv_reg
 #undef CPQ
 #undef CPQ_MASK
 #undef CPQ_MASKED
