@@ -2,7 +2,6 @@
 averages to rounding (integer data: exactly), forward and backward, both
 layouts and dtypes; the layers; bad arguments."""
 
-import itertools
 
 import numpy as np
 import pytest

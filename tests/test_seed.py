@@ -7,7 +7,6 @@ and checks the shapes, weight shapes and parameter counts it prints.
 import numpy as np
 import pytest
 
-import convpool
 from convpool import Conv2D, Dense, Flatten, MaxPool2D, Sequential
 from convpool.__main__ import validate
 
