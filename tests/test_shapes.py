@@ -223,6 +223,20 @@ def test_window_2d_error_quotes_context():
         window_2d((2, 2), (3, 3), 1, "valid", context="x shape (1, 2, 2, 3)")
 
 
+def test_window_2d_context_function_is_called_only_to_raise():
+    calls = []
+
+    def context():
+        calls.append(1)
+        return "x shape (1, 2, 2, 3)"
+
+    window_2d((5, 5), (3, 3), 1, "valid", context=context)
+    assert calls == []
+    with pytest.raises(ValueError, match=r"\(x shape \(1, 2, 2, 3\)\)"):
+        window_2d((2, 2), (3, 3), 1, "valid", context=context)
+    assert calls == [1]
+
+
 def test_window_2d_pool_same_never_exceeds_max_pad():
     # "same" needs total = (ceil(n/s) - 1) * s + k - n <= k - 1, so it is always allowed.
     checked = 0
@@ -275,8 +289,12 @@ def test_window_2d_cache_returns_the_checked_answer():
     assert window_2d((9, 7), 3, 2, "same", 1) is first
     assert window_2d((9, 7), (3, 3), (2, 2), "same", (1, 1)) == first
     assert window_2d((9, 7), np.int64(3), np.array([2, 2]), "same", 1) == first
+    assert window_2d((9, 7), [3, 3], [2, 2], "same", [1, 1]) == first  # lists: keyed by repr
+    assert window_2d((9, 7), [3, 3], [2, 2], "same", [1, 1]) == first
     with pytest.raises(TypeError):
         window_2d((9, 7), 3, True, "same", 1)
+    with pytest.raises(TypeError):  # a bool inside a tuple equals 1 too
+        window_2d((9, 7), 3, (2, 2), "same", (1, True))
     with pytest.raises((TypeError, ValueError)):
         window_2d((9, 7), 3, 2.0, "same", 1)
     with pytest.raises(ValueError, match="does not fit"):

@@ -249,7 +249,7 @@ def check_result_size(shape: tuple[int, ...], dtype: np.dtype[Any], what: str) -
     """ValueError when an array of ``shape`` and ``dtype`` could not exist (more
     than 2**63 - 1 bytes), naming ``what`` and its shape, before NumPy's own
     less telling error."""
-    nbytes = math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+    nbytes = math.prod(map(int, shape)) * np.dtype(dtype).itemsize
     if nbytes > INT64_MAX:
         raise ValueError(f"{what} would have shape {tuple(shape)} ({np.dtype(dtype).name}): "
                          f"{nbytes} bytes, more than 2**63 - 1")
@@ -266,17 +266,20 @@ def as_array(value: object, name: str) -> NDArray[Any]:
     return arr
 
 
+_FLOAT16, _FLOAT32, _FLOAT64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
+
+
 def compute_dtype(x: NDArray[Any], name: str = "x") -> np.dtype[np.floating[Any]]:
     """The dtype a call on ``x`` computes in: float32 or float64.
 
     float32 and float64 stay as they are; integers, bools and float16 are
     computed in float32; anything else is a TypeError naming the dtype.
     """
-    kind = x.dtype.kind
-    if x.dtype == np.float64:
-        return np.dtype(np.float64)
-    if x.dtype == np.float32 or x.dtype == np.float16 or kind in "biu":
-        return np.dtype(np.float32)
+    dtype = x.dtype
+    if dtype == _FLOAT64:
+        return _FLOAT64
+    if dtype == _FLOAT32 or dtype == _FLOAT16 or dtype.kind in "biu":
+        return _FLOAT32
     raise TypeError(
         f"{name} has dtype {x.dtype}, which convpool does not support: use float32 or "
         f"float64 (integer, bool and float16 inputs are computed in float32)"
@@ -390,8 +393,6 @@ class ConvCall:
         data_format: str | None,
         padding_mode: str = "zeros",
     ) -> None:
-        from ._shapes import check_padding_mode, window_2d
-
         self.data_format = check_data_format(data_format)
         x = as_array(x, "x")
         self.dtype = compute_dtype(x, "x")
@@ -406,31 +407,33 @@ class ConvCall:
         self.groups = check_int(groups, "groups")
         n, h, w, c = to_nhwc_shape(x.shape, self.data_format)
         kh, kw, cg, oc = kernel.shape
-        shapes = f"x shape {x.shape} ({self.data_format}), kernel shape {kernel.shape}"
+        def shapes() -> str:  # for the error messages only
+            return f"x shape {x.shape} ({self.data_format}), kernel shape {kernel.shape}"
+
         if c % self.groups or oc % self.groups:
             raise ValueError(
                 f"groups={self.groups} must divide both the input channels ({c}) and "
-                f"the kernel's output channels ({oc}); {shapes}"
+                f"the kernel's output channels ({oc}); {shapes()}"
             )
         if cg * self.groups != c:
             raise ValueError(
                 f"kernel expects {cg} input channels per group but x has {c} channels "
-                f"in {self.groups} group(s), i.e. {c // self.groups} per group; {shapes}"
+                f"in {self.groups} group(s), i.e. {c // self.groups} per group; {shapes()}"
             )
         if kh < 1 or kw < 1:
-            raise ValueError(f"kernel must have at least one tap per axis; {shapes}")
+            raise ValueError(f"kernel must have at least one tap per axis; {shapes()}")
         if bias is not None:
             bias = as_array(bias, "bias")
             if bias.shape != (oc,):
                 raise ValueError(
-                    f"bias must have shape (C_out,) = ({oc},), got {bias.shape}; {shapes}"
+                    f"bias must have shape (C_out,) = ({oc},), got {bias.shape}; {shapes()}"
                 )
             bias = cast_weights(bias, "bias", self.dtype)
-        self.win = window_2d(
+        self.win = _shapes.window_2d(
             (h, w), (kh, kw), strides, padding, dilation_rate,
             window_name="kernel size", context=shapes,
         )
-        self.padding_mode = check_padding_mode(padding_mode, self.win, (h, w), shapes)
+        self.padding_mode = _shapes.check_padding_mode(padding_mode, self.win, (h, w), shapes)
         self.x, self.kernel, self.bias = x, kernel, bias
         self.nhwc_shape = (n, self.win.oh, self.win.ow, oc)
         self.out_shape = from_nhwc_shape(self.nhwc_shape, self.data_format)
@@ -478,8 +481,6 @@ class TransposeCall:
         groups: SupportsIndex,
         data_format: str | None,
     ) -> None:
-        from ._shapes import transpose_window_2d
-
         self.data_format = check_data_format(data_format)
         x = as_array(x, "x")
         self.dtype = compute_dtype(x, "x")
@@ -494,28 +495,30 @@ class TransposeCall:
         self.groups = check_int(groups, "groups")
         n, h, w, c = to_nhwc_shape(x.shape, self.data_format)
         kh, kw, ocg, cin = kernel.shape
-        shapes = f"x shape {x.shape} ({self.data_format}), kernel shape {kernel.shape}"
+        def shapes() -> str:  # for the error messages only
+            return f"x shape {x.shape} ({self.data_format}), kernel shape {kernel.shape}"
+
         if cin != c:
             raise ValueError(
                 f"kernel expects {cin} input channels on its last axis (Conv2DTranspose "
-                f"layout (kernel_h, kernel_w, C_out // groups, C_in)) but x has {c}; {shapes}"
+                f"layout (kernel_h, kernel_w, C_out // groups, C_in)) but x has {c}; {shapes()}"
             )
         if c % self.groups:
             raise ValueError(
-                f"groups={self.groups} must divide the input channels ({c}); {shapes}"
+                f"groups={self.groups} must divide the input channels ({c}); {shapes()}"
             )
         if kh < 1 or kw < 1:
-            raise ValueError(f"kernel must have at least one tap per axis; {shapes}")
+            raise ValueError(f"kernel must have at least one tap per axis; {shapes()}")
         oc = ocg * self.groups
         if bias is not None:
             bias = as_array(bias, "bias")
             if bias.shape != (oc,):
                 raise ValueError(
                     f"bias must have shape (C_out,) = ({oc},) (kernel's C_out // groups "
-                    f"= {ocg} times groups = {self.groups}), got {bias.shape}; {shapes}"
+                    f"= {ocg} times groups = {self.groups}), got {bias.shape}; {shapes()}"
                 )
             bias = cast_weights(bias, "bias", self.dtype)
-        self.win = transpose_window_2d(
+        self.win = _shapes.transpose_window_2d(
             (h, w), (kh, kw), strides, padding, output_padding, dilation_rate, context=shapes
         )
         self.x, self.kernel, self.bias = x, kernel, bias
@@ -577,22 +580,20 @@ class PoolCall:
         dilation_rate: IntPair = 1,
         ceil_mode: bool | np.bool_ = False,
     ) -> None:
-        from ._shapes import as_pair, effective_size, window_2d
-
         self.data_format = check_data_format(data_format)
         x = as_array(x, "x")
         self.dtype = compute_dtype(x, "x")
         check_rank4(x, "x", self.data_format)
-        ph, pw = as_pair(pool_size, "pool_size")
-        dh, dw = as_pair(dilation_rate, "dilation_rate")
+        ph, pw = _shapes.as_pair(pool_size, "pool_size")
+        dh, dw = _shapes.as_pair(dilation_rate, "dilation_rate")
         if strides is None:
             strides = (ph, pw)
         n, h, w, c = to_nhwc_shape(x.shape, self.data_format)
-        self.win = window_2d(
+        self.win = _shapes.window_2d(
             (h, w), (ph, pw), strides, padding, (dh, dw),
             window_name="pool_size",
-            context=f"x shape {x.shape} ({self.data_format})",
-            max_pad=(effective_size(ph, dh) - 1, effective_size(pw, dw) - 1),
+            context=lambda: f"x shape {x.shape} ({self.data_format})",
+            max_pad=(_shapes.effective_size(ph, dh) - 1, _shapes.effective_size(pw, dw) - 1),
             ceil_mode=check_bool(ceil_mode, "ceil_mode"),
         )
         self.x = x
@@ -680,3 +681,9 @@ def check_grad_out(
             f"(x shape {call.x.shape}, {call.data_format}), got {tuple(shape)}"
         )
     cast_weights(np.empty(0, dtype), "grad_out", call.dtype)
+
+
+# The call classes above resolve their windows with _shapes, which imports
+# this module's integer check: imported last, so that either module can be
+# imported first.
+from . import _shapes  # noqa: E402

@@ -74,6 +74,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from ._checks import check_int
+from ._kernels import _core
 
 __all__ = ["empty", "set_buffer_cache", "get_buffer_cache", "set_workspace_limit",
            "get_workspace_limit"]
@@ -118,7 +119,7 @@ class _Lease:
         self.__array_interface__ = {
             "shape": shape,
             "typestr": dtype.str,
-            "data": (raw.ctypes.data + offset, False),
+            "data": (_core.data_address(raw) + offset, False),
             "version": 3,
         }
 
@@ -175,7 +176,7 @@ def empty(shape: tuple[int, ...], dtype: DTypeLike) -> NDArray[Any]:
     raw = _take(nbytes + ALIGN) if nbytes >= MIN_CACHED_BYTES and _limit > 0 else None
     if raw is None:
         raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
-    offset = -raw.ctypes.data % ALIGN
+    offset = -_core.data_address(raw) % ALIGN
     if nbytes < MIN_CACHED_BYTES or _limit == 0:
         return raw[offset : offset + nbytes].view(dtype).reshape(shape)
     leased: NDArray[Any] = np.asarray(_Lease(raw, offset, tuple(shape), dtype))
@@ -192,8 +193,6 @@ def set_buffer_cache(max_bytes: int) -> None:
         0 turns recycling off and frees every cached buffer and block.
     """
     global _limit, _free_bytes
-    from ._kernels import _core
-
     limit = check_int(max_bytes, "max_bytes", minimum=0)
     with _lock:
         _limit = limit
@@ -206,8 +205,6 @@ def get_buffer_cache() -> dict[str, int]:
     """The cache's limit and what it holds now: ``{"max_bytes", "cached_bytes",
     "buffers", "workspace_bytes", "workspace_blocks"}`` (the last two: the
     workspace blocks kept between calls)."""
-    from ._kernels import _core
-
     kept = _core.workspace_stats()
     with _lock:
         return {"max_bytes": _limit, "cached_bytes": _free_bytes, "buffers": len(_free),
@@ -223,14 +220,10 @@ def set_workspace_limit(max_bytes: int) -> None:
         Positive.  A call that needs more raises MemoryError before writing
         anything.
     """
-    from ._kernels import _core
-
     limit = check_int(max_bytes, "max_bytes")
     _core.set_workspace_limit(min(limit, 2**63 - 1))
 
 
 def get_workspace_limit() -> int:
     """The workspace cap in bytes (default 1 GiB)."""
-    from ._kernels import _core
-
     return _core.get_workspace_limit()

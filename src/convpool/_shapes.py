@@ -17,7 +17,7 @@ sees them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, SupportsIndex, TypeAlias, Union, cast
@@ -26,6 +26,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._checks import INT64_MAX, check_int
+
+#: Extra text for error messages (the shapes a call received): a string, or a
+#: function giving it, so that a call that raises nothing formats nothing.
+Context: TypeAlias = Union[str, Callable[[], str]]
+
+
+def _suffix(context: Context) -> str:
+    """`` (context)`` for an error message, or "" for no context."""
+    text = context() if callable(context) else context
+    return f" ({text})" if text else ""
 
 __all__ = [
     "IntPair",
@@ -229,11 +239,11 @@ class Window2D:
     xr: int = 0
 
 
-#: Windows resolved before, by the repr of their arguments when those are
-#: plain Python ints, strings and sequences of them (so the repr is the
-#: value, and bools, NumPy scalars and arrays always take the checks).  Only
-#: valid geometries are stored; a bad one raises each time.
-_WINDOWS: dict[str, Window2D] = {}
+#: Windows resolved before, by their arguments when those are plain Python
+#: ints, strings and tuples of them (by their repr when they hold lists), so
+#: bools, NumPy scalars and arrays always take the checks.  Only valid
+#: geometries are stored; a bad one raises each time.
+_WINDOWS: dict[object, Window2D] = {}
 _MAX_WINDOWS = 512
 
 
@@ -245,7 +255,7 @@ def window_2d(
     dilation_rate: IntPair = 1,
     *,
     window_name: str = "kernel_size",
-    context: str = "",
+    context: Context = "",
     max_pad: tuple[int, int] | None = None,
     ceil_mode: bool = False,
 ) -> Window2D:
@@ -263,8 +273,9 @@ def window_2d(
         Any form accepted by :func:`resolve_padding`.
     window_name : str
         Public name of ``window`` for error messages.
-    context : str
-        Extra text for error messages (the shapes received).
+    context : str or callable
+        Extra text for error messages (the shapes received), or a function
+        returning it, called only to raise.
     max_pad : (int, int) or None
         Largest pad allowed per axis (pooling: pool size - 1).
     ceil_mode : bool
@@ -277,8 +288,14 @@ def window_2d(
         Cached: a layer called on batches of one shape resolves its window
         once, and a repeated call skips the checks it already passed.
     """
-    args = (in_hw, window, strides, padding, dilation_rate, max_pad)
-    key = f"{args!r} ceil={ceil_mode is True}" if _plain(args) and type(ceil_mode) is bool else None
+    args = (in_hw, window, strides, padding, dilation_rate, max_pad, ceil_mode)
+    key: object = None
+    if type(ceil_mode) is bool and _plain(args[:-1]):
+        try:
+            hash(args)
+            key = args
+        except TypeError:  # lists: their repr is their value
+            key = repr(args)
     cached = _WINDOWS.get(key) if key is not None else None
     if cached is not None:
         return cached
@@ -292,11 +309,15 @@ def window_2d(
 
 
 def _plain(value: object) -> bool:
-    """Built of Python ints, strings, None, tuples and lists only (whose repr is the value)."""
-    if value is None or type(value) in (int, str):
+    """Built of Python ints (not bools), strings, None, tuples and lists only:
+    equal values of these types are the same argument, so the value is a key.
+    (A bool, a float or a NumPy scalar equals an int, and hashes like one,
+    but must take the checks.)"""
+    t = type(value)
+    if t is int or t is str or value is None:
         return True
-    if type(value) in (tuple, list):
-        return all(_plain(v) for v in value)  # type: ignore[attr-defined]
+    if t is tuple or t is list:
+        return all(map(_plain, cast("tuple[object, ...]", value)))
     return False
 
 
@@ -308,7 +329,7 @@ def _window_2d(
     dilation_rate: IntPair,
     *,
     window_name: str,
-    context: str,
+    context: Context,
     max_pad: tuple[int, int] | None,
     ceil_mode: bool = False,
 ) -> Window2D:
@@ -319,7 +340,6 @@ def _window_2d(
     h, w = in_hw
     eh, ew = effective_size(kh, dh), effective_size(kw, dw)
     pt, pb, pl, pr = resolve_padding(padding, (h, w), (eh, ew), (sh, sw))
-    suffix = f" ({context})" if context else ""
     if max_pad is not None:
         mh, mw = max_pad
         what = window_name if (eh, ew) == (kh, kw) else f"dilated {window_name} {(eh, ew)}"
@@ -327,7 +347,7 @@ def _window_2d(
             raise ValueError(
                 f"padding {padding!r} resolves to (top, bottom, left, right) = "
                 f"{(pt, pb, pl, pr)}, but a pad may not exceed the {what} "
-                f"minus one, {(mh, mw)}: such windows could see only padding{suffix}"
+                f"minus one, {(mh, mw)}: such windows could see only padding{_suffix(context)}"
             )
     oh = output_length(h, kh, sh, dh, pt, pb, ceil_mode)
     ow = output_length(w, kw, sw, dw, pl, pr, ceil_mode)
@@ -337,14 +357,14 @@ def _window_2d(
             f"{(h + pt + pb, w + pl + pr)} (input {(h, w)}, padding (top, bottom, "
             f"left, right) = {(pt, pb, pl, pr)}) but the effective {window_name} is "
             f"{(eh, ew)} ({window_name} {(kh, kw)}, dilation_rate {(dh, dw)}, "
-            f"strides {(sh, sw)}){suffix}"
+            f"strides {(sh, sw)}){_suffix(context)}"
         )
     for value in (pt, pb, pl, pr, h + pt + pb, w + pl + pr, sh, sw, eh, ew):
         if value > INT64_MAX // 2:
             raise ValueError(
                 f"the window geometry is too large for 64-bit indexing: padding "
                 f"{(pt, pb, pl, pr)}, strides {(sh, sw)}, dilation_rate {(dh, dw)}, "
-                f"{window_name} {(kh, kw)}, input {(h, w)}{suffix}"
+                f"{window_name} {(kh, kw)}, input {(h, w)}{_suffix(context)}"
             )
     # A one-tap axis has no spacing to dilate: any dilation gives the same
     # window, so it is normalised to 1 (and never reaches a 64-bit kernel).
@@ -358,7 +378,7 @@ def _window_2d(
                     f"window {empty} along {'HW'[axis]} holds no input cell: its "
                     f"{k} taps {d} apart start at {empty * s - p0} and the input has {n} "
                     f"(padding {(pt, pb, pl, pr)}, strides {(sh, sw)}, dilation_rate "
-                    f"{(dh, dw)}, {window_name} {(kh, kw)}){suffix}"
+                    f"{(dh, dw)}, {window_name} {(kh, kw)}){_suffix(context)}"
                 )
     xb = max((oh - 1) * sh + eh - (h + pt + pb), 0)
     xr = max((ow - 1) * sw + ew - (w + pl + pr), 0)
@@ -379,7 +399,7 @@ def padding_mode_name(padding_mode: object) -> str:
 
 
 def check_padding_mode(padding_mode: object, win: Window2D, in_hw: tuple[int, int],
-                       context: str = "") -> str:
+                       context: Context = "") -> str:
     """``padding_mode`` normalised, after checking the pads ``win`` resolved allow it.
 
     "reflect" mirrors the input about its edge pixel (PyTorch's reflect,
@@ -392,19 +412,18 @@ def check_padding_mode(padding_mode: object, win: Window2D, in_hw: tuple[int, in
     if mode == "zeros":
         return mode
     h, w = in_hw
-    suffix = f" ({context})" if context else ""
     sides = f"(top, bottom, left, right) = {(win.pt, win.pb, win.pl, win.pr)}"
     for axis, n, pads in (("H", h, (win.pt, win.pb)), ("W", w, (win.pl, win.pr))):
         if mode == "replicate":
             if n == 0 and max(pads) > 0:
                 raise ValueError(f"padding_mode='replicate' has no edge pixel to repeat: {axis} "
-                                 f"is 0 and the padding is {sides}{suffix}")
+                                 f"is 0 and the padding is {sides}{_suffix(context)}")
             continue
         limit, rule = (n - 1, "smaller than") if mode == "reflect" else (n, "at most")
         if max(pads) > limit:
             raise ValueError(
                 f"padding_mode={mode!r} needs each pad {rule} the input along its axis: "
-                f"{axis} is {n} but the padding resolves to {pads} there ({sides}){suffix}"
+                f"{axis} is {n} but the padding resolves to {pads} there ({sides}){_suffix(context)}"
             )
     return mode
 
@@ -586,7 +605,7 @@ def transpose_window_2d(
     output_padding: IntPair | None,
     dilation_rate: IntPair = 1,
     *,
-    context: str = "",
+    context: Context = "",
 ) -> TransposeWindow2D:
     """Resolve a transposed convolution over an ``(H, W)`` input; raise on anything invalid.
 
@@ -607,8 +626,8 @@ def transpose_window_2d(
         Rows (columns) added at the bottom (right), each smaller than
         ``max(stride, dilation)`` as in PyTorch.  None: 0 for numeric
         padding, Keras's default for "valid" / "same".
-    context : str
-        Extra text for error messages (the shapes received).
+    context : str or callable
+        As in :func:`window_2d`.
 
     Returns
     -------
@@ -618,14 +637,13 @@ def transpose_window_2d(
     sh, sw = as_pair(strides, "strides")
     dh, dw = as_pair(dilation_rate, "dilation_rate")
     op = None if output_padding is None else as_pair(output_padding, "output_padding", minimum=0)
-    suffix = f" ({context})" if context else ""
     if op is not None:
         for axis, (o, s, d) in enumerate(zip(op, (sh, sw), (dh, dw))):
             if o >= max(s, d):
                 raise ValueError(
                     f"output_padding {op} must be smaller than the stride or the dilation "
                     f"on each axis; axis {axis} has output_padding {o}, strides {s}, "
-                    f"dilation_rate {d}{suffix}"
+                    f"dilation_rate {d}{_suffix(context)}"
                 )
     if isinstance(padding, str):
         mode = padding.lower()
@@ -641,21 +659,21 @@ def transpose_window_2d(
     oh = (h - 1) * sh - (pt + pb) + dh * (kh - 1) + oph + 1
     ow = (w - 1) * sw - (pl + pr) + dw * (kw - 1) + opw + 1
     if h < 1 or w < 1:
-        raise ValueError(f"conv2d_transpose needs an input of at least 1x1, got {in_hw}{suffix}")
+        raise ValueError(f"conv2d_transpose needs an input of at least 1x1, got {in_hw}{_suffix(context)}")
     if oh < 1 or ow < 1:
         raise ValueError(
             f"the output would be empty: {(oh, ow)} = (H - 1)*strides - (crop) + "
             f"dilation_rate*(kernel - 1) + output_padding + 1 for input {in_hw}, kernel "
             f"{kernel_hw}, strides {(sh, sw)}, dilation_rate {(dh, dw)}, padding "
             f"{padding!r} (crop top, bottom, left, right = {(pt, pb, pl, pr)}), "
-            f"output_padding {(oph, opw)}{suffix}"
+            f"output_padding {(oph, opw)}{_suffix(context)}"
         )
     for value in (oh, ow, pt, pb, pl, pr, sh, sw, dh * kh, dw * kw):
         if value > INT64_MAX // 4:
             raise ValueError(
                 f"the transposed convolution is too large for 64-bit indexing: output "
                 f"{(oh, ow)}, padding {(pt, pb, pl, pr)}, strides {(sh, sw)}, "
-                f"dilation_rate {(dh, dw)}, kernel {kernel_hw}{suffix}"
+                f"dilation_rate {(dh, dw)}, kernel {kernel_hw}{_suffix(context)}"
             )
     dh, dw = (1 if kh == 1 else dh), (1 if kw == 1 else dw)
     return TransposeWindow2D(kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, oph, opw, oh, ow)
@@ -705,15 +723,14 @@ def adaptive_output_size(output_size: object, in_hw: tuple[int, int],
     else:
         pair = output_size  # type: ignore[assignment]
     oh, ow = as_pair(cast(IntPair, pair), "output_size")
-    suffix = f" ({context})" if context else ""
     h, w = in_hw
     if h < 1 or w < 1:
-        raise ValueError(f"adaptive pooling needs an input of at least 1x1, got {in_hw}{suffix}")
+        raise ValueError(f"adaptive pooling needs an input of at least 1x1, got {in_hw}{_suffix(context)}")
     if oh > max(h, MAX_ADAPTIVE_UPSAMPLE) or ow > max(w, MAX_ADAPTIVE_UPSAMPLE):
         raise ValueError(
             f"output_size {(oh, ow)} is too large for an input of {in_hw}: an axis's output "
             f"may exceed its input only up to {MAX_ADAPTIVE_UPSAMPLE} (each output's window "
-            f"is listed){suffix}")
+            f"is listed){_suffix(context)}")
     return oh, ow
 
 
