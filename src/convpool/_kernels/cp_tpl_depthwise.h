@@ -215,6 +215,15 @@ CP_ALWAYS_INLINE int64_t CP_DW_INTERIOR(const int KW, const int SW, const int DW
     for (int i = 0; i < 3; i++) {
         const int B = bs[i];
         while (ow_hi - ow >= B) {
+            /* The bottom row of taps is the one the rows above have not read
+             * yet (the others are in L2): fetch the next block's part of it
+             * while this block computes. */
+            const int64_t last = g->kh - 1;
+            if (cs[last] != 0) {
+                const char *next = (const char *)(xr[last] + B * SW * C);
+                for (int64_t i = 0; i < B * SW * C * (int64_t)sizeof(CP_T); i += 64)
+                    __builtin_prefetch(next + i, 0, 3);
+            }
             CP_DW_REUSE(B, KW, SW, DW, g, xr, cs, w, bias, y_row + ow * C, lo, stream);
             for (int64_t kh = 0; kh < g->kh; kh++)
                 xr[kh] += B * SW * cs[kh];
