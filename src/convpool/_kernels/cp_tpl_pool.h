@@ -41,7 +41,12 @@
 #endif
 
 /* The vector loops do a prefix of the work (returning how many elements they
- * did) with exactly the element-wise op of the scalar loops below. */
+ * did) with exactly the element-wise op of the scalar loops below.  They
+ * prefetch the input rows 2 KiB ahead: the input is read once, from memory,
+ * and the hardware prefetcher alone left the loads waiting (the 2x2 max pool
+ * of (64, 1920, 1080, 3), 2 threads on the 2-core Xeon: 76 ms, 64-66 ms with
+ * the prefetch; 1 and 4 KiB ahead were slower). */
+#define CP_POOL_AHEAD (2048 / (int64_t)sizeof(CP_T))
 #if CP_SIMD
 static inline CPV CP_POOL_F(vop)(CPV a, CPV b)
 {
@@ -54,8 +59,11 @@ static inline CPV CP_POOL_F(vop)(CPV a, CPV b)
 static inline int64_t CP_POOL_F(vop2)(CP_T *d, const CP_T *a, const CP_T *b, int64_t n)
 {
     int64_t p = 0;
-    for (; p + CPV_W <= n; p += CPV_W)
+    for (; p + CPV_W <= n; p += CPV_W) {
+        __builtin_prefetch(a + p + CP_POOL_AHEAD, 0, 3);
+        __builtin_prefetch(b + p + CP_POOL_AHEAD, 0, 3);
         cpv_storeu(d + p, CP_POOL_F(vop)(cpv_loadu(a + p), cpv_loadu(b + p)));
+    }
 #if CPV_MASKED
     if (p < n) {
         cpv_storeu_n(d + p, CP_POOL_F(vop)(cpv_loadu_n(a + p, n - p), cpv_loadu_n(b + p, n - p)),
@@ -71,12 +79,16 @@ static inline int64_t CP_POOL_F(vfused2)(CP_T *u, const CP_T *s0, const CP_T *s1
     int64_t p = 0;
     if (kw == 2) {
         for (; p + CPV_W <= n; p += CPV_W) {
+            __builtin_prefetch(s0 + p + CP_POOL_AHEAD, 0, 3);
+            __builtin_prefetch(s1 + p + CP_POOL_AHEAD, 0, 3);
             const CPV c0 = CP_POOL_F(vop)(cpv_loadu(s0 + p), cpv_loadu(s1 + p));
             const CPV c1 = CP_POOL_F(vop)(cpv_loadu(s0 + p + C), cpv_loadu(s1 + p + C));
             cpv_storeu(u + p, CP_POOL_F(vop)(c0, c1));
         }
     } else {
         for (; p + CPV_W <= n; p += CPV_W) {
+            __builtin_prefetch(s0 + p + CP_POOL_AHEAD, 0, 3);
+            __builtin_prefetch(s1 + p + CP_POOL_AHEAD, 0, 3);
             const CPV c0 = CP_POOL_F(vop)(cpv_loadu(s0 + p), cpv_loadu(s1 + p));
             const CPV c1 = CP_POOL_F(vop)(cpv_loadu(s0 + p + C), cpv_loadu(s1 + p + C));
             const CPV c2 = CP_POOL_F(vop)(cpv_loadu(s0 + p + 2 * C), cpv_loadu(s1 + p + 2 * C));
@@ -259,5 +271,6 @@ static void CP_ISA_FN(CP_POOL_NAME)(const cp_pool_geom *g, const CP_T *x, CP_T *
     }
 }
 
+#undef CP_POOL_AHEAD
 #undef CP_POOL_F
 #undef CP_POOL_NAME
