@@ -103,24 +103,9 @@ static void CP_ISA_FN(CP_GEMM_NAME)(int64_t m, int64_t nseg, const CP_T *const *
     CP_ASSERT(!(flags & CP_STORE_STREAM) ||
               ((uintptr_t)c % (CPV_W * sizeof(CP_T)) == 0 && ldc % CPV_W == 0));
     int64_t i0 = 0;
-    for (; i0 + CP_GEMM_MR <= m; i0 += CP_GEMM_MR) {
-        /* Fetch the A rows of the block after next: A is often read once,
-         * from memory (a 1x1 conv's input, a large image's rows read in
-         * place), faster than the hardware prefetcher brings it (2-core
-         * Xeon, 2 threads: the full-HD 5x5/5 conv of (64,1920,1080,3)
-         * 78-81 -> 73 ms, the 1x1 64->128 of (8,112,112,64) 5.9 -> 5.3 ms,
-         * the direct 3x3 256->256 of (8,28,28,256) 24-25 -> 23 ms). */
-        if (i0 + 3 * CP_GEMM_MR <= m) {
-            for (int64_t s = 0; s < nseg; s++) {
-                const char *ahead = (const char *)(seg[s] + (i0 + 2 * CP_GEMM_MR) * lda);
-                const int64_t bytes = (CP_GEMM_MR * lda) * (int64_t)sizeof(CP_T);
-                for (int64_t q = 0; q < bytes; q += 64)
-                    __builtin_prefetch(ahead + q, 0, 3);
-            }
-        }
+    for (; i0 + CP_GEMM_MR <= m; i0 += CP_GEMM_MR)
         CP_ISA_FN(CP_GEMM_BLOCK)(CP_GEMM_MR, i0, nseg, seg, lda, kseg, b, c, ldc, nr, bias,
                                  flags);
-    }
     /* m % MR rows left: blocks of 8 (while they fit), then 4, 2, 1 (each
      * smaller than MR). */
     while (CP_GEMM_MR > 8 && m - i0 >= 8) {
