@@ -44,8 +44,10 @@
  * did) with exactly the element-wise op of the scalar loops below.  They
  * prefetch the input rows 2 KiB ahead: the input is read once, from memory,
  * and the hardware prefetcher alone left the loads waiting (the 2x2 max pool
- * of (64, 1920, 1080, 3), 2 threads on the 2-core Xeon: 76 ms, 64-66 ms with
- * the prefetch; 1 and 4 KiB ahead were slower). */
+ * of (64, 1920, 1080, 3), 2 threads on the 2-core Xeon, builds alternating
+ * in fresh processes: 74.9-75.8 ms before, 67.9-69.5 ms with the prefetch; 1
+ * and 4 KiB ahead were slower than 2).  A plain loop reading 1.6 GB and
+ * streaming a quarter of it out takes 51-53 ms there. */
 #define CP_POOL_AHEAD (2048 / (int64_t)sizeof(CP_T))
 #if CP_SIMD
 static inline CPV CP_POOL_F(vop)(CPV a, CPV b)
