@@ -26,6 +26,7 @@
 
 #define CP_DW_PIXEL CP_ISA_FN(CP_CAT(cp_dw_pixel, CP_SFX))
 #define CP_DW_BLOCK CP_ISA_FN(CP_CAT(cp_dw_block, CP_SFX))
+#define CP_DW_STORE CP_ISA_FN(CP_CAT(cp_dw_store, CP_SFX))
 #define CP_DW_REUSE CP_ISA_FN(CP_CAT(cp_dw_reuse, CP_SFX))
 #define CP_DW_INTERIOR CP_ISA_FN(CP_CAT(cp_dw_interior, CP_SFX))
 /* The widest block of the reuse path: its accumulators and a row of weights
@@ -97,6 +98,28 @@ CP_ALWAYS_INLINE void CP_DW_PIXEL(const cp_conv_geom *g, const CP_T *const *xp, 
 #endif
 }
 
+/* The end of a block: + bias[c:c+W], then max(lo, .), into channels c of
+ * the B pixels out[0:B] (C apart); the order of CP_DW_PIXEL's. */
+CP_ALWAYS_INLINE void CP_DW_STORE(const int B, CPV *a, const CP_T *bias, int64_t c, int64_t C,
+                                  CP_T *out, CPV lo, int stream)
+{
+    if (bias != NULL) {
+        const CPV bv = cpv_loadu(bias + c);
+#pragma GCC unroll 32
+        for (int o = 0; o < B; o++)
+            a[o] = cpv_add(a[o], bv);
+    }
+    if (stream) {
+#pragma GCC unroll 32
+        for (int o = 0; o < B; o++)
+            cpv_stream(out + o * C + c, cpv_max(lo, a[o]));
+    } else {
+#pragma GCC unroll 32
+        for (int o = 0; o < B; o++)
+            cpv_storeu(out + o * C + c, cpv_max(lo, a[o]));
+    }
+}
+
 /* The whole vectors of channels of B adjacent output pixels out[0:B] (C apart);
  * pixel o's tap t reads xp[t] + o * step[t].  B is a constant at every call,
  * so the accumulators are registers. */
@@ -119,21 +142,7 @@ CP_ALWAYS_INLINE void CP_DW_BLOCK(const int B, const cp_conv_geom *g, const CP_T
             for (int o = 0; o < B; o++)
                 a[o] = cpv_fma(cpv_loadu(xt + o * st), wt, a[o]);
         }
-        if (bias != NULL) {
-            const CPV bv = cpv_loadu(bias + c);
-#pragma GCC unroll 8
-            for (int o = 0; o < B; o++)
-                a[o] = cpv_add(a[o], bv);
-        }
-        if (stream) {
-#pragma GCC unroll 8
-            for (int o = 0; o < B; o++)
-                cpv_stream(out + o * C + c, cpv_max(lo, a[o]));
-        } else {
-#pragma GCC unroll 8
-            for (int o = 0; o < B; o++)
-                cpv_storeu(out + o * C + c, cpv_max(lo, a[o]));
-        }
+        CP_DW_STORE(B, a, bias, c, C, out, lo, stream);
     }
 }
 
@@ -175,21 +184,7 @@ CP_ALWAYS_INLINE void CP_DW_REUSE(const int B, const int KW, const int SW, const
                 }
             }
         }
-        if (bias != NULL) {
-            const CPV bv = cpv_loadu(bias + c);
-#pragma GCC unroll 32
-            for (int o = 0; o < B; o++)
-                a[o] = cpv_add(a[o], bv);
-        }
-        if (stream) {
-#pragma GCC unroll 32
-            for (int o = 0; o < B; o++)
-                cpv_stream(out + o * C + c, cpv_max(lo, a[o]));
-        } else {
-#pragma GCC unroll 32
-            for (int o = 0; o < B; o++)
-                cpv_storeu(out + o * C + c, cpv_max(lo, a[o]));
-        }
+        CP_DW_STORE(B, a, bias, c, C, out, lo, stream);
     }
 }
 
@@ -323,5 +318,6 @@ static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, c
 #undef CP_DW_INTERIOR
 #undef CP_DW_REUSE
 #undef CP_DW_BLOCK
+#undef CP_DW_STORE
 #undef CP_DW_PIXEL
 #undef CP_DW_TAPS
