@@ -39,8 +39,10 @@ void CP_CONV_F(cp_conv_pack)(const cp_conv_geom *g, const CP_T *kernel, CP_T *pa
                         CP_MAX_NR_BYTES / 4);
             for (int64_t e = 0; e < E; e++) {
                 CP_T *dst = packed + ((e * g->panels + p) * C + c) * nr;
-                for (int64_t j = 0; j < nr; j++)
-                    dst[j] = j < n ? (CP_T)U[e][j] : (CP_T)0;
+                for (int64_t j = 0; j < n; j++)
+                    dst[j] = (CP_T)U[e][j];
+                for (int64_t j = n; j < nr; j++)
+                    dst[j] = (CP_T)0;
             }
         }
         return;
