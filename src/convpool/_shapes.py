@@ -27,16 +27,6 @@ from numpy.typing import NDArray
 
 from ._checks import INT64_MAX, check_int
 
-#: Extra text for error messages (the shapes a call received): a string, or a
-#: function giving it, so that a call that raises nothing formats nothing.
-Context: TypeAlias = Union[str, Callable[[], str]]
-
-
-def _suffix(context: Context) -> str:
-    """`` (context)`` for an error message, or "" for no context."""
-    text = context() if callable(context) else context
-    return f" ({text})" if text else ""
-
 __all__ = [
     "IntPair",
     "Padding",
@@ -59,6 +49,16 @@ __all__ = [
     "transpose_window_2d",
     "transpose_receptive_field_step",
 ]
+
+#: Extra text for error messages (the shapes a call received): a string, or a
+#: function giving it, so that a call that raises nothing formats nothing.
+Context: TypeAlias = Union[str, Callable[[], str]]
+
+
+def _suffix(context: Context) -> str:
+    """`` (context)`` for an error message, or "" for no context."""
+    text = context() if callable(context) else context
+    return f" ({text})" if text else ""
 
 
 #: What :func:`as_pair` accepts: one int for both axes, or ``(height, width)``

@@ -216,8 +216,8 @@ CP_ALWAYS_INLINE int64_t CP_DW_INTERIOR(const int KW, const int SW, const int DW
             const int64_t last = g->kh - 1;
             if (cs[last] != 0) {
                 const char *next = (const char *)(xr[last] + B * SW * C);
-                for (int64_t i = 0; i < B * SW * C * (int64_t)sizeof(CP_T); i += 64)
-                    __builtin_prefetch(next + i, 0, 3);
+                for (int64_t q = 0; q < B * SW * C * (int64_t)sizeof(CP_T); q += 64)
+                    __builtin_prefetch(next + q, 0, 3);
             }
             CP_DW_REUSE(B, KW, SW, DW, g, xr, cs, w, bias, y_row + ow * C, lo, stream);
             for (int64_t kh = 0; kh < g->kh; kh++)
@@ -246,12 +246,9 @@ static void CP_ISA_FN(CP_CAT(cp_dwconv2d_nhwc, CP_SFX))(const cp_conv_geom *g, c
     CP_ASSERT(!stream ||
               ((uintptr_t)y % CP_ALIGN == 0 && (C * (int64_t)sizeof(CP_T)) % CP_ALIGN == 0));
     const int64_t n = row / g->oh, oh = row % g->oh;
-    /* Columns [ow_lo, ow_hi) have every tap inside the row: ow * sw - pl >= 0
-     * and ow * sw - pl + (kw - 1) * dw <= w - 1. */
-    const int64_t last = g->w - 1 + g->pl - (g->kw - 1) * g->dw;
-    int64_t ow_lo = (g->pl + g->sw - 1) / g->sw, ow_hi = last < 0 ? 0 : last / g->sw + 1;
-    ow_lo = ow_lo < g->ow ? ow_lo : g->ow;
-    ow_hi = ow_hi > g->ow ? g->ow : ow_hi < ow_lo ? ow_lo : ow_hi;
+    /* Columns [ow_lo, ow_hi) have every tap inside the row (cp_conv_plan) */
+    const int64_t ow_lo = g->ow_lo, ow_hi = g->ow_hi;
+    CP_ASSERT(0 <= ow_lo && ow_lo <= ow_hi && ow_hi <= g->ow);
     /* the (kernel width, stride, dilation) with a reuse path: 0 if none */
     const int reuse = g->dw != 1 ? 0
                       : g->kw == 3 ? (g->sw == 1 ? 1 : g->sw == 2 ? 2 : 0)
