@@ -226,6 +226,59 @@ def test_max_pool_backward_vector_run_equals_the_portable_loop(c, dtype, rng):
         assert_bitwise_equal(got, results["baseline", i], (name, cases[i], c), what="ISA vs baseline")
 
 
+
+PACKED_POOLS = [
+    dict(pool_size=2),
+    dict(pool_size=2, strides=1),
+    dict(pool_size=3, strides=2),
+    dict(pool_size=3, strides=3),
+    dict(pool_size=(2, 3), strides=(1, 2)),
+    dict(pool_size=(3, 4), strides=(2, 1)),
+    dict(pool_size=3, strides=2, padding=((1, 1), (0, 0))),  # rows of padding only
+    dict(pool_size=3, strides=2, padding="same"),            # padded columns: not packed
+    dict(pool_size=3, strides=2, ceil_mode=True),             # last windows reach past
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("w", [9, 40, 101])
+def test_small_pixel_pools_equal_the_portable_loop(w, c, dtype, rng):
+    """Pools of pixels narrower than 32 bytes take the packed pass in the
+    SIMD variants (each window's rows reduced in two vectors, its taps
+    picked by a two-vector permutation, no buffer between) and the portable
+    loops in the baseline: the same bits, for max (NaN and -inf planted,
+    ties) and for average (with and without the padding counted, and a
+    divisor override), at widths
+    where the vector steps, their masked last step and the per-pixel tail
+    all run."""
+    names = [n for n in _core.isa_names() if _core.isa_compiled(n) and _core.isa_supported(n)]
+    x = rng.standard_normal((2, 11, w, c)).astype(dtype)
+    x[1] = np.round(x[1])
+    x[0, 3, 4, 0] = np.nan
+    x[0, 8, w - 2, c - 1] = np.nan
+    x[1, 5, 6, c - 1] = -np.inf
+    calls = []
+    for kw in PACKED_POOLS:
+        calls.append((convpool.max_pool2d, kw))
+        calls.append((convpool.avg_pool2d, kw))
+        calls.append((convpool.avg_pool2d, dict(kw, count_include_pad=True)))
+    calls.append((convpool.avg_pool2d, dict(pool_size=2, divisor_override=3)))
+    old = _core.isa_selected()
+    results = {}
+    try:
+        for name in names:
+            _core.isa_select(name)
+            for i, (fn, kw) in enumerate(calls):
+                results[name, i] = fn(x, **kw)
+    finally:
+        _core.isa_select(old)
+    for (name, i), got in results.items():
+        assert_bitwise_equal(got, results["baseline", i], (name, calls[i][0].__name__,
+                                                           calls[i][1], w, c),
+                             what="ISA vs baseline")
+
+
 # ------------------------------------------------------------------ the plan
 PLAN_CASES = [
     # (x shape, kernel shape, kwargs, algorithm)

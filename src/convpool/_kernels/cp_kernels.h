@@ -86,6 +86,9 @@ enum { CP_STORE_STREAM = 1, CP_STORE_RELU = 2, CP_STORE_ACCUM = 4 };
 /* Most A segments (kernel rows, or taps) per pixel in the ROWS strategy. */
 #define CP_MAX_SEG 256
 
+/* The most taps in a row of windows, and the most lanes, of the packed pass. */
+#define CP_POOL_PACK_KW 4
+#define CP_POOL_PACK_LANES 16
 typedef struct {
     int64_t n, h, w, c;        /* input (N, H, W, C); the output has the same C */
     int64_t oh, ow;
@@ -103,6 +106,13 @@ typedef struct {
     int64_t relu;              /* max gradient only: x is a ReLU's output and the gradient
                                 * goes on through it (a window's passes only where its
                                 * maximum is > 0): the ReLU's input gradient */
+    /* The forward kernels' packed pass (cp_tpl_pool.h): lane l of the window
+     * taps k < CP_POOL_PACK_KW reads element (l / C * sw + k * dw) * C + l % C
+     * of the windows' rows, as the 32-bit lanes of float32 and the 64-bit
+     * lanes of float64 index it; set by cp_pool_plan, so a row loads them
+     * from memory written long before instead of building them. */
+    int32_t pack_ix32[CP_POOL_PACK_KW][CP_POOL_PACK_LANES];
+    int64_t pack_ix64[CP_POOL_PACK_KW][CP_POOL_PACK_LANES / 2];
 } cp_pool_geom;
 
 /* ---- memory ---------------------------------------------------------- */

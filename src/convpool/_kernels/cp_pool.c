@@ -23,6 +23,20 @@ void cp_pool_plan(cp_pool_geom *g, int64_t itemsize)
         tile = g->ow;
     g->tile = tile;
     g->stream = g->n * g->oh * g->ow * g->c * itemsize >= cp_stream_threshold;
+    /* Lanes past the whole pixels a vector holds, and past the two vectors a
+     * step loads, are never used (the permutations read only an index's low
+     * bits, and those lanes are not stored), so the strides are clamped:
+     * with sw >= 32 a step makes one pixel, and with dw >= 32 the pass is
+     * not taken. */
+    const int64_t cap = 2 * CP_POOL_PACK_LANES;
+    const int64_t sw = g->sw < cap ? g->sw : cap, dw = g->dw < cap ? g->dw : cap;
+    const int64_t c = g->c < cap ? g->c : cap;
+    for (int64_t k = 0; k < CP_POOL_PACK_KW; k++)
+        for (int64_t l = 0; l < CP_POOL_PACK_LANES; l++) {
+            g->pack_ix32[k][l] = (int32_t)((l / c * sw + k * dw) * c + l % c);
+            if (l < CP_POOL_PACK_LANES / 2)
+                g->pack_ix64[k][l] = g->pack_ix32[k][l];
+        }
 }
 
 /* Bytes of v, u and the staging row, span * C elements each, for the widest

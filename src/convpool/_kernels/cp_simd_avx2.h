@@ -15,6 +15,11 @@
  *   cpv_max_nan(a, b) = (b > a || b != b) ? b : a, the pools' NaN-keeping max
  *   CPV_MASK, cpv_upd(v, m) (lanes where v > m || v != v), cpv_eq(a, b), cpv_gt(a, b),
  *   cpv_blend(a, b, k) (k ? b : a): the max-pool gradient's winner search
+ *   cpv_div(a, b)     = a / b, rounded as the scalar division
+ *   CPVI, cpv_index(p), cpv_perm2(a, i, b)  a lane permutation of two vectors:
+ *                     i = cpv_index(p) from CPV_W indices p[q] < 2 * CPV_W (int32
+ *                     for float, int64 for double), then lane q of
+ *                     cpv_perm2(a, i, b) is p[q] < CPV_W ? a[p[q]] : b[p[q] - CPV_W]
  *   cps_fma(a, b, c)  the scalar fused multiply-add
  *   CPV_MASKED        1 if n-lane loads and stores are native (masked) and
  *                     cheap, so templates use them for tails
@@ -79,6 +84,22 @@ static inline __m256d cp_avx2_max_nan_f64(__m256d a, __m256d b)
 {
     return _mm256_blendv_pd(_mm256_max_pd(b, a), b, _mm256_cmp_pd(b, b, _CMP_UNORD_Q));
 }
+/* Lane q of the result is (i[q] & 8 ? b : a)[i[q] & 7], float lanes: a
+ * lane-crossing permute of each source and a blend on bit 3 of the index. */
+static inline __m256 cp_avx2_perm2_f32(__m256 a, __m256i i, __m256 b)
+{
+    const __m256 from_b = _mm256_castsi256_ps(_mm256_slli_epi32(i, 28));
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, i), _mm256_permutevar8x32_ps(b, i),
+                            from_b);
+}
+/* The double lanes' index p[q] < 8 as float lanes 2 p[q] and 2 p[q] + 1. */
+static inline __m256i cp_avx2_index_f64(const int64_t *p)
+{
+    const __m256i q = _mm256_loadu_si256((const __m256i *)p);
+    const __m256i lo = _mm256_slli_epi64(q, 1); /* 2 p[q] in the low half */
+    return _mm256_or_si256(lo, _mm256_slli_epi64(_mm256_add_epi64(lo, _mm256_set1_epi64x(1)),
+                                                 32));
+}
 static inline void cp_avx2_storeq_n_f32(float *p, __m128 v, int64_t n)
 {
     float t[4];
@@ -112,6 +133,10 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define cpv_mul(a, b) _mm256_mul_ps(a, b)
 #define cpv_max(a, b) _mm256_max_ps(a, b)
 #define cpv_max_nan(a, b) cp_avx2_max_nan_f32(a, b)
+#define cpv_div(a, b) _mm256_div_ps(a, b)
+#define CPVI __m256i
+#define cpv_index(p) _mm256_loadu_si256((const __m256i *)(p))
+#define cpv_perm2(a, i, b) cp_avx2_perm2_f32(a, i, b)
 #define CPV_MASK __m256
 #define cpv_upd(v, m) _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q))
 #define cpv_eq(a, b) _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
@@ -150,6 +175,11 @@ static inline void cp_avx2_storeq_n_f64(double *p, __m256d v, int64_t n)
 #define cpv_mul(a, b) _mm256_mul_pd(a, b)
 #define cpv_max(a, b) _mm256_max_pd(a, b)
 #define cpv_max_nan(a, b) cp_avx2_max_nan_f64(a, b)
+#define cpv_div(a, b) _mm256_div_pd(a, b)
+#define CPVI __m256i
+#define cpv_index(p) cp_avx2_index_f64(p)
+#define cpv_perm2(a, i, b)                                                                   \
+    _mm256_castps_pd(cp_avx2_perm2_f32(_mm256_castpd_ps(a), i, _mm256_castpd_ps(b)))
 #define CPV_MASK __m256d
 #define cpv_upd(v, m) _mm256_or_pd(_mm256_cmp_pd(v, m, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q))
 #define cpv_eq(a, b) _mm256_cmp_pd(a, b, _CMP_EQ_OQ)

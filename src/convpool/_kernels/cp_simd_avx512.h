@@ -52,6 +52,10 @@ static inline __m512d cp_avx512_max_nan_f64(__m512d a, __m512d b)
 #define cpv_mul(a, b) _mm512_mul_ps(a, b)
 #define cpv_max(a, b) _mm512_max_ps(a, b)
 #define cpv_max_nan(a, b) cp_avx512_max_nan_f32(a, b)
+#define cpv_div(a, b) _mm512_div_ps(a, b)
+#define CPVI __m512i
+#define cpv_index(p) _mm512_loadu_si512(p)
+#define cpv_perm2(a, i, b) _mm512_permutex2var_ps(a, i, b)
 #define CPV_MASK __mmask16
 #define cpv_upd(v, m)                                                                        \
     ((__mmask16)(_mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)))
@@ -92,6 +96,10 @@ static inline __m512d cp_avx512_max_nan_f64(__m512d a, __m512d b)
 #define cpv_mul(a, b) _mm512_mul_pd(a, b)
 #define cpv_max(a, b) _mm512_max_pd(a, b)
 #define cpv_max_nan(a, b) cp_avx512_max_nan_f64(a, b)
+#define cpv_div(a, b) _mm512_div_pd(a, b)
+#define CPVI __m512i
+#define cpv_index(p) _mm512_loadu_si512(p)
+#define cpv_perm2(a, i, b) _mm512_permutex2var_pd(a, i, b)
 #define CPV_MASK __mmask8
 #define cpv_upd(v, m)                                                                        \
     ((__mmask8)(_mm512_cmp_pd_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)))

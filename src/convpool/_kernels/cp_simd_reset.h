@@ -23,6 +23,10 @@
 #undef cpv_mul
 #undef cpv_max
 #undef cpv_max_nan
+#undef cpv_div
+#undef CPVI
+#undef cpv_index
+#undef cpv_perm2
 #undef CPV_MASK
 #undef cpv_upd
 #undef cpv_eq
