@@ -145,6 +145,40 @@ def test_streamed_conv_output_equals_cached_stores(xs, ks, kw, dtype, rng, strea
     assert_bitwise_equal(streamed, regular, (xs, ks, kw), what="streamed vs regular stores")
 
 
+ROWS_PREFETCH = [  # windows that do not overlap down the image (the rule's only case)
+    ((2, 20, 200, 3), (5, 5, 3, 16), dict(strides=5)),                  # the full-HD layer's shape
+    ((2, 13, 151, 4), (3, 3, 4, 16), dict(strides=(3, 2), padding="same")),
+    ((2, 11, 160, 3), (2, 3, 3, 16), dict(strides=(3, 1), dilation_rate=2)),
+    ((2, 9, 150, 8), (2, 2, 2, 16), dict(strides=2, groups=4)),
+    ((2, 9, 150, 16), (1, 1, 16, 40), dict(strides=(2, 1))),
+    ((2, 16, 180, 6), (4, 4, 6, 24), dict(strides=4, padding="same")),
+]
+
+
+@pytest.fixture
+def rows_prefetch_threshold():
+    """Set the ROWS prefetch threshold for one test (bytes); restored after."""
+    old = _core._set_rows_prefetch_threshold(2**62)
+    yield _core._set_rows_prefetch_threshold
+    _core._set_rows_prefetch_threshold(old)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("xs, ks, kw", ROWS_PREFETCH, ids=lambda v: str(v).replace(" ", ""))
+def test_rows_prefetching_row_by_tiles_equals_one_call(xs, ks, kw, dtype, rng,
+                                                        rows_prefetch_threshold):
+    """ROWS over a large input computes each row MR pixels a call, prefetching
+    the next row's window rows as it goes; the bits must equal those of one
+    call per row (the threshold forced either way on a small input)."""
+    x, kernel = _data(rng, xs, dtype), _data(rng, ks, dtype)
+    bias = _data(rng, (ks[3],), dtype)
+    assert convpool.conv2d_plan(x, kernel, bias, **kw)["algorithm"] == "rows"
+    whole = convpool.conv2d(x, kernel, bias, **kw)
+    rows_prefetch_threshold(0)
+    tiled = convpool.conv2d(x, kernel, bias, **kw)
+    assert_bitwise_equal(tiled, whole, (xs, ks, kw), what="prefetching tiles vs one call")
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("c", [1, 3, 5, 8, 17])
 @pytest.mark.parametrize("op", ["max", "avg"])

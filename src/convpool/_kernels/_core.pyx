@@ -36,6 +36,7 @@ cdef extern from "cp_kernels.h" nogil:
     int CP_CONV_AUTO, CP_CONV_AUTO_DIRECT
     int CP_PAD_ZEROS, CP_PAD_REFLECT, CP_PAD_REPLICATE, CP_PAD_CIRCULAR
     int64_t cp_stream_threshold
+    int64_t cp_rows_prefetch_threshold
 
     void *cp_aligned_alloc(size_t nbytes)
     void cp_aligned_free(void *p)
@@ -244,6 +245,15 @@ def _set_stream_threshold(int64_t nbytes):
     global cp_stream_threshold
     old = cp_stream_threshold
     cp_stream_threshold = nbytes
+    return old
+
+
+def _set_rows_prefetch_threshold(int64_t nbytes):
+    """ROWS prefetches the next output row's input rows from inputs of at least
+    ``nbytes``; returns the old value (tests)."""
+    global cp_rows_prefetch_threshold
+    old = cp_rows_prefetch_threshold
+    cp_rows_prefetch_threshold = nbytes
     return old
 
 

@@ -34,6 +34,8 @@ void cp_aligned_free(void *p) { free(p); }
  * while 24 MiB outputs (1x1 and direct 3x3) ran 0.96-1.03x as long: about
  * even.  (64 MiB before.) */
 int64_t cp_stream_threshold = (int64_t)32 << 20;
+/* 32 MiB: far past the L2 caches of the two cores, as the full-HD batch. */
+int64_t cp_rows_prefetch_threshold = (int64_t)32 << 20;
 
 #define CP_ISA_ENTRY_(name) &cp_isa_config__##name,
 static const cp_isa_config *const registry[CP_ISA_COUNT] = {CP_ISA_LIST(CP_ISA_ENTRY_)};

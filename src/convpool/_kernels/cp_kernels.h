@@ -52,6 +52,8 @@ typedef struct {
     int64_t itemsize;          /* 4 or 8 (set by cp_conv_plan) */
     int64_t wg_th, wg_tw;      /* WINOGRAD: 4x4 output tiles per image, down and across */
     int64_t wg_block;          /* ... and tiles per unit of work (a multiple of mr) */
+    int64_t pf_rows;           /* ROWS: the bottom window rows of the next output row that
+                                * a row prefetches as it goes (0: none; see cp_conv.c) */
 } cp_conv_geom;
 
 /* conv2d's padding_mode (PyTorch's): zeros, or the input reflected about its
@@ -123,6 +125,10 @@ void cp_aligned_free(void *p);
  * (they do not fit the caches, so reading their lines first only costs
  * bandwidth).  Settable so the tests can cover both store paths. */
 extern int64_t cp_stream_threshold;
+/* Inputs of at least this many bytes are streamed from memory by ROWS, which
+ * then prefetches each next output row's window rows (cp_conv_plan).
+ * Settable so the tests can cover both call patterns. */
+extern int64_t cp_rows_prefetch_threshold;
 
 /* ---- dispatch --------------------------------------------------------- */
 /* ISAs are numbered 0 .. cp_isa_count() - 1, from the most portable

@@ -140,14 +140,32 @@ static void CP_CONV_F(run_rows)(const cp_conv_geom *g, const CP_T *x, const CP_T
             seg[s] = x + ((n * g->h + ih0 + kh * g->dh) * g->w + iw0 + kw * g->dw) * g->c +
                      grp * g->cg;
         }
-        for (int64_t p = 0; p < g->panels; p++) {
-            const int64_t oc0 = grp * g->ocg + p * NR;
-            const int64_t nr = g->ocg - p * NR < NR ? g->ocg - p * NR : NR;
-            CP_TILE(cp_active, g->gemm)
-                ->fn(g->ow_hi - g->ow_lo, g->nseg, seg, g->sw * g->c, g->kseg,
-                     packed + (grp * g->panels + p) * g->k * NR,
-                     y + (row * g->ow + g->ow_lo) * g->oc + oc0, g->oc, nr,
-                     bias != NULL ? bias + oc0 : NULL, cp_store_flags(g));
+        const int64_t m = g->ow_hi - g->ow_lo, lda = g->sw * g->c;
+        /* with pf_rows, MR pixels a call, each prefetching its share of the
+         * next output row's window rows (kh - pf_rows .. kh - 1; all of them,
+         * as cp_conv_plan sets it) */
+        const int pf = g->pf_rows > 0 && oh + 1 < g->oh && grp == 0; /* (the groups share rows) */
+        const int64_t chunk = pf ? g->mr : m;
+        const CP_T *next = x + ((n * g->h + ih0 + g->sh) * g->w + iw0) * g->c + grp * g->cg;
+        for (int64_t i0 = 0; i0 < m; i0 += chunk) {
+            const int64_t cnt = m - i0 < chunk ? m - i0 : chunk;
+            const CP_T *at[CP_MAX_SEG];
+            for (int64_t s = 0; s < g->nseg; s++)
+                at[s] = seg[s] + i0 * lda;
+            if (pf)
+                for (int64_t r = g->kh - g->pf_rows; r < g->kh; r++) {
+                    const CP_T *line = next + r * g->dh * g->w * g->c;
+                    for (int64_t e = i0 * lda; e < (i0 + cnt) * lda; e += CP_ALIGN / (int64_t)sizeof(CP_T))
+                        __builtin_prefetch(line + e, 0, 1);
+                }
+            for (int64_t p = 0; p < g->panels; p++) {
+                const int64_t oc0 = grp * g->ocg + p * NR;
+                const int64_t nr = g->ocg - p * NR < NR ? g->ocg - p * NR : NR;
+                CP_TILE(cp_active, g->gemm)
+                    ->fn(cnt, g->nseg, at, lda, g->kseg, packed + (grp * g->panels + p) * g->k * NR,
+                         y + (row * g->ow + g->ow_lo + i0) * g->oc + oc0, g->oc, nr,
+                         bias != NULL ? bias + oc0 : NULL, cp_store_flags(g));
+            }
         }
     }
     CP_CONV_F(gathered_range)(g, x, packed, bias, y, row, 0, g->ow_lo, scratch);
