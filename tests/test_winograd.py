@@ -104,6 +104,66 @@ def test_simd_variants_give_the_same_bits(rng):
     assert_bitwise_equal(out["avx512"], out["avx2"], "isa", what="AVX-512 vs AVX2")
 
 
+# ---- the kept kernel transforms --------------------------------------------------------
+def _fresh(x, kernel, bias, **kw):
+    """The Winograd result with no kept transform to reuse."""
+    _core.winograd_cache_clear()
+    return convpool.conv2d(x, kernel, bias, padding="same", algorithm="winograd", **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_kept_transform_is_used_only_for_the_same_kernel_bytes(rng, dtype):
+    """A kernel's transform is kept between calls and reused when a later
+    call's kernel has the same bytes (another array too); a kernel changed in
+    place (a training step) or another one of the same shape gets its own
+    transform: every result equals the one computed with nothing kept."""
+    x, kernel, bias = _layer(rng, 2, 9, 11, 16, 24, dtype)
+    want = _fresh(x, kernel, bias)
+    assert _core.winograd_cache_bytes() > 0
+    again = convpool.conv2d(x, kernel, bias, padding="same", algorithm="winograd")
+    assert_bitwise_equal(again, want, "same kernel", what="kept transform")
+    copy = convpool.conv2d(x, kernel.copy(), bias, padding="same", algorithm="winograd")
+    assert_bitwise_equal(copy, want, "copied kernel", what="kept transform")
+    kernel[1, 2, 3, 4] += 1  # in place, as an optimizer step
+    changed = convpool.conv2d(x, kernel, bias, padding="same", algorithm="winograd")
+    assert_bitwise_equal(changed, _fresh(x, kernel, bias), "changed kernel", what="repacked")
+    assert not np.array_equal(changed, want)
+    other = rng.uniform(-0.1, 0.1, kernel.shape).astype(dtype)
+    assert_bitwise_equal(convpool.conv2d(x, other, bias, padding="same", algorithm="winograd"),
+                         _fresh(x, other, bias), "another kernel", what="repacked")
+
+
+def test_kept_transforms_follow_the_isa(rng, simd_isas):
+    """Each SIMD variant packs its own panels (the key holds the ISA)."""
+    x, kernel, bias = _layer(rng, 1, 8, 8, 32, 40)
+    old = _core.isa_selected()
+    try:
+        results = []
+        for name in simd_isas:
+            _core.isa_select(name)
+            results.append(convpool.conv2d(x, kernel, bias, padding="same", algorithm="winograd"))
+            results.append(convpool.conv2d(x, kernel, bias, padding="same", algorithm="winograd"))
+    finally:
+        _core.isa_select(old)
+    for got in results[1:]:
+        assert_bitwise_equal(got, results[0], "ISA", what="kept transform across ISAs")
+
+
+def test_buffer_cache_off_keeps_no_transform(rng):
+    """set_buffer_cache(0) drops every kept transform and keeps none after."""
+    x, kernel, bias = _layer(rng, 1, 8, 8, 32, 40)
+    convpool.conv2d(x, kernel, bias, padding="same", algorithm="winograd")
+    assert _core.winograd_cache_bytes() > 0
+    before = convpool.get_buffer_cache()["max_bytes"]
+    try:
+        convpool.set_buffer_cache(0)
+        assert _core.winograd_cache_bytes() == 0
+        convpool.conv2d(x, kernel, bias, padding="same", algorithm="winograd")
+        assert _core.winograd_cache_bytes() == 0
+    finally:
+        convpool.set_buffer_cache(before)
+
+
 def test_fused_relu_is_max_of_the_unfused_output(rng):
     x, kernel, bias = _layer(rng, 2, 9, 9, 16, 24)
     y = convpool.conv2d(x, kernel, bias, padding="same", algorithm="winograd")

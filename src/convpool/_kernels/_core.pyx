@@ -19,7 +19,7 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport erfc
 from libc.stdint cimport int64_t
-from libc.string cimport memset
+from libc.string cimport memcmp, memcpy, memset
 
 cdef extern from "cp_kernels.h" nogil:
     ctypedef struct cp_conv_geom:
@@ -454,6 +454,99 @@ def set_workspace_keep(int64_t max_bytes):
     _keep_total_bytes = max_bytes
     while _kept_total > _keep_total_bytes:
         _drop_kept(_smallest_kept())
+    if max_bytes < _wg_total():
+        winograd_cache_clear()
+
+
+# Winograd's transformed kernels, kept between calls.  The transform costs
+# about 40 operations per packed value and writes 4x the kernel, so a small
+# call paid it again every time: (1, 8, 8, 256) -> 256 took 1.17 ms with
+# Winograd, 0.52 direct (2-core Xeon).  An entry holds a copy of the kernel's
+# bytes, and is used only when the call's kernel has the same bytes (memcmp:
+# whatever array they come from, and any change, a training step's included,
+# repacks).  Entries are found and claimed with the GIL held: a call reading
+# one counts in ``busy``; one repacking it needs it idle and clears ``valid``
+# first, so no call reads a half-written entry.  At most WG_KEEP_MAX_BYTES
+# of entries (kernel copy and transform), the least recently used dropped
+# first, and none when convpool.set_buffer_cache keeps no workspace.
+cdef int64_t WG_KEEP_MAX_BYTES = 64 * 1024 * 1024
+
+
+cdef class _WgEntry:
+    cdef tuple key
+    cdef char *kernel
+    cdef char *packed
+    cdef int64_t kernel_bytes, packed_bytes
+    cdef int busy
+    cdef bint valid
+
+    def __dealloc__(self):
+        cp_aligned_free(self.kernel)
+        cp_aligned_free(self.packed)
+
+
+cdef list _wg_entries = []  # least recently used first
+
+
+cdef int64_t _wg_total() noexcept:
+    cdef int64_t total = 0
+    cdef _WgEntry e
+    for e in _wg_entries:
+        total += e.kernel_bytes + e.packed_bytes
+    return total
+
+
+cdef _WgEntry _wg_claim(tuple key, const char *kernel, int64_t kernel_bytes,
+                        int64_t packed_bytes, bint *hit):
+    """The entry a Winograd call uses (busy counted), or None: then it packs
+    into workspace as without the cache.  ``hit``: the entry holds this
+    kernel's transform; else the caller packs into it, then _wg_filled."""
+    cdef _WgEntry e, old
+    cdef int64_t cap = min(WG_KEEP_MAX_BYTES, _keep_total_bytes)
+    hit[0] = False
+    if kernel_bytes + packed_bytes > cap:
+        return None
+    for e in _wg_entries:
+        if e.key == key:
+            _wg_entries.remove(e)
+            _wg_entries.append(e)
+            if e.valid and memcmp(e.kernel, kernel, <size_t>kernel_bytes) == 0:
+                e.busy += 1
+                hit[0] = True
+                return e
+            if e.busy:
+                return None
+            e.valid = False
+            e.busy = 1
+            return e
+    while _wg_total() + kernel_bytes + packed_bytes > cap:
+        for old in _wg_entries:
+            if not old.busy:
+                _wg_entries.remove(old)
+                break
+        else:
+            return None
+    e = _WgEntry()
+    e.key = key
+    e.kernel = <char *> cp_aligned_alloc(kernel_bytes)
+    e.packed = <char *> cp_aligned_alloc(packed_bytes)
+    if e.kernel == NULL or e.packed == NULL:
+        return None
+    e.kernel_bytes, e.packed_bytes = kernel_bytes, packed_bytes
+    e.busy = 1
+    _wg_entries.append(e)
+    return e
+
+
+def winograd_cache_clear():
+    """Drop the kept Winograd kernel transforms that no call is using."""
+    cdef _WgEntry e
+    _wg_entries[:] = [e for e in _wg_entries if e.busy]
+
+
+def winograd_cache_bytes():
+    """Bytes of kept Winograd kernel transforms (with their kernel copies)."""
+    return _wg_total()
 
 
 cdef void *_alloc_or_raise(size_t nbytes, str what) except NULL:
@@ -575,19 +668,32 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
     cdef int64_t packed_bytes = _lines(cp_conv_packed_elems(&g) * sizeof(floating))
     _reserve(op, packed_bytes + nt * stride, "packed kernel {} + {} threads x {} scratch",
              (packed_bytes, nt, stride))
-    cdef int64_t packed_got, scratch_got
-    # (the packing writes every element of its panels: no zeroing)
-    cdef floating *packed = <floating *> _workspace_take(packed_bytes, "packed weights",
-                                                         &packed_got, False)
+    cdef int64_t packed_got = 0, scratch_got
+    cdef const floating *kp = &kernel[0, 0, 0, 0]
+    cdef int64_t kernel_bytes = g.kh * g.kw * (g.c // g.groups) * g.oc * sizeof(floating)
+    cdef _WgEntry wg = None
+    cdef bint wg_hit = False
+    if not cp_conv_algorithm_exact(g.algorithm):
+        wg = _wg_claim((sizeof(floating), cp_isa_selected(), g.algorithm, g.kh, g.kw, g.c,
+                        g.oc, g.groups, g.nr, packed_bytes),
+                       <const char *> kp, kernel_bytes, packed_bytes, &wg_hit)
+    cdef floating *packed
+    if wg is not None:
+        packed = <floating *> wg.packed
+    else:
+        # (the packing writes every element of its panels: no zeroing)
+        packed = <floating *> _workspace_take(packed_bytes, "packed weights", &packed_got, False)
     cdef char *scratch
     try:
         scratch = _workspace_take(nt * stride, "im2col scratch", &scratch_got)
     except MemoryError:
-        _workspace_give(<char *> packed, packed_got)
+        if wg is not None:
+            wg.busy -= 1
+        else:
+            _workspace_give(<char *> packed, packed_got)
         raise
 
     cdef const floating *xp = &x[0, 0, 0, 0]
-    cdef const floating *kp = &kernel[0, 0, 0, 0]
     cdef const floating *bp = NULL
     if bias is not None:
         bp = &bias[0]
@@ -602,11 +708,15 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
         pack_work *= 40
     cdef int nt_pack = _team_size(n_threads, pack_units, pack_work)
     try:
-        for t in prange(pack_units, nogil=True, schedule="static", num_threads=nt_pack):
-            if floating is float:
-                cp_conv_pack_f32(&g, kp, packed, t)
-            else:
-                cp_conv_pack_f64(&g, kp, packed, t)
+        if not wg_hit:
+            for t in prange(pack_units, nogil=True, schedule="static", num_threads=nt_pack):
+                if floating is float:
+                    cp_conv_pack_f32(&g, kp, packed, t)
+                else:
+                    cp_conv_pack_f64(&g, kp, packed, t)
+            if wg is not None:  # the transform is whole: this kernel's from now on
+                memcpy(wg.kernel, <const char *> kp, <size_t>kernel_bytes)
+                wg.valid = True
         for t in prange(units, nogil=True, schedule="static", num_threads=nt):
             if floating is float:
                 cp_conv2d_nhwc_unit_f32(&g, xp, packed, bp, yp, t,
@@ -618,7 +728,10 @@ def conv2d_nhwc(const floating[:, :, :, ::1] x,
             spread = spread or cp_conv_nonfinite(&g, scratch + t * stride)
     finally:
         _workspace_give(scratch, scratch_got)
-        _workspace_give(<char *> packed, packed_got)
+        if wg is not None:
+            wg.busy -= 1
+        else:
+            _workspace_give(<char *> packed, packed_got)
     if spread:
         # Winograd wrote an inf or NaN, which its transforms may have spread
         # to outputs whose window does not hold one: the direct algorithms'
