@@ -500,7 +500,8 @@ cdef _WgEntry _wg_claim(tuple key, const char *kernel, int64_t kernel_bytes,
                         int64_t packed_bytes, bint *hit):
     """The entry a Winograd call uses (busy counted), or None: then it packs
     into workspace as without the cache.  ``hit``: the entry holds this
-    kernel's transform; else the caller packs into it, then _wg_filled."""
+    kernel's transform; else the caller packs into it, then copies the
+    kernel's bytes in and sets ``valid``."""
     cdef _WgEntry e, old
     cdef int64_t cap = min(WG_KEEP_MAX_BYTES, _keep_total_bytes)
     hit[0] = False

@@ -170,7 +170,8 @@ static inline void CP_POOL_F(fused2)(
 static inline int64_t CP_POOL_F(pack_q)(const cp_pool_geom *g)
 {
     const int64_t C = g->c, ew = (g->kw - 1) * g->dw + 1;
-    if (g->kw > CP_POOL_PACK_KW || C > CPV_W || ew * C > 2 * CPV_W)
+    /* (a stride past two vectors would make one pixel a step: not worth it) */
+    if (g->kw > CP_POOL_PACK_KW || C > CPV_W || ew * C > 2 * CPV_W || g->sw > 2 * CPV_W)
         return 0;
     const int64_t q = (2 * CPV_W - ew * C) / (g->sw * C) + 1;
     return q < CPV_W / C ? q : CPV_W / C;
